@@ -1,0 +1,208 @@
+//! The widget ↔ companion server API (`design.md`, "Companion server HTTP surface"):
+//! request bodies, views, the SSE event payloads and the error envelope.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::amount::Amount;
+use crate::status::{IntentStatus, WithdrawalStatus};
+use crate::time::{self, Timestamp};
+
+/// `{"error": "<code>", "message": "..."}`, the server's one error envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub message: String,
+}
+
+/// The kit's stable error codes, which the widget explains in words.
+pub mod codes {
+    pub const VALIDATION_FAILED: &str = "validation_failed";
+    pub const AMOUNT_BELOW_MIN: &str = "amount_below_min";
+    pub const AMOUNT_ABOVE_MAX: &str = "amount_above_max";
+    pub const INVALID_IBAN: &str = "invalid_iban";
+    pub const UNSUPPORTED_CURRENCY: &str = "unsupported_currency";
+    pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+    pub const MISSING_IDEMPOTENCY_KEY: &str = "missing_idempotency_key";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
+    pub const IDEMPOTENCY_KEY_IN_FLIGHT: &str = "idempotency_key_in_flight";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+    pub const PROVIDER_BUSY: &str = "provider_busy";
+    pub const PROVIDER_REJECTED: &str = "provider_rejected";
+    pub const DEPOSIT_URL_NOT_ALLOWED: &str = "deposit_url_not_allowed";
+    pub const INTERNAL: &str = "internal_error";
+}
+
+/// `POST /api/deposits` body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateDeposit {
+    pub amount: Amount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// `POST /api/withdrawals` body. IBAN and holder are plain strings here so the
+/// server can answer each field's fault with its own code (`invalid_iban`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateWithdrawal {
+    pub amount: Amount,
+    pub iban: String,
+    pub holder_name: String,
+}
+
+/// A deposit as the user sees it (201 of `POST /api/deposits`, lookups, account list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deposit {
+    pub intent_id: Uuid,
+    pub reference_no: String,
+    pub deposit_url: String,
+    pub requested_amount: Amount,
+    pub amount: Amount,
+    pub currency: String,
+    #[serde(with = "time::millis")]
+    pub expires_at: Timestamp,
+    pub status: IntentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_reason: Option<String>,
+    #[serde(with = "time::millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::millis")]
+    pub updated_at: Timestamp,
+}
+
+/// A withdrawal as the user sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Withdrawal {
+    pub withdrawal_id: Uuid,
+    pub reference_no: String,
+    pub amount: Amount,
+    pub currency: String,
+    pub status: WithdrawalStatus,
+    /// The target IBAN with all but the country, check digits and last four masked.
+    pub iban_masked: String,
+    pub holder_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_reason: Option<String>,
+    #[serde(with = "time::millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::millis")]
+    pub updated_at: Timestamp,
+}
+
+/// The user's balance. `available` can be withdrawn; `reserved` is held for pending withdrawals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub available: Amount,
+    pub reserved: Amount,
+    pub currency: String,
+}
+
+/// `GET /api/account`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub external_user_id: String,
+    pub balance: Balance,
+    /// Newest first.
+    pub deposits: Vec<Deposit>,
+    /// Newest first.
+    pub withdrawals: Vec<Withdrawal>,
+}
+
+/// `POST /api/session` (demo mode only).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRequest {
+    pub external_user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// A widget token for the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub token: String,
+    #[serde(with = "time::millis")]
+    pub expires_at: Timestamp,
+}
+
+/// One event of the user's SSE stream; `name()` is the SSE `event:` field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UserEvent {
+    Deposit(Deposit),
+    Withdrawal(Withdrawal),
+    Balance(Balance),
+}
+
+impl UserEvent {
+    pub const DEPOSIT_UPDATED: &'static str = "deposit.updated";
+    pub const WITHDRAWAL_UPDATED: &'static str = "withdrawal.updated";
+    pub const BALANCE_UPDATED: &'static str = "balance.updated";
+
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UserEvent::Deposit(_) => UserEvent::DEPOSIT_UPDATED,
+            UserEvent::Withdrawal(_) => UserEvent::WITHDRAWAL_UPDATED,
+            UserEvent::Balance(_) => UserEvent::BALANCE_UPDATED,
+        }
+    }
+
+    /// Rebuilds an event from its SSE name and JSON data; `None` for an unknown name.
+    pub fn from_sse(name: &str, data: &str) -> Option<Result<UserEvent, serde_json::Error>> {
+        Some(match name {
+            UserEvent::DEPOSIT_UPDATED => serde_json::from_str(data).map(UserEvent::Deposit),
+            UserEvent::WITHDRAWAL_UPDATED => serde_json::from_str(data).map(UserEvent::Withdrawal),
+            UserEvent::BALANCE_UPDATED => serde_json::from_str(data).map(UserEvent::Balance),
+            _ => return None,
+        })
+    }
+
+    /// The SSE `data:` field.
+    pub fn data(&self) -> String {
+        serde_json::to_string(self).expect("views serialize")
+    }
+}
+
+/// Masks an IBAN for display: `TR33 **** **** **** **** **13 26` style, keeping
+/// the country, check digits and the last four characters.
+pub fn mask_iban(iban: &str) -> String {
+    let chars: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
+    let keep_tail = chars.len().saturating_sub(4);
+    let masked: String =
+        chars.iter().enumerate().map(|(i, &c)| if i < 4 || i >= keep_tail { c } else { '*' }).collect();
+    crate::iban::group_for_display(&masked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_country_check_and_tail() {
+        assert_eq!(mask_iban("TR330006100519786457841326"), "TR33 **** **** **** **** **13 26");
+    }
+
+    #[test]
+    fn sse_events_round_trip_by_name() {
+        let balance = UserEvent::Balance(Balance {
+            available: Amount::from_minor(150_000),
+            reserved: Amount::ZERO,
+            currency: "TRY".into(),
+        });
+        let back = UserEvent::from_sse(balance.name(), &balance.data()).unwrap().unwrap();
+        assert_eq!(back, balance);
+        assert!(UserEvent::from_sse("nope", "{}").is_none());
+    }
+}
