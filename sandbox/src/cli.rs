@@ -1,0 +1,96 @@
+//! The command line: every setting has a flag and a `PIENTEGRA_SANDBOX_*`
+//! environment twin, and no flag at all gives a sandbox the demo can use.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{self, Config};
+
+/// A local stand-in for the Pientegra payment API.
+#[derive(Debug, Parser)]
+#[command(name = "pientegra-sandbox", version, about)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
+    pub bind: SocketAddr,
+    /// Base URL of `depositUrl` links (default: http://<bind address>).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The API key to accept (default: a fixed demo key, printed at start).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_API_KEY")]
+    pub api_key: Option<String>,
+    /// The webhook secret to sign with at start, `whsec_...` (default: a fixed demo secret).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Where to POST webhooks (can also be set with the webhook-config endpoint).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Approve every review this many ms after it becomes due (default: manual review).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_AUTO_APPROVE_MS")]
+    pub auto_approve_ms: Option<u64>,
+    /// Multiplier of the webhook retry schedule, e.g. 0.001 (at most six decimals).
+    #[arg(long, env = "PIENTEGRA_SANDBOX_RETRY_SCALE", default_value = "1", value_parser = config::parse_scale_ppm)]
+    pub retry_scale: u64,
+    /// External API calls allowed per API key per minute.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_RATE_LIMIT", default_value_t = 60)]
+    pub rate_limit: u32,
+    /// Milliseconds a deposit stays open before it is AUTO_CANCELLED.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_INTENT_TTL_MS", default_value_t = 30 * 60 * 1000)]
+    pub intent_ttl_ms: u64,
+    /// Number of receiving accounts deposits reserve from.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_ACCOUNTS", default_value_t = 50)]
+    pub accounts: usize,
+    /// Tenant name shown on the hosted deposit page.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_NAME", default_value = "Pientegra Sandbox")]
+    pub tenant_name: String,
+    /// Tenant colour of the hosted deposit page, #rgb or #rrggbb.
+    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_COLOR", default_value = "#4f46e5")]
+    pub tenant_color: String,
+}
+
+impl Cli {
+    /// The configuration these arguments describe.
+    pub fn into_config(self) -> Config {
+        let defaults = Config::default();
+        Config {
+            bind: self.bind,
+            public_url: self.public_url,
+            api_key: self.api_key.unwrap_or(defaults.api_key),
+            webhook_secret: self.webhook_secret.unwrap_or(defaults.webhook_secret),
+            webhook_url: self.webhook_url,
+            auto_approve_ms: self.auto_approve_ms,
+            retry_scale_ppm: self.retry_scale,
+            tenant_name: self.tenant_name,
+            tenant_color: self.tenant_color,
+            rate_limit_per_minute: self.rate_limit,
+            intent_ttl: Duration::from_millis(self.intent_ttl_ms),
+            accounts: self.accounts,
+            ..defaults
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_give_the_defaults() {
+        let config = Cli::parse_from(["pientegra-sandbox"]).into_config();
+        let defaults = Config::default();
+        assert_eq!(config.bind, defaults.bind);
+        assert_eq!(config.api_key, defaults.api_key);
+        assert_eq!(config.retry_scale_ppm, 1_000_000);
+        assert_eq!(config.intent_ttl, defaults.intent_ttl);
+        assert_eq!(config.tenant_color, defaults.tenant_color);
+    }
+
+    #[test]
+    fn the_retry_scale_is_read_exactly() {
+        let config = Cli::parse_from(["pientegra-sandbox", "--retry-scale", "0.001"]).into_config();
+        assert_eq!(config.retry_scale_ppm, 1_000);
+        assert!(Cli::try_parse_from(["pientegra-sandbox", "--retry-scale", "fast"]).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET /api/account` and the per-record lookups (the widget's polling fallback).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use pientegra_shared::api;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::User;
+use super::error::AppError;
+use crate::storage::balance_event;
+
+/// How many deposits and withdrawals the account view lists.
+const LIST_LIMIT: i64 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/account", get(account))
+        .route("/api/deposits/{intent_id}", get(deposit))
+        .route("/api/withdrawals/{withdrawal_id}", get(withdrawal))
+}
+
+async fn account(State(state): State<AppState>, user: User) -> Result<Json<api::Account>, AppError> {
+    let balance = state.storage.balance(user.id()).await?;
+    let api::UserEvent::Balance(balance) = balance_event(balance) else {
+        unreachable!("balance_event makes a balance")
+    };
+    let deposits = state.storage.deposits_of(user.id(), LIST_LIMIT).await?;
+    let withdrawals = state.storage.withdrawals_of(user.id(), LIST_LIMIT).await?;
+    Ok(Json(api::Account {
+        external_user_id: user.id().to_owned(),
+        balance,
+        deposits: deposits.iter().map(|d| d.view()).collect(),
+        withdrawals: withdrawals.iter().filter_map(|w| w.view()).collect(),
+    }))
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::not_found(what))
+}
+
+async fn deposit(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Json<api::Deposit>, AppError> {
+    let id = parse_id(&id, "deposit")?;
+    match state.storage.deposit(id).await? {
+        Some(d) if d.user_id == user.id() => Ok(Json(d.view())),
+        _ => Err(AppError::not_found("deposit")),
+    }
+}
+
+async fn withdrawal(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Json<api::Withdrawal>, AppError> {
+    let id = parse_id(&id, "withdrawal")?;
+    match state.storage.withdrawal(id).await?.filter(|w| w.user_id == user.id()).and_then(|w| w.view()) {
+        Some(view) => Ok(Json(view)),
+        None => Err(AppError::not_found("withdrawal")),
+    }
+}

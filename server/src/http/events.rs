@@ -1,0 +1,116 @@
+//! `GET /api/events`: the user's Server-Sent Events stream.
+//!
+//! Every event has the user's monotonic sequence number as its `id`; a
+//! reconnect with `Last-Event-ID` replays what was missed from storage, so a
+//! restart of the server loses nothing. Streams end on shutdown.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{User, check_token};
+use super::error::AppError;
+use crate::storage::balance_event;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const RETRY_HINT: Duration = Duration::from_secs(2);
+const BATCH: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/events", get(events))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamQuery {
+    /// `EventSource` cannot send headers, so the token may come here.
+    token: Option<String>,
+    last_event_id: Option<i64>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, AppError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = bearer
+        .or(query.token)
+        .ok_or_else(|| AppError::unauthorized("send the widget token as Authorization: Bearer or ?token="))?;
+    let user = check_token(&state, &token)?;
+    let resume_from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(query.last_event_id);
+    let stream = user_stream(state, user, resume_from).await?;
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response();
+    // Proxies such as nginx must not buffer the stream.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+async fn user_stream(
+    state: AppState,
+    user: User,
+    resume_from: Option<i64>,
+) -> Result<impl Stream<Item = Result<Event, Infallible>>, AppError> {
+    let user_id = user.id().to_owned();
+    let mut wake = state.hub.subscribe(&user_id);
+    // Without Last-Event-ID the stream starts now, opening with the current balance.
+    let (mut last, opening) = match resume_from {
+        Some(seq) => (seq, None),
+        None => {
+            let seq = state.storage.last_event_seq(&user_id).await?;
+            let balance = balance_event(state.storage.balance(&user_id).await?);
+            (seq, Some(Event::default().id(seq.to_string()).event(balance.name()).data(balance.data())))
+        }
+    };
+    let shutdown = state.shutdown.clone();
+    let expires_at = user.0.expires_at;
+    Ok(async_stream::stream! {
+        yield Ok(Event::default().retry(RETRY_HINT).comment("connected"));
+        if let Some(event) = opening {
+            yield Ok(event);
+        }
+        loop {
+            match state.storage.events_after(&user_id, last, BATCH).await {
+                Ok(batch) => {
+                    let full = i64::try_from(batch.len()).unwrap_or(BATCH) == BATCH;
+                    for e in batch {
+                        last = e.seq;
+                        yield Ok(Event::default().id(e.seq.to_string()).event(e.name).data(e.data));
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    // The browser reconnects with Last-Event-ID and resumes where it was.
+                    tracing::error!(error = format!("{err:#}"), "reading stream events");
+                    break;
+                }
+            }
+            let until_expiry = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                changed = wake.changed() => if changed.is_err() { break },
+                () = shutdown.cancelled() => break,
+                // A stream may not outlive its token; the widget reconnects with a fresh one.
+                () = tokio::time::sleep(until_expiry) => break,
+            }
+        }
+    })
+}

@@ -1,0 +1,64 @@
+//! The companion server of the Pientegra kit: it holds the secrets, calls
+//! Pientegra, receives its signed webhooks, keeps an exactly-once balance
+//! ledger and pushes every outcome to the user's browser over SSE.
+//!
+//! The whole server is [`run`]: a listener, settings and a shutdown token.
+
+pub mod cli;
+pub mod http;
+mod jobs;
+pub mod ledger;
+pub mod metrics;
+pub mod pientegra;
+pub mod ratelimit;
+pub mod settings;
+pub mod sse;
+pub mod storage;
+pub mod telemetry;
+pub mod token;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::AppState;
+use crate::pientegra::{HttpClient, PientegraApi, RetryPolicy};
+use crate::settings::Settings;
+
+/// Serves until `shutdown` is cancelled, calling Pientegra over HTTP.
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), RetryPolicy::default())
+        .context("building the Pientegra client")?;
+    run_with(listener, settings, Arc::new(client), shutdown).await
+}
+
+/// Serves with the given Pientegra implementation (tests swap it).
+pub async fn run_with(
+    listener: TcpListener,
+    settings: Settings,
+    pientegra: Arc<dyn PientegraApi>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let storage = storage::connect(&settings.database_url).await?;
+    let state = AppState {
+        limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
+        tokens: token::TokenKey::new(settings.widget_token_secret.clone()),
+        settings: Arc::new(settings),
+        storage,
+        pientegra,
+        hub: sse::Hub::default(),
+        metrics: Arc::default(),
+        shutdown: shutdown.clone(),
+    };
+    let jobs = jobs::spawn(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    shutdown.cancel();
+    jobs.await.context("background jobs")?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Typed settings: every value from an environment variable with a flag twin,
+//! validated once at start. Errors name the variable; secrets never print.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::ledger::BalanceModel;
+
+/// `serve` flags; each also reads the environment variable named beside it.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Pientegra External API base, e.g. https://api.pientegra.com/api/v1
+    #[arg(long, env = "PIENTEGRA_API_BASE")]
+    pub api_base: Option<String>,
+    /// Pientegra API key (sk_live_... / sk_test_...)
+    #[arg(long, env = "PIENTEGRA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Webhook secrets, comma-separated, newest first (rotation)
+    #[arg(long, env = "PIENTEGRA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// sqlite://path.db (default) or postgres://...
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db")]
+    pub database_url: String,
+    /// Secret that signs widget tokens (at least 32 bytes)
+    #[arg(long, env = "WIDGET_TOKEN_SECRET", hide_env_values = true)]
+    pub widget_token_secret: Option<String>,
+    /// Partner page origins allowed to call the API (CORS), comma-separated
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
+    /// Hosts a depositUrl may point to, comma-separated (default: the API base's host)
+    #[arg(long, env = "DEPOSIT_URL_HOSTS")]
+    pub deposit_url_hosts: Option<String>,
+    /// Address to listen on
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// pre-reserve | final-debit
+    #[arg(long, env = "BALANCE_MODEL", default_value = "pre-reserve")]
+    pub balance_model: String,
+    /// How often reconciliation runs, e.g. 1h, 15m (0 = never)
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1h")]
+    pub reconcile_interval: String,
+    /// Bearer token for /admin/* (admin routes are off without it)
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Demo mode: enables POST /api/session (never in production)
+    #[arg(long, env = "DEMO_MODE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub demo: bool,
+    /// Money-moving requests allowed per user per minute
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value = "30")]
+    pub rate_limit_per_minute: u32,
+}
+
+/// Validated settings of a running server.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub api_base: Url,
+    pub api_key: SecretString,
+    /// Newest first.
+    pub webhook_secrets: Vec<SecretString>,
+    pub database_url: String,
+    pub widget_token_secret: SecretString,
+    pub allowed_origins: Vec<String>,
+    pub deposit_url_hosts: Vec<String>,
+    pub bind: SocketAddr,
+    pub balance_model: BalanceModel,
+    pub reconcile_interval: Option<Duration>,
+    pub admin_token: Option<SecretString>,
+    pub demo: bool,
+    pub rate_limit_per_minute: u32,
+}
+
+fn required(value: Option<String>, var: &str) -> anyhow::Result<String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => bail!("{var} is required (or its flag twin)"),
+    }
+}
+
+fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Settings {
+    /// Validates the flags, naming the variable of the first bad value.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Settings> {
+        let api_base: Url =
+            required(args.api_base, "PIENTEGRA_API_BASE")?.parse().context("PIENTEGRA_API_BASE is not a URL")?;
+        if !matches!(api_base.scheme(), "http" | "https") {
+            bail!("PIENTEGRA_API_BASE must be an http(s) URL");
+        }
+        let api_key = SecretString::from(required(args.api_key, "PIENTEGRA_API_KEY")?);
+        let webhook_secrets: Vec<SecretString> =
+            comma_list(&required(args.webhook_secret, "PIENTEGRA_WEBHOOK_SECRET")?)
+                .into_iter()
+                .map(SecretString::from)
+                .collect();
+        if webhook_secrets.is_empty() {
+            bail!("PIENTEGRA_WEBHOOK_SECRET must hold at least one secret");
+        }
+        let widget_token_secret = SecretString::from(required(args.widget_token_secret, "WIDGET_TOKEN_SECRET")?);
+        if widget_token_secret.expose_secret().len() < 32 {
+            bail!("WIDGET_TOKEN_SECRET must be at least 32 bytes long");
+        }
+        let allowed_origins = comma_list(&args.allowed_origins);
+        for origin in &allowed_origins {
+            if origin == "*" {
+                bail!("ALLOWED_ORIGINS must list origins; a wildcard is refused");
+            }
+            let url: Url = origin.parse().with_context(|| format!("ALLOWED_ORIGINS: {origin} is not an origin"))?;
+            if url.origin().ascii_serialization() != *origin {
+                bail!("ALLOWED_ORIGINS: {origin} is not an origin (scheme://host[:port], no path or trailing slash)");
+            }
+        }
+        let deposit_url_hosts = match args.deposit_url_hosts {
+            Some(raw) => comma_list(&raw),
+            None => vec![api_base.host_str().unwrap_or_default().to_owned()],
+        };
+        if deposit_url_hosts.is_empty() {
+            bail!("DEPOSIT_URL_HOSTS must name at least one host");
+        }
+        let balance_model = args
+            .balance_model
+            .parse()
+            .map_err(|_| anyhow::anyhow!("BALANCE_MODEL must be pre-reserve or final-debit"))?;
+        let reconcile_interval =
+            parse_duration(&args.reconcile_interval).context("RECONCILE_INTERVAL is not a duration like 1h or 15m")?;
+        if !(args.database_url.starts_with("sqlite:") || args.database_url.starts_with("postgres")) {
+            bail!("DATABASE_URL must start with sqlite: or postgres://");
+        }
+        Ok(Settings {
+            api_base,
+            api_key,
+            webhook_secrets,
+            database_url: args.database_url,
+            widget_token_secret,
+            allowed_origins,
+            deposit_url_hosts,
+            bind: args.bind,
+            balance_model,
+            reconcile_interval: (!reconcile_interval.is_zero()).then_some(reconcile_interval),
+            admin_token: args.admin_token.filter(|t| !t.is_empty()).map(SecretString::from),
+            demo: args.demo,
+            rate_limit_per_minute: args.rate_limit_per_minute.max(1),
+        })
+    }
+}
+
+/// Parses `1h`, `15m`, `30s`, `250ms`, `2d`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let n: u64 = digits.parse().with_context(|| format!("{raw:?} has no number"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => bail!("unknown unit {other:?}"),
+    };
+    Ok(Duration::from_millis(n.checked_mul(ms).context("duration too large")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_common_units() {
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

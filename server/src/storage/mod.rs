@@ -1,0 +1,318 @@
+//! Storage: every SQL statement of the server lives below this module, behind
+//! one trait with one implementation per database. Each method that moves
+//! money does so in one transaction together with the status change and the
+//! user events that announce it.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pientegra_shared::Amount;
+use pientegra_shared::api::{self, UserEvent};
+use pientegra_shared::event::WebhookEvent;
+use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use pientegra_shared::wire::WithdrawalCreated;
+use uuid::Uuid;
+
+use crate::ledger::BalanceModel;
+
+/// Storage failures are unexpected by definition: they surface as 500s.
+pub type Result<T> = anyhow::Result<T>;
+
+/// A deposit intent this server created.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepositRecord {
+    pub intent_id: Uuid,
+    pub user_id: String,
+    pub reference_no: String,
+    pub deposit_url: String,
+    pub requested_amount: Amount,
+    pub amount: Amount,
+    /// What the approval credited (the webhook's `amount`).
+    pub credited_amount: Option<Amount>,
+    pub currency: String,
+    pub status: IntentStatus,
+    pub rejected_reason: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DepositRecord {
+    /// The user's view.
+    pub fn view(&self) -> api::Deposit {
+        api::Deposit {
+            intent_id: self.intent_id,
+            reference_no: self.reference_no.clone(),
+            deposit_url: self.deposit_url.clone(),
+            requested_amount: self.requested_amount,
+            amount: self.credited_amount.unwrap_or(self.amount),
+            currency: self.currency.clone(),
+            expires_at: self.expires_at,
+            status: self.status,
+            rejected_reason: self.rejected_reason.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Where a withdrawal stands locally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithdrawalState {
+    /// Reserved and sent to Pientegra; the answer is not known yet.
+    Submitting,
+    /// Pientegra definitely refused it; the reservation was released.
+    Refused,
+    /// Pientegra has it.
+    Known(WithdrawalStatus),
+}
+
+impl WithdrawalState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithdrawalState::Submitting => "SUBMITTING",
+            WithdrawalState::Refused => "REFUSED",
+            WithdrawalState::Known(s) => s.as_str(),
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<WithdrawalState> {
+        match s {
+            "SUBMITTING" => Some(WithdrawalState::Submitting),
+            "REFUSED" => Some(WithdrawalState::Refused),
+            other => WithdrawalStatus::parse(other).map(WithdrawalState::Known),
+        }
+    }
+}
+
+/// A withdrawal requested through this server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WithdrawalRecord {
+    pub local_id: Uuid,
+    pub user_id: String,
+    pub idempotency_key: String,
+    pub withdrawal_id: Option<Uuid>,
+    pub reference_no: Option<String>,
+    pub amount: Amount,
+    pub currency: String,
+    pub iban: String,
+    pub holder_name: String,
+    pub state: WithdrawalState,
+    pub rejected_reason: Option<String>,
+    pub balance_model: BalanceModel,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl WithdrawalRecord {
+    /// The user's view, once Pientegra knows the withdrawal.
+    pub fn view(&self) -> Option<api::Withdrawal> {
+        let (WithdrawalState::Known(status), Some(withdrawal_id)) = (self.state, self.withdrawal_id) else {
+            return None;
+        };
+        Some(api::Withdrawal {
+            withdrawal_id,
+            reference_no: self.reference_no.clone().unwrap_or_default(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            status,
+            iban_masked: api::mask_iban(&self.iban),
+            holder_name: self.holder_name.clone(),
+            rejected_reason: self.rejected_reason.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A deposit Pientegra just created, to be recorded.
+#[derive(Clone, Debug)]
+pub struct NewDeposit {
+    pub intent_id: Uuid,
+    pub user_id: String,
+    pub reference_no: String,
+    pub deposit_url: String,
+    pub requested_amount: Amount,
+    pub amount: Amount,
+    pub currency: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A withdrawal request to reserve for.
+#[derive(Clone, Debug)]
+pub struct NewWithdrawal {
+    pub user_id: String,
+    pub idempotency_key: String,
+    pub amount: Amount,
+    pub currency: String,
+    pub iban: String,
+    pub holder_name: String,
+    pub balance_model: BalanceModel,
+}
+
+/// The user's balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BalanceRow {
+    pub available: Amount,
+    pub reserved: Amount,
+}
+
+/// An event on a user's SSE stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub name: String,
+    pub data: String,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IdempotencyClaim {
+    /// First use (or an abandoned claim taken over): go ahead.
+    Claimed,
+    /// Same key, other body.
+    Mismatch,
+    /// Same key, the first request is still running.
+    InFlight,
+    /// Same key, done: replay this response.
+    Done { status: u16, body: String },
+}
+
+/// Which idempotency record.
+#[derive(Clone, Debug)]
+pub struct IdempotencyScope<'a> {
+    pub user_id: &'a str,
+    pub route: &'a str,
+    pub key: &'a str,
+}
+
+/// What a webhook did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxOutcome {
+    /// The state moved forward (and money moved if the event says so).
+    Applied,
+    /// This `eventId` was seen before: nothing changed.
+    Duplicate,
+    /// A reordered or repeated transition: recorded, nothing changed.
+    Stale,
+    /// An event type this server does not handle: recorded, nothing changed.
+    Ignored,
+    /// About an intent or withdrawal this server does not know (yet): kept for later.
+    Orphan,
+    /// Contradicts the local record (another user): kept, nothing changed, logged.
+    Mismatch,
+}
+
+impl InboxOutcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxOutcome::Applied => "applied",
+            InboxOutcome::Duplicate => "duplicate",
+            InboxOutcome::Stale => "stale",
+            InboxOutcome::Ignored => "ignored",
+            InboxOutcome::Orphan => "orphan",
+            InboxOutcome::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// A state change's result: what it produced and whose streams must wake.
+#[derive(Clone, Debug)]
+pub struct Changed<T> {
+    pub value: T,
+    /// Users with new events on their stream (notify after commit).
+    pub touched: Vec<String>,
+}
+
+/// The withdrawal request could not be reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsufficientFunds {
+    pub available: Amount,
+}
+
+/// Everything the server keeps.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Claims `scope` for a request whose body hashes to `request_hash`.
+    async fn claim_idempotency(
+        &self,
+        scope: &IdempotencyScope<'_>,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<IdempotencyClaim>;
+    /// Stores the final response of a claimed key.
+    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()>;
+    /// Forgets a claim whose outcome was transient, so a retry runs again.
+    async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()>;
+
+    /// Records a created deposit (idempotent on `intent_id`), announces it, and
+    /// applies webhook events that arrived before it.
+    async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>>;
+    /// One deposit.
+    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>>;
+    /// A user's deposits, newest first.
+    async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>>;
+
+    /// Checks the balance and reserves (or, final-debit, checks against pending
+    /// withdrawals) atomically, recording the request as SUBMITTING. A request
+    /// seen before (same user and key) returns its existing record.
+    async fn reserve_withdrawal(
+        &self,
+        request: NewWithdrawal,
+    ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>>;
+    /// Pientegra accepted it: attach its id and apply events that arrived first.
+    async fn withdrawal_accepted(
+        &self,
+        local_id: Uuid,
+        created: &WithdrawalCreated,
+    ) -> Result<Changed<WithdrawalRecord>>;
+    /// Pientegra definitely refused it: release the reservation.
+    async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>>;
+    /// One withdrawal by Pientegra id.
+    async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>>;
+    /// One withdrawal by (user, idempotency key).
+    async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>>;
+    /// A user's withdrawals, newest first.
+    async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>>;
+    /// Withdrawals whose submission outcome is unknown.
+    async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>>;
+
+    /// Dedupes by `eventId`, applies the transition and its ledger movements and
+    /// records the user's events, all in one transaction. `body` is kept raw.
+    async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>>;
+
+    /// A user's balance (zero for a user never seen).
+    async fn balance(&self, user_id: &str) -> Result<BalanceRow>;
+    /// The sequence number of the user's newest stream event (0 when none).
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64>;
+    /// A user's stream events with `seq > after`, oldest first.
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>>;
+    /// The sum of a user's ledger entries `(available, reserved)`: always equal to the balance.
+    async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)>;
+}
+
+/// The balance view of a stored balance.
+pub fn balance_event(balance: BalanceRow) -> UserEvent {
+    UserEvent::Balance(api::Balance {
+        available: balance.available,
+        reserved: balance.reserved,
+        currency: pientegra_shared::wire::DEFAULT_CURRENCY.to_owned(),
+    })
+}
+
+/// Opens the storage named by a `DATABASE_URL` and applies its migrations.
+pub async fn connect(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    if database_url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStorage::connect(database_url).await?))
+    } else {
+        // Never echo the URL: it may carry a password.
+        anyhow::bail!("DATABASE_URL: unsupported database scheme (use sqlite:)")
+    }
+}

@@ -1,0 +1,686 @@
+//! SQLite storage: WAL, `synchronous = FULL` so a commit is durable before the
+//! webhook's 2xx, and one writer connection so write transactions never race
+//! (readers run beside it on their own pool).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pientegra_shared::Amount;
+use pientegra_shared::api::UserEvent;
+use pientegra_shared::event::{EventKind, WebhookEvent};
+use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use pientegra_shared::wire::WithdrawalCreated;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use super::{
+    BalanceRow, Changed, DepositRecord, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
+    NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+};
+use crate::ledger::{self, BalanceModel, Movement};
+
+/// The SQLite implementation of [`Storage`].
+pub struct SqliteStorage {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<SqliteStorage> {
+        let options = SqliteConnectOptions::from_str(url)
+            .context("DATABASE_URL is not a valid sqlite: URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .context("opening the SQLite database")?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await.context("applying SQLite migrations")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .context("opening the SQLite database for reading")?;
+        Ok(SqliteStorage { writer, reader })
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn amount(minor: i64) -> anyhow::Result<Amount> {
+    Ok(Amount::from_minor(u64::try_from(minor).context("negative amount in storage")?))
+}
+
+fn minor(a: Amount) -> i64 {
+    i64::try_from(a.minor()).expect("amounts fit i64")
+}
+
+fn uuid(s: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(s).context("malformed id in storage")
+}
+
+fn deposit_from_row(row: &SqliteRow) -> anyhow::Result<DepositRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(DepositRecord {
+        intent_id: uuid(row.try_get("intent_id")?)?,
+        user_id: row.try_get("user_id")?,
+        reference_no: row.try_get("reference_no")?,
+        deposit_url: row.try_get("deposit_url")?,
+        requested_amount: amount(row.try_get("requested_amount")?)?,
+        amount: amount(row.try_get("amount")?)?,
+        credited_amount: row.try_get::<Option<i64>, _>("credited_amount")?.map(amount).transpose()?,
+        currency: row.try_get("currency")?,
+        status: IntentStatus::parse(&status).context("unknown intent status in storage")?,
+        rejected_reason: row.try_get("rejected_reason")?,
+        expires_at: time(row.try_get("expires_at")?),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+fn withdrawal_from_row(row: &SqliteRow) -> anyhow::Result<WithdrawalRecord> {
+    let state: String = row.try_get("status")?;
+    let model: String = row.try_get("balance_model")?;
+    Ok(WithdrawalRecord {
+        local_id: uuid(row.try_get("local_id")?)?,
+        user_id: row.try_get("user_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        withdrawal_id: row.try_get::<Option<String>, _>("withdrawal_id")?.as_deref().map(uuid).transpose()?,
+        reference_no: row.try_get("reference_no")?,
+        amount: amount(row.try_get("amount")?)?,
+        currency: row.try_get("currency")?,
+        iban: row.try_get("iban")?,
+        holder_name: row.try_get("holder_name")?,
+        state: WithdrawalState::parse(&state).context("unknown withdrawal state in storage")?,
+        rejected_reason: row.try_get("rejected_reason")?,
+        balance_model: model.parse().map_err(|()| anyhow::anyhow!("unknown balance model in storage"))?,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+// ---- statements run inside a write transaction -------------------------------------
+
+async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
+    sqlx::query("INSERT INTO accounts (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends an event to the user's stream with the next sequence number.
+async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: &UserEvent) -> Result<()> {
+    ensure_account(conn, user_id).await?;
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE accounts SET last_seq = last_seq + 1 WHERE user_id = ? RETURNING last_seq")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(user_id)
+        .bind(seq)
+        .bind(event.name())
+        .bind(event.data())
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn read_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<BalanceRow> {
+    let row: Option<(i64, i64)> = sqlx::query_as("SELECT available, reserved FROM accounts WHERE user_id = ?")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (available, reserved) = row.unwrap_or_default();
+    Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
+}
+
+/// Applies a movement unless its business key was applied before. Returns whether it moved money.
+async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement) -> Result<bool> {
+    ensure_account(conn, user_id).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_key) DO NOTHING",
+    )
+    .bind(&m.business_key)
+    .bind(user_id)
+    .bind(m.available)
+    .bind(m.reserved)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE accounts SET available = available + ?, reserved = reserved + ? WHERE user_id = ?")
+        .bind(m.available)
+        .bind(m.reserved)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("applying {}", m.business_key))?;
+    Ok(true)
+}
+
+async fn announce_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
+    let balance = read_balance(conn, user_id).await?;
+    push_event(conn, user_id, &balance_event(balance)).await
+}
+
+async fn deposit_in(conn: &mut SqliteConnection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+    sqlx::query("SELECT * FROM deposits WHERE intent_id = ?")
+        .bind(intent_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(deposit_from_row)
+        .transpose()
+}
+
+async fn withdrawal_in(conn: &mut SqliteConnection, column: &str, id: &str) -> Result<Option<WithdrawalRecord>> {
+    // `column` is one of two literals chosen by this module, never user input.
+    sqlx::query(&format!("SELECT * FROM withdrawals WHERE {column} = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(withdrawal_from_row)
+        .transpose()
+}
+
+/// The heart of the webhook path: one event against the local records.
+async fn apply_event(
+    conn: &mut SqliteConnection,
+    event: &WebhookEvent,
+    touched: &mut Vec<String>,
+) -> Result<InboxOutcome> {
+    match &event.kind {
+        EventKind::Unknown { .. } => Ok(InboxOutcome::Ignored),
+        EventKind::Intent { event: kind, intent } => {
+            let Some(deposit) = deposit_in(conn, intent.id).await? else {
+                return Ok(InboxOutcome::Orphan);
+            };
+            if deposit.user_id != intent.external_user_id {
+                tracing::error!(intent_id = %intent.id, "webhook names another user than the local deposit; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
+            let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
+                return Ok(InboxOutcome::Stale);
+            };
+            let credited = (next == IntentStatus::Approved).then_some(intent.amount);
+            let updated = sqlx::query(
+                "UPDATE deposits SET status = ?, rejected_reason = COALESCE(?, rejected_reason),
+                 credited_amount = COALESCE(?, credited_amount), updated_at = ? WHERE intent_id = ? RETURNING *",
+            )
+            .bind(next.as_str())
+            .bind(intent.rejected_reason.as_deref())
+            .bind(credited.map(minor))
+            .bind(now_ms())
+            .bind(intent.id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            let deposit = deposit_from_row(&updated)?;
+            push_event(conn, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            if let Some(credit) = credited {
+                if apply_movement(conn, &deposit.user_id, &ledger::deposit_credit(intent.id, credit)).await? {
+                    announce_balance(conn, &deposit.user_id).await?;
+                }
+            }
+            touched.push(deposit.user_id);
+            Ok(InboxOutcome::Applied)
+        }
+        EventKind::Withdrawal { event: kind, withdrawal: snapshot } => {
+            let Some(record) = withdrawal_in(conn, "withdrawal_id", &snapshot.id.to_string()).await? else {
+                return Ok(InboxOutcome::Orphan);
+            };
+            if record.user_id != snapshot.external_user_id {
+                tracing::error!(withdrawal_id = %snapshot.id, "webhook names another user than the local withdrawal; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
+            let WithdrawalState::Known(current) = record.state else {
+                return Ok(InboxOutcome::Stale);
+            };
+            if snapshot.amount != record.amount {
+                tracing::warn!(withdrawal_id = %snapshot.id, "webhook amount differs from the requested amount; the local amount is used");
+            }
+            let Some(moves) =
+                ledger::plan_withdrawal(current, kind.status(), record.balance_model, snapshot.id, record.amount)
+            else {
+                return Ok(InboxOutcome::Stale);
+            };
+            let updated = sqlx::query(
+                "UPDATE withdrawals SET status = ?, rejected_reason = COALESCE(?, rejected_reason), updated_at = ?
+                 WHERE local_id = ? RETURNING *",
+            )
+            .bind(kind.status().as_str())
+            .bind(snapshot.rejected_reason.as_deref())
+            .bind(now_ms())
+            .bind(record.local_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            let record = withdrawal_from_row(&updated)?;
+            if let Some(view) = record.view() {
+                push_event(conn, &record.user_id, &UserEvent::Withdrawal(view)).await?;
+            }
+            let mut moved = false;
+            for m in &moves {
+                moved |= apply_movement(conn, &record.user_id, m).await?;
+            }
+            if moved {
+                announce_balance(conn, &record.user_id).await?;
+            }
+            touched.push(record.user_id);
+            Ok(InboxOutcome::Applied)
+        }
+    }
+}
+
+/// Applies events that arrived before the record they are about.
+async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<()> {
+    let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT event_id, body FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan' ORDER BY received_at",
+    )
+    .bind(subject_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (event_id, body) in orphans {
+        let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
+        let outcome = apply_event(conn, &event, touched).await?;
+        sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
+            .bind(outcome.as_str())
+            .bind(now_ms())
+            .bind(event_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn subject_id(event: &WebhookEvent) -> Option<Uuid> {
+    match &event.kind {
+        EventKind::Intent { intent, .. } => Some(intent.id),
+        EventKind::Withdrawal { withdrawal, .. } => Some(withdrawal.id),
+        EventKind::Unknown { .. } => None,
+    }
+}
+
+fn dedup(mut users: Vec<String>) -> Vec<String> {
+    users.sort();
+    users.dedup();
+    users
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn claim_idempotency(
+        &self,
+        scope: &IdempotencyScope<'_>,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<IdempotencyClaim> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        let row: Option<(String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT request_hash, state, locked_until, response_status, response_body
+             FROM idempotency WHERE user_id = ? AND route = ? AND key = ?",
+        )
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match row {
+            None => {
+                sqlx::query(
+                    "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
+                     VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
+                )
+                .bind(scope.user_id)
+                .bind(scope.route)
+                .bind(scope.key)
+                .bind(request_hash)
+                .bind(now + lease_ms)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                IdempotencyClaim::Claimed
+            }
+            Some((hash, _, _, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Some((_, state, _, Some(status), Some(body))) if state == "done" => {
+                IdempotencyClaim::Done { status: u16::try_from(status).unwrap_or(500), body }
+            }
+            Some((_, _, locked_until, _, _)) if locked_until > now => IdempotencyClaim::InFlight,
+            Some(_) => {
+                // The claimant died mid-request: take over; the work it did is idempotent.
+                sqlx::query("UPDATE idempotency SET locked_until = ? WHERE user_id = ? AND route = ? AND key = ?")
+                    .bind(now + lease_ms)
+                    .bind(scope.user_id)
+                    .bind(scope.route)
+                    .bind(scope.key)
+                    .execute(&mut *tx)
+                    .await?;
+                IdempotencyClaim::Claimed
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency SET state = 'done', response_status = ?, response_body = ?
+             WHERE user_id = ? AND route = ? AND key = ?",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_flight'")
+            .bind(scope.user_id)
+            .bind(scope.route)
+            .bind(scope.key)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_deposit(&self, d: NewDeposit) -> Result<Changed<DepositRecord>> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                                   status, expires_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING",
+        )
+        .bind(d.intent_id.to_string())
+        .bind(&d.user_id)
+        .bind(&d.reference_no)
+        .bind(&d.deposit_url)
+        .bind(minor(d.requested_amount))
+        .bind(minor(d.amount))
+        .bind(&d.currency)
+        .bind(d.expires_at.timestamp_millis())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut touched = Vec::new();
+        if inserted {
+            let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just inserted")?;
+            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(record.view())).await?;
+            touched.push(d.user_id.clone());
+            apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
+        }
+        let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched: dedup(touched) })
+    }
+
+    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        deposit_in(&mut conn, intent_id).await
+    }
+
+    async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
+        sqlx::query("SELECT * FROM deposits WHERE user_id = ? ORDER BY created_at DESC, intent_id DESC LIMIT ?")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(deposit_from_row)
+            .collect()
+    }
+
+    async fn reserve_withdrawal(
+        &self,
+        w: NewWithdrawal,
+    ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(existing) = withdrawal_by_key_in(&mut tx, &w.user_id, &w.idempotency_key).await? {
+            return Ok(Ok(Changed { value: existing, touched: vec![] }));
+        }
+        ensure_account(&mut tx, &w.user_id).await?;
+        let balance = read_balance(&mut tx, &w.user_id).await?;
+        // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+             WHERE user_id = ? AND balance_model = 'final-debit' AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
+        )
+        .bind(&w.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let spendable = minor(balance.available) - pending;
+        if spendable < minor(w.amount) {
+            return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
+        }
+        let local_id = Uuid::now_v7();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO withdrawals (local_id, user_id, idempotency_key, amount, currency, iban, holder_name, status,
+                                      balance_model, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'SUBMITTING', ?, ?, ?)",
+        )
+        .bind(local_id.to_string())
+        .bind(&w.user_id)
+        .bind(&w.idempotency_key)
+        .bind(minor(w.amount))
+        .bind(&w.currency)
+        .bind(&w.iban)
+        .bind(&w.holder_name)
+        .bind(w.balance_model.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut touched = Vec::new();
+        if w.balance_model == BalanceModel::PreReserve {
+            apply_movement(&mut tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount)).await?;
+            announce_balance(&mut tx, &w.user_id).await?;
+            touched.push(w.user_id.clone());
+        }
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the new withdrawal")?;
+        tx.commit().await?;
+        Ok(Ok(Changed { value: record, touched }))
+    }
+
+    async fn withdrawal_accepted(
+        &self,
+        local_id: Uuid,
+        created: &WithdrawalCreated,
+    ) -> Result<Changed<WithdrawalRecord>> {
+        let mut tx = self.writer.begin().await?;
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
+        let mut touched = Vec::new();
+        if record.state == WithdrawalState::Submitting {
+            let updated = sqlx::query(
+                "UPDATE withdrawals SET withdrawal_id = ?, reference_no = ?, status = ?, updated_at = ?
+                 WHERE local_id = ? RETURNING *",
+            )
+            .bind(created.withdrawal_id.to_string())
+            .bind(&created.reference_no)
+            .bind(WithdrawalStatus::PendingReview.as_str())
+            .bind(now_ms())
+            .bind(local_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            let record = withdrawal_from_row(&updated)?;
+            if let Some(view) = record.view() {
+                push_event(&mut tx, &record.user_id, &UserEvent::Withdrawal(view)).await?;
+            }
+            touched.push(record.user_id.clone());
+            apply_orphans(&mut tx, created.withdrawal_id, &mut touched).await?;
+        }
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the withdrawal")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched: dedup(touched) })
+    }
+
+    async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
+        let mut tx = self.writer.begin().await?;
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
+        let mut touched = Vec::new();
+        if record.state == WithdrawalState::Submitting {
+            sqlx::query(
+                "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = ?, updated_at = ? WHERE local_id = ?",
+            )
+            .bind(reason)
+            .bind(now_ms())
+            .bind(local_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if record.balance_model == BalanceModel::PreReserve
+                && apply_movement(&mut tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))
+                    .await?
+            {
+                announce_balance(&mut tx, &record.user_id).await?;
+                touched.push(record.user_id.clone());
+            }
+        }
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the withdrawal")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched })
+    }
+
+    async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        withdrawal_in(&mut conn, "withdrawal_id", &withdrawal_id.to_string()).await
+    }
+
+    async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        withdrawal_by_key_in(&mut conn, user_id, key).await
+    }
+
+    async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE user_id = ? ORDER BY created_at DESC, local_id DESC LIMIT ?")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE status = 'SUBMITTING' ORDER BY created_at")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
+        let mut tx = self.writer.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+             VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.event_id.to_string())
+        .bind(event.event_type())
+        .bind(subject_id(event).map(|id| id.to_string()))
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.commit().await?;
+            return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
+        }
+        let mut touched = Vec::new();
+        let outcome = apply_event(&mut tx, event, &mut touched).await?;
+        sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
+            .bind(outcome.as_str())
+            .bind(now_ms())
+            .bind(event.event_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Changed { value: outcome, touched: dedup(touched) })
+    }
+
+    async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
+        let mut conn = self.reader.acquire().await?;
+        read_balance(&mut conn, user_id).await
+    }
+
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, name, data FROM user_events WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(seq, name, data)| StoredEvent { seq, name, data }).collect())
+    }
+
+    async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
+        let sums: (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(available_delta), 0), COALESCE(SUM(reserved_delta), 0) FROM ledger_entries WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(sums)
+    }
+}
+
+async fn withdrawal_by_key_in(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<WithdrawalRecord>> {
+    sqlx::query("SELECT * FROM withdrawals WHERE user_id = ? AND idempotency_key = ?")
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(withdrawal_from_row)
+        .transpose()
+}

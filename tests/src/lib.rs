@@ -1,0 +1,346 @@
+//! The end-to-end harness: a real sandbox and a real companion server on
+//! loopback sockets (port 0), a fresh SQLite file per test, and small clients
+//! for the widget API, the sandbox controls and the SSE stream.
+
+pub mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
+use pientegra_server::ledger::BalanceModel;
+use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
+use pientegra_server::settings::Settings;
+use pientegra_shared::api;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The token secret every test server uses.
+pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123456789";
+
+/// How a test wants its stack.
+#[derive(Clone)]
+pub struct Options {
+    pub balance_model: BalanceModel,
+    pub deposit_url_hosts: Option<Vec<String>>,
+    pub allowed_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    /// Replaces the HTTP client to Pientegra (for failure tests).
+    pub pientegra: Option<Arc<dyn PientegraApi>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            balance_model: BalanceModel::PreReserve,
+            deposit_url_hosts: None,
+            allowed_origins: vec!["http://partner.test".into()],
+            rate_limit_per_minute: 1_000,
+            pientegra: None,
+        }
+    }
+}
+
+/// A running companion server.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown; waits until the server has stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Sandbox + server + a database file that outlives server restarts.
+pub struct Stack {
+    pub sandbox: Sandbox,
+    pub server: Server,
+    pub http: reqwest::Client,
+    pub options: Options,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+/// Settings of a test server for `sandbox`, with a database in `dir`.
+pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options) -> Settings {
+    let api_base: url::Url = sandbox.api_base().parse().expect("sandbox URL");
+    Settings {
+        deposit_url_hosts: options
+            .deposit_url_hosts
+            .clone()
+            .unwrap_or_else(|| vec![api_base.host_str().unwrap_or_default().to_owned()]),
+        api_base,
+        api_key: SecretString::from(sandbox.api_key().to_owned()),
+        webhook_secrets: vec![SecretString::from(sandbox.webhook_secret().to_owned())],
+        database_url: format!("sqlite://{}", dir.join("kit.db").display()),
+        widget_token_secret: SecretString::from(TOKEN_SECRET.to_owned()),
+        allowed_origins: options.allowed_origins.clone(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        balance_model: options.balance_model,
+        reconcile_interval: None,
+        admin_token: Some(SecretString::from("admin-test-token".to_owned())),
+        demo: true,
+        rate_limit_per_minute: options.rate_limit_per_minute,
+    }
+}
+
+/// A sandbox tuned for tests: fast retries, no rate limit in the way.
+pub async fn sandbox() -> Sandbox {
+    Sandbox::spawn(SandboxConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        retry_scale_ppm: 1_000,
+        rate_limit_per_minute: 100_000,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// Starts a server on `addr` (port 0 for any).
+pub async fn start_server(settings: &Settings, addr: SocketAddr, pientegra: Option<Arc<dyn PientegraApi>>) -> Server {
+    let listener = bind_retrying(addr).await;
+    let addr = listener.local_addr().expect("local addr");
+    let pientegra = pientegra.unwrap_or_else(|| {
+        Arc::new(
+            HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), RetryPolicy::scaled_for_tests())
+                .expect("client"),
+        )
+    });
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(pientegra_server::run_with(listener, settings.clone(), pientegra, shutdown.clone()));
+    let server = Server { addr, shutdown, task };
+    wait_for(Duration::from_secs(10), || async {
+        reqwest::get(format!("{}/healthz", server.url())).await.is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .expect("server answers /healthz");
+    server
+}
+
+async fn bind_retrying(addr: SocketAddr) -> TcpListener {
+    // Re-binding the port of a server that just stopped can briefly fail.
+    for _ in 0..50 {
+        if let Ok(listener) = TcpListener::bind(addr).await {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot bind {addr}");
+}
+
+impl Stack {
+    /// A fresh stack with default options.
+    pub async fn start() -> Stack {
+        Stack::with(Options::default()).await
+    }
+
+    /// A fresh stack.
+    pub async fn with(options: Options) -> Stack {
+        let sandbox = sandbox().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = settings_for(&sandbox, dir.path(), &options);
+        let server = start_server(&settings, "127.0.0.1:0".parse().expect("addr"), options.pientegra.clone()).await;
+        let stack = Stack { sandbox, server, http: reqwest::Client::new(), options, settings, _dir: dir };
+        stack.point_webhooks_at_server().await;
+        stack
+    }
+
+    /// Tells the sandbox to deliver webhooks to this server.
+    pub async fn point_webhooks_at_server(&self) {
+        let response = self
+            .http
+            .put(format!("{}/external/site/webhook-config", self.sandbox.api_base()))
+            .bearer_auth(self.sandbox.api_key())
+            .json(&json!({"webhookUrl": format!("{}/webhooks/pientegra", self.server.url()), "rotateSecret": false}))
+            .send()
+            .await
+            .expect("webhook config");
+        assert!(response.status().is_success(), "webhook config: {}", response.status());
+    }
+
+    /// Stops the server and starts a new one on the same address and database.
+    pub async fn restart_server(&mut self) {
+        let addr = self.server.addr;
+        let old = std::mem::replace(&mut self.server, placeholder_server());
+        old.stop().await;
+        self.server = start_server(&self.settings, addr, self.options.pientegra.clone()).await;
+    }
+
+    /// Stops the server without starting another (see [`Stack::start_again`]).
+    pub async fn stop_server(&mut self) {
+        let old = std::mem::replace(&mut self.server, placeholder_server());
+        old.stop().await;
+    }
+
+    /// Starts the server again on its old address and database.
+    pub async fn start_again(&mut self, addr: SocketAddr) {
+        self.server = start_server(&self.settings, addr, self.options.pientegra.clone()).await;
+    }
+
+    /// A widget token for `user` (through the demo session endpoint).
+    pub async fn token(&self, user: &str) -> String {
+        let session: api::Session = self
+            .http
+            .post(format!("{}/api/session", self.server.url()))
+            .json(&json!({"externalUserId": user}))
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("session body");
+        session.token
+    }
+
+    /// `POST /api/deposits` with a fresh key; returns status and JSON body.
+    pub async fn post_deposit(&self, token: &str, amount: &str) -> (StatusCode, Value) {
+        self.post_json(token, "/api/deposits", &uuid::Uuid::new_v4().to_string(), json!({"amount": amount})).await
+    }
+
+    /// A created deposit (panics otherwise).
+    pub async fn deposit(&self, token: &str, amount: &str) -> api::Deposit {
+        let (status, body) = self.post_deposit(token, amount).await;
+        assert_eq!(status, StatusCode::CREATED, "deposit: {body}");
+        serde_json::from_value(body).expect("deposit body")
+    }
+
+    /// POSTs JSON with a bearer token and an Idempotency-Key.
+    pub async fn post_json(&self, token: &str, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.server.url()))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs JSON with a bearer token.
+    pub async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let response =
+            self.http.get(format!("{}{path}", self.server.url())).bearer_auth(token).send().await.expect("GET");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The user's account.
+    pub async fn account(&self, token: &str) -> api::Account {
+        let (status, body) = self.get_json(token, "/api/account").await;
+        assert_eq!(status, StatusCode::OK, "account: {body}");
+        serde_json::from_value(body).expect("account body")
+    }
+
+    /// `(available, reserved)` in minor units.
+    pub async fn balance(&self, token: &str) -> (u64, u64) {
+        let b = self.account(token).await.balance;
+        (b.available.minor(), b.reserved.minor())
+    }
+
+    /// POSTs a sandbox control action, e.g. `intents/{id}/approve`.
+    pub async fn control(&self, action: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/sandbox/{action}", self.sandbox.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("sandbox control");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "sandbox {action}: {status} {body}");
+        body
+    }
+
+    /// Changes the sandbox's settings (`PUT /sandbox/config`).
+    pub async fn sandbox_config(&self, update: Value) {
+        let response = self
+            .http
+            .put(format!("{}/sandbox/config", self.sandbox.base_url()))
+            .json(&update)
+            .send()
+            .await
+            .expect("sandbox config");
+        assert!(response.status().is_success(), "sandbox config: {}", response.status());
+    }
+
+    /// Confirms and approves an intent in the sandbox.
+    pub async fn pay_and_approve(&self, intent_id: uuid::Uuid) {
+        self.control(&format!("intents/{intent_id}/confirm"), json!({})).await;
+        self.control(&format!("intents/{intent_id}/approve"), json!({})).await;
+    }
+
+    /// Deposits `amount` for the user and waits until it is credited.
+    pub async fn funded(&self, token: &str, amount: &str) {
+        let before = self.balance(token).await.0;
+        let deposit = self.deposit(token, amount).await;
+        self.pay_and_approve(deposit.intent_id).await;
+        let want = before + deposit.amount.minor();
+        wait_for(Duration::from_secs(10), || async { self.balance(token).await.0 == want })
+            .await
+            .expect("deposit credited");
+    }
+
+    /// Opens the user's SSE stream.
+    pub async fn events(&self, token: &str, last_event_id: Option<i64>) -> sse::SseClient {
+        sse::SseClient::connect(&self.server.url(), token, last_event_id).await.expect("SSE connects")
+    }
+}
+
+fn placeholder_server() -> Server {
+    Server {
+        addr: "127.0.0.1:9".parse().expect("addr"),
+        shutdown: CancellationToken::new(),
+        task: tokio::spawn(async { Ok(()) }),
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Signs and POSTs a webhook body to the server, as Pientegra would.
+pub async fn post_webhook(http: &reqwest::Client, server: &str, secret: &str, t_ms: i64, body: &[u8]) -> StatusCode {
+    http.post(format!("{server}/webhooks/pientegra"))
+        .header("Content-Type", "application/json")
+        .header("Pientegra-Signature", pientegra_shared::signature::sign(secret, t_ms, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .map(|r| r.status())
+        .context("webhook POST")
+        .expect("webhook reaches the server")
+}
