@@ -1,0 +1,180 @@
+//! The `pientegra-server` binary as a process: configuration errors name the
+//! variable, `token mint` works, and a full deposit leaves no secret in any
+//! log line or response.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use pientegra_sandbox::{Config, Sandbox};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pientegra-server");
+const TOKEN_SECRET: &str = "process-test-token-secret-0123456789abcdef";
+const ADMIN_TOKEN: &str = "process-test-admin-token-42";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_missing_variable_is_named_at_start() {
+    let output = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("PIENTEGRA_API_BASE", "http://127.0.0.1:1/api/v1")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PIENTEGRA_API_KEY"), "{stderr}");
+}
+
+#[tokio::test]
+async fn token_mint_prints_a_token() {
+    let output = Command::new(BIN)
+        .args(["token", "mint", "--user", "user-42", "--ttl", "10m"])
+        .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap();
+    assert!(token.trim().starts_with("pk1."));
+    assert!(!token.contains(TOKEN_SECRET));
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_or_a_response() {
+    let sandbox = Sandbox::spawn(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        retry_scale_ppm: 1_000,
+        rate_limit_per_minute: 100_000,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("PIENTEGRA_API_BASE", sandbox.api_base())
+        .env("PIENTEGRA_API_KEY", sandbox.api_key())
+        .env("PIENTEGRA_WEBHOOK_SECRET", sandbox.webhook_secret())
+        .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("p.db").display()))
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DEMO_MODE", "1")
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not start");
+    http.put(format!("{}/external/site/webhook-config", sandbox.api_base()))
+        .bearer_auth(sandbox.api_key())
+        .json(&json!({"webhookUrl": format!("{base}/webhooks/pientegra"), "rotateSecret": false}))
+        .send()
+        .await
+        .unwrap();
+
+    let mut bodies = String::new();
+    let session: Value = http
+        .post(format!("{base}/api/session"))
+        .json(&json!({"externalUserId": "quiet"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    bodies.push_str(&session.to_string());
+    let deposit = http
+        .post(format!("{base}/api/deposits"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"amount": "150000"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    bodies.push_str(&deposit);
+    let intent_id = serde_json::from_str::<Value>(&deposit).unwrap()["intentId"].as_str().unwrap().to_owned();
+    for action in ["confirm", "approve"] {
+        http.post(format!("{}/sandbox/intents/{intent_id}/{action}", sandbox.base_url()))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut credited = false;
+    for _ in 0..200 {
+        let account =
+            http.get(format!("{base}/api/account")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+        if account.contains("\"available\":\"150000\"") {
+            bodies.push_str(&account);
+            credited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(credited, "deposit not credited");
+    // A stream opened with the token in the query string must not log it either.
+    let mut stream = http.get(format!("{base}/api/events?token={token}")).send().await.unwrap();
+    let first = stream.chunk().await.unwrap().unwrap();
+    bodies.push_str(&String::from_utf8_lossy(&first));
+    drop(stream);
+    for path in ["/readyz", "/metrics", &format!("/admin/intents/{intent_id}")] {
+        bodies.push_str(
+            &http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap(),
+        );
+    }
+    // An invalid signature attempt, which logs a warning.
+    http.post(format!("{base}/webhooks/pientegra"))
+        .header("Pientegra-Signature", "t=1,v1=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    #[cfg(unix)]
+    {
+        let pid = child.id().unwrap().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    assert!(logs.contains("webhook"), "logs were captured: {}", &logs[..logs.len().min(500)]);
+
+    for (name, secret) in [
+        ("API key", sandbox.api_key()),
+        ("webhook secret", sandbox.webhook_secret()),
+        ("token secret", TOKEN_SECRET),
+        ("admin token", ADMIN_TOKEN),
+        ("widget token", token.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the {name} appears in the logs");
+        if name != "widget token" {
+            assert!(!bodies.contains(secret), "the {name} appears in a response");
+        }
+    }
+}
