@@ -22,11 +22,33 @@ pub struct Cli {
 pub enum Command {
     /// Serve the widget API, the webhook receiver and the SSE streams.
     Serve(ServeArgs),
+    /// Run the whole kit locally: the sandbox, the server in demo mode, and the demo page.
+    Demo(DemoArgs),
     /// Widget tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+/// `demo` flags.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where the server (API + demo page) listens
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Where the sandbox listens
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub sandbox_bind: std::net::SocketAddr,
+    /// Approve confirmed deposits automatically after this many ms (default: manual, in the console)
+    #[arg(long)]
+    pub auto_approve_ms: Option<u64>,
+    /// The built widget and demo page (trunk's dist/)
+    #[arg(long, default_value = "dist")]
+    pub static_dir: std::path::PathBuf,
+    /// The demo's SQLite file
+    #[arg(long, default_value = "target/pientegra-demo.db")]
+    pub database: std::path::PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -60,6 +82,7 @@ pub async fn main() -> anyhow::Result<()> {
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             crate::run(listener, settings, shutdown).await
         }
+        Command::Demo(args) => demo(args).await,
         Command::Token { command: TokenCommand::Mint { user, label, ttl, secret } } => {
             let user = ExternalUserId::parse(&user).context("--user")?;
             let label = label.as_deref().map(UserLabel::parse).transpose().context("--label")?;
@@ -72,6 +95,63 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if !args.static_dir.join("index.html").exists() {
+        anyhow::bail!(
+            "{} has no index.html: build the widget first (cargo xtask demo does)",
+            args.static_dir.display()
+        );
+    }
+    let site = format!("http://{}", args.bind);
+    let sandbox = pientegra_sandbox::Sandbox::spawn(pientegra_sandbox::Config {
+        bind: args.sandbox_bind,
+        webhook_url: Some(format!("{site}/webhooks/pientegra")),
+        auto_approve_ms: args.auto_approve_ms,
+        ..pientegra_sandbox::Config::default()
+    })
+    .await
+    .with_context(|| format!("starting the sandbox on {}", args.sandbox_bind))?;
+    if let Some(parent) = args.database.parent() {
+        std::fs::create_dir_all(parent).context("creating the demo database folder")?;
+    }
+    let api_base: url::Url = sandbox.api_base().parse().context("sandbox URL")?;
+    let settings = Settings {
+        deposit_url_hosts: vec![api_base.host_str().unwrap_or("127.0.0.1").to_owned()],
+        api_base,
+        api_key: SecretString::from(sandbox.api_key().to_owned()),
+        webhook_secrets: vec![SecretString::from(sandbox.webhook_secret().to_owned())],
+        database_url: format!("sqlite://{}", args.database.display()),
+        // A fresh token secret per run: demo tokens end with the demo.
+        widget_token_secret: SecretString::from(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )),
+        allowed_origins: vec![site.clone()],
+        bind: args.bind,
+        balance_model: crate::ledger::BalanceModel::PreReserve,
+        reconcile_interval: None,
+        admin_token: None,
+        demo: true,
+        rate_limit_per_minute: 120,
+        static_dir: Some(args.static_dir),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    println!();
+    println!("  Pientegra kit demo is running.");
+    println!("  Open:            {site}/");
+    println!("  Sandbox console: {}/sandbox/console", sandbox.base_url());
+    println!("  Stop with Ctrl-C.");
+    println!();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let served = crate::run(listener, settings, shutdown).await;
+    sandbox.shutdown().await;
+    served
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Money-moving requests allowed per user per minute
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value = "30")]
     pub rate_limit_per_minute: u32,
+    /// Serve the built widget and demo page (trunk's dist/) from this folder
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 /// Validated settings of a running server.
@@ -72,6 +75,7 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     pub demo: bool,
     pub rate_limit_per_minute: u32,
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 fn required(value: Option<String>, var: &str) -> anyhow::Result<String> {
@@ -146,6 +150,7 @@ impl Settings {
             admin_token: args.admin_token.filter(|t| !t.is_empty()).map(SecretString::from),
             demo: args.demo,
             rate_limit_per_minute: args.rate_limit_per_minute.max(1),
+            static_dir: args.static_dir,
         })
     }
 }

@@ -97,6 +97,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         admin_token: Some(SecretString::from("admin-test-token".to_owned())),
         demo: true,
         rate_limit_per_minute: options.rate_limit_per_minute,
+        static_dir: None,
     }
 }
 

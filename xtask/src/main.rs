@@ -1,1 +1,157 @@
-fn main() {}
+//! `cargo xtask`: the project's two commands and what they need.
+//!
+//! - `cargo xtask demo [--auto-approve-ms N]`: installs missing tools, builds the
+//!   widget, and runs the sandbox, the server and the demo page.
+//! - `cargo xtask test`: installs missing tools, checks the wasm builds, builds
+//!   the widget, and runs every test (browser tests included).
+//! - `cargo xtask widget`: builds the widget into `dist/` and prints its size.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+/// The trunk release that builds with this toolchain (newer ones need a newer rustc).
+const TRUNK_VERSION: &str = "0.21.14";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("widget") => tools().and_then(|()| widget()),
+        Some("tools") => tools(),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|widget|tools>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The exact `wasm-bindgen` version in Cargo.lock: the CLI must match it.
+fn wasm_bindgen_version() -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, wasm-opt.
+fn tools() -> anyhow::Result<()> {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    let trunk = output("trunk", &["--version"]).unwrap_or_default();
+    if !trunk.contains(TRUNK_VERSION) {
+        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+    }
+    let bindgen = wasm_bindgen_version()?;
+    let cli = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if !cli.split_whitespace().any(|w| w == bindgen) {
+        // Not --locked: the registry lacks some of the CLI's locked dependency versions.
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen]))?;
+    }
+    if output("wasm-opt", &["--version"]).is_none() {
+        // trunk would try to download binaryen; take Debian's instead where we can.
+        let root_user = output("id", &["-u"]).is_some_and(|u| u.trim() == "0");
+        if root_user && output("apt-get", &["--version"]).is_some() {
+            run(Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "binaryen"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+            .or_else(|_| {
+                run(Command::new("apt-get").arg("update"))?;
+                run(Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends", "binaryen"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"))
+            })?;
+        } else {
+            bail!("wasm-opt is missing: install binaryen (Debian: apt-get install binaryen)");
+        }
+    }
+    Ok(())
+}
+
+/// Builds the widget and demo page into `dist/` and prints what ships.
+fn widget() -> anyhow::Result<()> {
+    run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
+    print_sizes(&root().join("dist"))
+}
+
+fn print_sizes(dist: &Path) -> anyhow::Result<()> {
+    let mut total = 0u64;
+    let mut total_gz = 0u64;
+    eprintln!("xtask: shipped files (raw / gzip -9):");
+    let mut entries: Vec<_> = std::fs::read_dir(dist)?.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else { continue };
+        if !matches!(ext, "wasm" | "js" | "css" | "html") {
+            continue;
+        }
+        let raw = std::fs::metadata(&path)?.len();
+        let gz = output("sh", &["-c", &format!("gzip -9c '{}' | wc -c", path.display())])
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        total += raw;
+        total_gz += gz;
+        eprintln!("  {:<48} {:>9} B {:>9} B", path.file_name().unwrap_or_default().to_string_lossy(), raw, gz);
+    }
+    eprintln!("  {:<48} {:>9} B {:>9} B", "total", total, total_gz);
+    Ok(())
+}
+
+fn demo(rest: &[String]) -> anyhow::Result<()> {
+    tools()?;
+    widget()?;
+    run(cargo()
+        .args(["run", "--quiet", "-p", "pientegra-server", "--", "demo", "--static-dir"])
+        .arg(root().join("dist"))
+        .args(rest))
+}
+
+fn test(rest: &[String]) -> anyhow::Result<()> {
+    tools()?;
+    // `shared` must build for the browser as well as for the host.
+    run(cargo().args(["build", "-p", "pientegra-shared", "--target", WASM_TARGET]))?;
+    widget()?;
+    run(cargo().args(["test"]).args(rest).env("PIENTEGRA_DIST", root().join("dist")))
+}

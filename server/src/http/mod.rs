@@ -11,6 +11,7 @@ mod money;
 pub(crate) use money::submit_withdrawal;
 mod ops;
 mod session;
+mod site;
 mod webhooks;
 
 use std::sync::Arc;
@@ -63,15 +64,18 @@ pub fn app(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    Router::new()
-        .merge(timed)
-        .merge(events::router())
-        .fallback(|| async { error::AppError::not_found("route") })
+    let router = Router::new().merge(timed).merge(events::router()).merge(site::router(&state.settings));
+    let router = match &state.settings.static_dir {
+        Some(dir) => router.fallback_service(site::static_files(dir)),
+        None => router.fallback(|| async { error::AppError::not_found("route") }),
+    };
+    router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(&state.settings))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(site::CSP)))
         .layer(
             // Spans carry the path only: query strings may hold a widget token (SSE).
             TraceLayer::new_for_http().make_span_with(
