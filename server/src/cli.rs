@@ -24,6 +24,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the whole kit locally: the sandbox, the server in demo mode, and the demo page.
     Demo(DemoArgs),
+    /// Compare a time window of Pientegra's intents and withdrawals with the ledger, and repair.
+    Reconcile(ReconcileArgs),
     /// Widget tokens.
     Token {
         #[command(subcommand)]
@@ -49,6 +51,29 @@ pub struct DemoArgs {
     /// The demo's SQLite file
     #[arg(long, default_value = "target/pientegra-demo.db")]
     pub database: std::path::PathBuf,
+}
+
+/// `reconcile` flags.
+#[derive(clap::Args, Debug)]
+pub struct ReconcileArgs {
+    /// Window start: an ISO 8601 time, or a duration ago such as 24h
+    #[arg(long)]
+    pub from: String,
+    /// Window end (exclusive): an ISO 8601 time, or a duration ago; default now
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Apply missed transitions and replay DEAD/FAILED events (default: report only)
+    #[arg(long)]
+    pub apply: bool,
+    /// table | json
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    #[arg(long, env = "PIENTEGRA_API_BASE")]
+    pub api_base: String,
+    #[arg(long, env = "PIENTEGRA_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db")]
+    pub database_url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +108,7 @@ pub async fn main() -> anyhow::Result<()> {
             crate::run(listener, settings, shutdown).await
         }
         Command::Demo(args) => demo(args).await,
+        Command::Reconcile(args) => reconcile(args).await,
         Command::Token { command: TokenCommand::Mint { user, label, ttl, secret } } => {
             let user = ExternalUserId::parse(&user).context("--user")?;
             let label = label.as_deref().map(UserLabel::parse).transpose().context("--label")?;
@@ -95,6 +121,44 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// An ISO 8601 instant, or a duration before now (`24h`).
+fn instant(raw: &str, flag: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+    if let Some(t) = pientegra_shared::time::parse(raw) {
+        return Ok(t);
+    }
+    let ago = parse_duration(raw).with_context(|| format!("{flag}: not an ISO 8601 time or a duration like 24h"))?;
+    Ok(Utc::now() - chrono::Duration::from_std(ago)?)
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
+    let from = instant(&args.from, "--from")?;
+    let to = args.to.as_deref().map(|t| instant(t, "--to")).transpose()?.unwrap_or_else(Utc::now);
+    if from >= to {
+        anyhow::bail!("--from must be before --to");
+    }
+    let json = match args.format.as_str() {
+        "table" => false,
+        "json" => true,
+        other => anyhow::bail!("--format must be table or json, not {other}"),
+    };
+    let client = crate::pientegra::HttpClient::new(
+        &args.api_base,
+        SecretString::from(args.api_key),
+        crate::pientegra::RetryPolicy::default(),
+    )
+    .context("PIENTEGRA_API_BASE / PIENTEGRA_API_KEY")?;
+    let storage = crate::storage::connect(&args.database_url).await?;
+    let hub = crate::sse::Hub::default();
+    let reconciler = crate::reconcile::Reconciler { storage: storage.as_ref(), pientegra: &client, hub: &hub };
+    let report = reconciler.run(from, to, args.apply).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {

@@ -1,30 +1,46 @@
 //! Background jobs: each an idempotent step plus a loop with a named delay,
-//! ending on shutdown.
+//! all ending on shutdown.
 
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use chrono::Utc;
+use tokio::task::JoinSet;
 
 use crate::http::AppState;
+use crate::reconcile::Reconciler;
 
 /// How often withdrawals with an unknown submission outcome are submitted again.
 const RESUBMIT_EVERY: Duration = Duration::from_secs(15);
+/// How long to wait before listening again after the change relay failed.
+const RELAY_RETRY: Duration = Duration::from_secs(2);
 
-/// Starts every job; the handle completes once all have stopped.
-pub fn spawn(state: AppState) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = state.shutdown.cancelled() => break,
-                () = tokio::time::sleep(RESUBMIT_EVERY) => resubmit_withdrawals(&state).await,
-            }
+/// Starts every job; the returned set finishes once all have stopped.
+pub fn spawn(state: AppState) -> JoinSet<()> {
+    let mut jobs = JoinSet::new();
+    jobs.spawn(every(state.clone(), RESUBMIT_EVERY, resubmit_withdrawals));
+    if let Some(interval) = state.settings.reconcile_interval {
+        jobs.spawn(every(state.clone(), interval, move |state| async move { reconcile(state, interval).await }));
+    }
+    jobs.spawn(relay(state));
+    jobs
+}
+
+async fn every<F, Fut>(state: AppState, period: Duration, step: F)
+where
+    F: Fn(AppState) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep(period) => step(state.clone()).await,
         }
-    })
+    }
 }
 
 /// One pass: every SUBMITTING withdrawal is submitted again with its own key,
 /// which Pientegra answers idempotently.
-async fn resubmit_withdrawals(state: &AppState) {
+async fn resubmit_withdrawals(state: AppState) {
     let pending = match state.storage.submitting_withdrawals().await {
         Ok(pending) => pending,
         Err(err) => {
@@ -34,8 +50,53 @@ async fn resubmit_withdrawals(state: &AppState) {
     };
     for record in pending {
         let local_id = record.local_id;
-        if let Err(err) = crate::http::submit_withdrawal(state, record).await {
+        if let Err(err) = crate::http::submit_withdrawal(&state, record).await {
             tracing::warn!(%local_id, code = err.code, "withdrawal resubmission did not settle");
+        }
+    }
+}
+
+/// One reconciliation pass over the last two periods (each window overlaps the
+/// previous one), on one instance at a time.
+async fn reconcile(state: AppState, interval: Duration) {
+    let lock = match state.storage.try_lock("reconcile").await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return, // another instance is on it
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "taking the reconciliation lock");
+            return;
+        }
+    };
+    let to = Utc::now();
+    let from = to - chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::hours(2));
+    let reconciler =
+        Reconciler { storage: state.storage.as_ref(), pientegra: state.pientegra.as_ref(), hub: &state.hub };
+    match reconciler.run(from, to, true).await {
+        Ok(report) => tracing::info!(
+            intents = report.intents_checked,
+            withdrawals = report.withdrawals_checked,
+            findings = report.findings.len(),
+            applied = report.applied(),
+            replayed = report.events_replayed,
+            "reconciliation pass"
+        ),
+        Err(err) => tracing::error!(error = format!("{err:#}"), "reconciliation pass failed"),
+    }
+    drop(lock);
+}
+
+/// Wakes local SSE streams for changes other instances commit.
+async fn relay(state: AppState) {
+    while !state.shutdown.is_cancelled() {
+        if let Err(err) = state.storage.relay_changes(state.hub.clone(), state.shutdown.clone()).await {
+            tracing::error!(error = format!("{err:#}"), "change relay stopped; restarting");
+            tokio::select! {
+                () = state.shutdown.cancelled() => break,
+                () = tokio::time::sleep(RELAY_RETRY) => {}
+            }
+        } else {
+            // Single-instance storage has nothing to relay.
+            break;
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod pientegra;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod settings;
 pub mod sse;
 pub mod storage;
@@ -59,6 +60,9 @@ pub async fn run_with(
         .await
         .context("serving HTTP")?;
     shutdown.cancel();
-    jobs.await.context("background jobs")?;
+    let mut jobs = jobs;
+    while let Some(job) = jobs.join_next().await {
+        job.context("a background job panicked")?;
+    }
     Ok(())
 }

@@ -178,3 +178,37 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         }
     }
 }
+
+#[tokio::test]
+async fn reconcile_prints_a_report_in_json_and_as_a_table() {
+    let sandbox = Sandbox::spawn(Config { bind: "127.0.0.1:0".parse().unwrap(), ..Config::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("r.db").display());
+    let run = |format: &'static str| {
+        Command::new(BIN)
+            .args(["reconcile", "--from", "24h", "--apply", "--format", format])
+            .env("PIENTEGRA_API_BASE", sandbox.api_base())
+            .env("PIENTEGRA_API_KEY", sandbox.api_key())
+            .env("DATABASE_URL", &database)
+            .output()
+    };
+    let json_out = run("json").await.unwrap();
+    assert!(json_out.status.success(), "{}", String::from_utf8_lossy(&json_out.stderr));
+    let report: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(report["intentsChecked"], 0);
+    assert_eq!(report["apply"], true);
+    let table = run("table").await.unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("status behind") && text.contains("events replayed"), "{text}");
+    assert!(!text.contains(sandbox.api_key()));
+    let bad = Command::new(BIN)
+        .args(["reconcile", "--from", "yesterday-ish"])
+        .env("PIENTEGRA_API_BASE", sandbox.api_base())
+        .env("PIENTEGRA_API_KEY", sandbox.api_key())
+        .env("DATABASE_URL", &database)
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
+}

@@ -294,8 +294,36 @@ pub trait Storage: Send + Sync + 'static {
     async fn last_event_seq(&self, user_id: &str) -> Result<i64>;
     /// A user's stream events with `seq > after`, oldest first.
     async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>>;
+    /// Deposits created in `[from, to)`, oldest first (reconciliation).
+    async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>>;
+    /// Withdrawals created in `[from, to)`, oldest first (reconciliation).
+    async fn withdrawals_created_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<WithdrawalRecord>>;
+
+    /// Takes the named cluster-wide lock if it is free; holding the value holds the lock.
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>>;
+
+    /// Wakes `hub` streams for users whose events were committed by *other*
+    /// instances, until `shutdown`. Single-instance databases return at once.
+    async fn relay_changes(&self, hub: crate::sse::Hub, shutdown: tokio_util::sync::CancellationToken) -> Result<()>;
+
     /// The sum of a user's ledger entries `(available, reserved)`: always equal to the balance.
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)>;
+}
+
+/// A held lock; dropping it releases the lock.
+pub struct HeldLock {
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl HeldLock {
+    /// Wraps whatever keeps the lock held (a mutex guard, a database session).
+    pub fn new(guard: impl std::any::Any + Send) -> HeldLock {
+        HeldLock { _guard: Box::new(guard) }
+    }
 }
 
 /// The balance view of a stored balance.

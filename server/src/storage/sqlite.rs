@@ -18,7 +18,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    BalanceRow, Changed, DepositRecord, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
+    BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
     NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
 };
 use crate::ledger::{self, BalanceModel, Movement};
@@ -27,6 +27,8 @@ use crate::ledger::{self, BalanceModel, Movement};
 pub struct SqliteStorage {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// One SQLite file serves one instance, so its locks are in-process.
+    locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SqliteStorage {
@@ -49,7 +51,7 @@ impl SqliteStorage {
             .connect_with(options.read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
-        Ok(SqliteStorage { writer, reader })
+        Ok(SqliteStorage { writer, reader, locks: Default::default() })
     }
 }
 
@@ -657,6 +659,41 @@ impl Storage for SqliteStorage {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.into_iter().map(|(seq, name, data)| StoredEvent { seq, name, data }).collect())
+    }
+
+    async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
+        sqlx::query("SELECT * FROM deposits WHERE created_at >= ? AND created_at < ? ORDER BY created_at")
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(deposit_from_row)
+            .collect()
+    }
+
+    async fn withdrawals_created_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE created_at >= ? AND created_at < ? ORDER BY created_at")
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>> {
+        let lock = self.locks.lock().expect("locks").entry(name.to_owned()).or_default().clone();
+        Ok(lock.try_lock_owned().ok().map(HeldLock::new))
+    }
+
+    async fn relay_changes(&self, _hub: crate::sse::Hub, _shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
+        Ok(())
     }
 
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
