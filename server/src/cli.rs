@@ -201,6 +201,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         demo: true,
         rate_limit_per_minute: 120,
         static_dir: Some(args.static_dir),
+        pgm: None,
     };
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

@@ -21,6 +21,9 @@ pub fn spawn(state: AppState) -> JoinSet<()> {
     if let Some(interval) = state.settings.reconcile_interval {
         jobs.spawn(every(state.clone(), interval, move |state| async move { reconcile(state, interval).await }));
     }
+    if state.settings.pgm.is_some() {
+        jobs.spawn(crate::pgm::notifier(state.clone()));
+    }
     jobs.spawn(relay(state));
     jobs
 }

@@ -9,6 +9,7 @@ pub mod http;
 mod jobs;
 pub mod ledger;
 pub mod metrics;
+pub mod pgm;
 pub mod pientegra;
 pub mod ratelimit;
 pub mod reconcile;

@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
+    /// Bearer token Mia-Platform's Payment Gateway Manager must send to /v3/pientegra (the facade is off without it)
+    #[arg(long, env = "PGM_FACADE_TOKEN", hide_env_values = true)]
+    pub pgm_facade_token: Option<String>,
+    /// Where the facade notifies the shop of payment status changes (PGM's PAYMENT_CALLBACK_URL)
+    #[arg(long, env = "PAYMENT_CALLBACK_URL")]
+    pub payment_callback_url: Option<String>,
 }
 
 /// Validated settings of a running server.
@@ -76,6 +82,15 @@ pub struct Settings {
     pub demo: bool,
     pub rate_limit_per_minute: u32,
     pub static_dir: Option<std::path::PathBuf>,
+    /// The PGM facade: its bearer token and the shop's callback URL.
+    pub pgm: Option<PgmSettings>,
+}
+
+/// Settings of the Mia-Platform PGM facade.
+#[derive(Clone, Debug)]
+pub struct PgmSettings {
+    pub token: SecretString,
+    pub callback_url: Option<Url>,
 }
 
 fn required(value: Option<String>, var: &str) -> anyhow::Result<String> {
@@ -151,6 +166,17 @@ impl Settings {
             demo: args.demo,
             rate_limit_per_minute: args.rate_limit_per_minute.max(1),
             static_dir: args.static_dir,
+            pgm: match args.pgm_facade_token.filter(|t| !t.trim().is_empty()) {
+                None => None,
+                Some(token) => Some(PgmSettings {
+                    token: SecretString::from(token),
+                    callback_url: args
+                        .payment_callback_url
+                        .map(|u| u.parse::<Url>())
+                        .transpose()
+                        .context("PAYMENT_CALLBACK_URL is not a URL")?,
+                }),
+            },
         })
     }
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod money;
 pub(crate) use money::submit_withdrawal;
 mod ops;
+mod pgm;
 mod session;
 mod site;
 mod webhooks;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(ops::router())
         .merge(webhooks::router())
+        .merge(pgm::router(&state.settings))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
