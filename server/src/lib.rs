@@ -44,6 +44,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let storage = storage::connect(&settings.database_url).await?;
+    storage.serving_starts().await.context("recovering after the previous process")?;
     let state = AppState {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
         tokens: token::TokenKey::new(settings.widget_token_secret.clone()),

@@ -5,6 +5,7 @@
 //! - `cargo xtask test`: installs missing tools, checks the wasm builds, builds
 //!   the widget, and runs every test (browser tests included).
 //! - `cargo xtask widget`: builds the widget into `dist/` and prints its size.
+//! - `cargo xtask crash` / `cargo xtask chaos`: the reliability storms at full size.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,8 +23,22 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("widget") => tools().and_then(|()| widget()),
         Some("tools") => tools(),
+        Some("crash") => storm(
+            "crash",
+            &[
+                ("CRASH_USERS", "50"),
+                ("CRASH_DEPOSITS", "2000"),
+                ("CRASH_WITHDRAWALS", "300"),
+                ("CRASH_KILLS", "12"),
+                ("CRASH_WORKERS", "16"),
+            ],
+        ),
+        Some("chaos") => storm(
+            "chaos",
+            &[("CHAOS_USERS", "50"), ("CHAOS_DEPOSITS", "1000"), ("CHAOS_WITHDRAWALS", "200"), ("CHAOS_WORKERS", "16")],
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|widget|tools>");
+            eprintln!("usage: cargo xtask <demo|test|widget|tools|crash|chaos>");
             return ExitCode::from(2);
         }
     };
@@ -146,6 +161,19 @@ fn demo(rest: &[String]) -> anyhow::Result<()> {
         .args(["run", "--quiet", "-p", "pientegra-server", "--", "demo", "--static-dir"])
         .arg(root().join("dist"))
         .args(rest))
+}
+
+/// A full-size storm (the test suite runs the same harness at reduced size).
+/// Sizes can be overridden through the same environment variables.
+fn storm(test: &str, sizes: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "-p", "pientegra-server", "--test", test, "--", "--nocapture"]);
+    for (name, value) in sizes {
+        if std::env::var_os(name).is_none() {
+            cmd.env(name, value);
+        }
+    }
+    run(&mut cmd)
 }
 
 fn test(rest: &[String]) -> anyhow::Result<()> {

@@ -303,6 +303,13 @@ pub trait Storage: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>>;
 
+    /// Called once when a server process starts serving, before any request:
+    /// recovers what a killed predecessor left behind (SQLite: its in-flight
+    /// idempotency claims; shared databases: nothing, leases expire instead).
+    async fn serving_starts(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Takes the named cluster-wide lock if it is free; holding the value holds the lock.
     async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>>;
 

@@ -46,6 +46,7 @@ impl SqliteStorage {
             .await
             .context("opening the SQLite database")?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await.context("applying SQLite migrations")?;
+
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -685,6 +686,14 @@ impl Storage for SqliteStorage {
             .iter()
             .map(withdrawal_from_row)
             .collect()
+    }
+
+    async fn serving_starts(&self) -> Result<()> {
+        // One SQLite file serves one server process: a claim still in flight
+        // belongs to a process that died mid-request. Free it so the client's
+        // retry runs at once instead of waiting out the lease (the work is idempotent).
+        sqlx::query("UPDATE idempotency SET locked_until = 0 WHERE state = 'in_flight'").execute(&self.writer).await?;
+        Ok(())
     }
 
     async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>> {
