@@ -6,6 +6,11 @@
 //!   the widget, and runs every test (browser tests included).
 //! - `cargo xtask widget`: builds the widget into `dist/` and prints its size.
 //! - `cargo xtask crash` / `cargo xtask chaos`: the reliability storms at full size.
+//! - `cargo xtask fuzz [seconds]`: every fuzz target for at least that long (default 60).
+//! - `cargo xtask bench`: the benchmarks; writes BENCHMARKS.md.
+
+mod bench;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +28,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("widget") => tools().and_then(|()| widget()),
         Some("tools") => tools(),
+        Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => {
+            let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+            fuzz::run(seconds)
+        }
         Some("crash") => storm(
             "crash",
             &[
@@ -38,7 +48,7 @@ fn main() -> ExitCode {
             &[("CHAOS_USERS", "50"), ("CHAOS_DEPOSITS", "1000"), ("CHAOS_WITHDRAWALS", "200"), ("CHAOS_WORKERS", "16")],
         ),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|widget|tools|crash|chaos>");
+            eprintln!("usage: cargo xtask <demo|test|widget|tools|crash|chaos|fuzz [seconds]|bench>");
             return ExitCode::from(2);
         }
     };
