@@ -40,6 +40,16 @@ impl Hub {
         }
     }
 
+    /// Wakes every open stream of every user: after notifications from other
+    /// instances may have been missed, each stream reads what it has not sent.
+    pub fn notify_all(&self) {
+        let mut users = self.users.lock().expect("hub lock");
+        users.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in users.values() {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
     /// Open streams across all users (for metrics).
     pub fn connections(&self) -> usize {
         self.users.lock().expect("hub lock").values().map(watch::Sender::receiver_count).sum()
@@ -63,5 +73,17 @@ mod tests {
         drop(b);
         hub.notify(&["b"]);
         assert_eq!(hub.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn notify_all_wakes_every_open_stream() {
+        let hub = Hub::default();
+        let a = hub.subscribe("a");
+        let b = hub.subscribe("b");
+        drop(hub.subscribe("gone"));
+        hub.notify_all();
+        assert!(a.has_changed().unwrap());
+        assert!(b.has_changed().unwrap());
+        assert_eq!(hub.connections(), 2);
     }
 }

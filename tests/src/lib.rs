@@ -1,6 +1,7 @@
 //! The end-to-end harness: a real sandbox and a real companion server on
-//! loopback sockets (port 0), a fresh SQLite file per test, and small clients
-//! for the widget API, the sandbox controls and the SSE stream.
+//! loopback sockets (port 0), a fresh database per test (a SQLite file, or a
+//! PostgreSQL schema when `PIENTEGRA_TEST_POSTGRES_URL` is set), and small
+//! clients for the widget API, the sandbox controls and the SSE stream.
 
 pub mod sse;
 
@@ -12,7 +13,7 @@ use anyhow::{Context, bail};
 use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
 use pientegra_server::ledger::BalanceModel;
 use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
-use pientegra_server::settings::Settings;
+use pientegra_server::settings::{PgmSettings, Settings};
 use pientegra_shared::api;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -24,6 +25,126 @@ use tokio_util::sync::CancellationToken;
 /// The token secret every test server uses.
 pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123456789";
 
+/// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
+pub const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
+
+/// The database of a test's servers.
+#[derive(Clone, Default)]
+pub enum Database {
+    /// A fresh SQLite file in a temporary folder (the `dir` of [`settings_for`]).
+    #[default]
+    Sqlite,
+    /// A fresh schema, dropped when the last clone of the options goes.
+    Postgres(Arc<PostgresSchema>),
+}
+
+impl Database {
+    /// A fresh PostgreSQL schema on the server of `PIENTEGRA_TEST_POSTGRES_URL`.
+    /// Without the variable the test is skipped (`None`, with a line saying so),
+    /// unless `CI=true`, where a missing database is a failure.
+    pub async fn postgres() -> Option<Database> {
+        let Some(url) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{POSTGRES_URL_VAR} must be set when CI=true: the PostgreSQL tests cannot run"
+            );
+            eprintln!("skipped: {POSTGRES_URL_VAR} unset");
+            return None;
+        };
+        Some(Database::Postgres(Arc::new(PostgresSchema::create(&url).await)))
+    }
+}
+
+/// A schema of its own in the test PostgreSQL database, so tests running at
+/// once never see each other's rows (nor migrations table).
+pub struct PostgresSchema {
+    admin_url: String,
+    name: String,
+    /// The `DATABASE_URL` of the servers: the admin URL with this schema as `search_path`.
+    pub url: String,
+}
+
+/// Schemas older than this are leftovers of killed test runs.
+const STALE_SCHEMA_SECS: i64 = 3_600;
+const SCHEMA_PREFIX: &str = "pientegra_test_";
+
+impl PostgresSchema {
+    async fn create(admin_url: &str) -> PostgresSchema {
+        use sqlx::Connection;
+        let now = chrono::Utc::now().timestamp();
+        let name = format!("{SCHEMA_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connecting to the test PostgreSQL");
+        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.expect("creating a test schema");
+        // Best effort: sweep schemas a killed run left behind.
+        let _ = sqlx::query("SET lock_timeout = '1s'").execute(&mut conn).await;
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT nspname::TEXT FROM pg_namespace WHERE starts_with(nspname, $1)")
+                .bind(SCHEMA_PREFIX)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+        for old in existing {
+            let created = old.strip_prefix(SCHEMA_PREFIX).and_then(|rest| rest.split('_').next()?.parse::<i64>().ok());
+            if created.is_some_and(|t| now - t > STALE_SCHEMA_SECS) {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE")).execute(&mut conn).await;
+            }
+        }
+        let _ = conn.close().await;
+        let mut url: url::Url = admin_url.parse().expect("PIENTEGRA_TEST_POSTGRES_URL is a URL");
+        url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
+        PostgresSchema { admin_url: admin_url.to_owned(), name, url: url.into() }
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        // Drop is synchronous and may run on the test's only runtime thread:
+        // use a thread of our own, and give up rather than wait on a lock a
+        // still-running server holds.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await else { return };
+                let _ = sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await;
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+                let _ = conn.close().await;
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Runs each named `async fn(Options)` as a test on every database: the
+/// module `sqlite` holds one `#[tokio::test]` per function on SQLite, the
+/// module `postgres` one on a fresh PostgreSQL schema (skipped without
+/// `PIENTEGRA_TEST_POSTGRES_URL`). Test bodies start from the `Options` they
+/// are given.
+#[macro_export]
+macro_rules! on_each_database {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Options::default()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(options) = $crate::Options::postgres().await {
+                        super::$test(options).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// How a test wants its stack.
 #[derive(Clone)]
 pub struct Options {
@@ -33,6 +154,16 @@ pub struct Options {
     pub rate_limit_per_minute: u32,
     /// Replaces the HTTP client to Pientegra (for failure tests).
     pub pientegra: Option<Arc<dyn PientegraApi>>,
+    pub database: Database,
+    /// Turns the Mia-Platform PGM facade on.
+    pub pgm: Option<PgmSettings>,
+}
+
+impl Options {
+    /// The default options on a fresh PostgreSQL schema; `None` when the test must skip (see [`Database::postgres`]).
+    pub async fn postgres() -> Option<Options> {
+        Some(Options { database: Database::postgres().await?, ..Options::default() })
+    }
 }
 
 impl Default for Options {
@@ -43,6 +174,8 @@ impl Default for Options {
             allowed_origins: vec!["http://partner.test".into()],
             rate_limit_per_minute: 1_000,
             pientegra: None,
+            database: Database::Sqlite,
+            pgm: None,
         }
     }
 }
@@ -67,7 +200,7 @@ impl Server {
     }
 }
 
-/// Sandbox + server + a database file that outlives server restarts.
+/// Sandbox + server + a database that outlives server restarts.
 pub struct Stack {
     pub sandbox: Sandbox,
     pub server: Server,
@@ -77,7 +210,8 @@ pub struct Stack {
     _dir: tempfile::TempDir,
 }
 
-/// Settings of a test server for `sandbox`, with a database in `dir`.
+/// Settings of a test server for `sandbox`, with its database in `dir` (SQLite)
+/// or the schema of `options.database` (PostgreSQL).
 pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options) -> Settings {
     let api_base: url::Url = sandbox.api_base().parse().expect("sandbox URL");
     Settings {
@@ -88,7 +222,10 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         api_base,
         api_key: SecretString::from(sandbox.api_key().to_owned()),
         webhook_secrets: vec![SecretString::from(sandbox.webhook_secret().to_owned())],
-        database_url: format!("sqlite://{}", dir.join("kit.db").display()),
+        database_url: match &options.database {
+            Database::Sqlite => format!("sqlite://{}", dir.join("kit.db").display()),
+            Database::Postgres(schema) => schema.url.clone(),
+        },
         widget_token_secret: SecretString::from(TOKEN_SECRET.to_owned()),
         allowed_origins: options.allowed_origins.clone(),
         bind: "127.0.0.1:0".parse().expect("addr"),
@@ -98,6 +235,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         demo: true,
         rate_limit_per_minute: options.rate_limit_per_minute,
         static_dir: None,
+        pgm: options.pgm.clone(),
     }
 }
 
@@ -299,6 +437,37 @@ impl Stack {
         wait_for(Duration::from_secs(10), || async { self.balance(token).await.0 == want })
             .await
             .expect("deposit credited");
+    }
+
+    /// The sandbox's recorded `event_type` event about an intent or withdrawal,
+    /// as the webhook body it delivers (to post it again, or elsewhere).
+    pub async fn delivered_event_body(&self, event_type: &str, subject: uuid::Uuid) -> Vec<u8> {
+        let page: Value = self
+            .http
+            .get(format!("{}/external/events", self.sandbox.api_base()))
+            .bearer_auth(self.sandbox.api_key())
+            .query(&[("eventType", event_type), ("limit", "100")])
+            .send()
+            .await
+            .expect("sandbox events")
+            .json()
+            .await
+            .expect("sandbox events body");
+        let item = page["data"]
+            .as_array()
+            .expect("event list")
+            .iter()
+            .find(|e| {
+                let p = &e["payload"];
+                p["intent"]["id"] == subject.to_string() || p["withdrawal"]["id"] == subject.to_string()
+            })
+            .unwrap_or_else(|| panic!("no {event_type} event for {subject}"))
+            .clone();
+        let mut body = item["payload"].as_object().expect("payload").clone();
+        body.insert("eventId".into(), item["eventId"].clone());
+        body.insert("eventType".into(), item["eventType"].clone());
+        body.insert("occurredAt".into(), item["occurredAt"].clone());
+        serde_json::to_vec(&body).expect("JSON")
     }
 
     /// Opens the user's SSE stream.

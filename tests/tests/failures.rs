@@ -82,10 +82,10 @@ impl PientegraApi for Scripted {
     }
 }
 
-async fn scripted_stack(script: &[Script]) -> Stack {
+async fn scripted_stack(options: Options, script: &[Script]) -> Stack {
     // The sandbox must exist before the client that points at it, so start once
     // to learn its address, then swap the client in on a restart.
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::with(options).await;
     let real = HttpClient::new(
         stack.settings.api_base.as_str(),
         stack.settings.api_key.clone(),
@@ -101,9 +101,8 @@ async fn scripted_stack(script: &[Script]) -> Stack {
 
 const IBAN: &str = "TR330006100519786457841326";
 
-#[tokio::test]
-async fn a_definite_refusal_releases_the_reservation() {
-    let stack = scripted_stack(&[Script::Refuse]).await;
+async fn a_definite_refusal_releases_the_reservation(options: Options) {
+    let stack = scripted_stack(options, &[Script::Refuse]).await;
     let token = stack.token("refused").await;
     stack.funded(&token, "50000").await;
     let key = Uuid::new_v4().to_string();
@@ -117,9 +116,8 @@ async fn a_definite_refusal_releases_the_reservation() {
     assert_eq!(stack.balance(&token).await, (50_000, 0));
 }
 
-#[tokio::test]
-async fn an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it() {
-    let stack = scripted_stack(&[Script::LoseAnswer]).await;
+async fn an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it(options: Options) {
+    let stack = scripted_stack(options, &[Script::LoseAnswer]).await;
     let token = stack.token("unknown").await;
     stack.funded(&token, "50000").await;
     let key = Uuid::new_v4().to_string();
@@ -145,9 +143,8 @@ async fn an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it() {
     assert_eq!(state["withdrawals"][0]["withdrawalId"], created["withdrawalId"]);
 }
 
-#[tokio::test]
-async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears() {
-    let stack = Stack::start().await;
+async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("orphan").await;
     // Create the intent straight at Pientegra, as if our server crashed before recording it.
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
@@ -216,9 +213,8 @@ async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_app
     wait_for(Duration::from_secs(5), || async { stack.balance(&token).await == (7_000, 0) }).await.unwrap();
 }
 
-#[tokio::test]
-async fn money_moving_endpoints_are_rate_limited_per_user() {
-    let stack = Stack::with(Options { rate_limit_per_minute: 3, ..Options::default() }).await;
+async fn money_moving_endpoints_are_rate_limited_per_user(options: Options) {
+    let stack = Stack::with(Options { rate_limit_per_minute: 3, ..options }).await;
     let token = stack.token("hasty").await;
     let other = stack.token("calm").await;
     for _ in 0..3 {
@@ -238,9 +234,8 @@ async fn money_moving_endpoints_are_rate_limited_per_user() {
     assert_eq!(stack.post_deposit(&other, "10000").await.0, StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413() {
-    let stack = Stack::start().await;
+async fn oversized_bodies_get_413(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("big").await;
     let huge = "x".repeat(100 * 1024);
     let (status, _) =
@@ -257,9 +252,8 @@ async fn oversized_bodies_get_413() {
     assert_eq!(webhook.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-#[tokio::test]
-async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown() {
-    let stack = Stack::start().await;
+async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("streamer").await;
     let response = stack.http.get(format!("{}/api/events?token={token}", stack.server.url())).send().await.unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -271,3 +265,12 @@ async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown() {
     let stopped = tokio::time::timeout(Duration::from_secs(5), stack.server.stop()).await;
     assert!(stopped.is_ok(), "graceful shutdown waited on an open stream");
 }
+
+pientegra_tests::on_each_database!(
+    a_definite_refusal_releases_the_reservation,
+    an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it,
+    a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears,
+    money_moving_endpoints_are_rate_limited_per_user,
+    oversized_bodies_get_413,
+    the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown,
+);

@@ -15,39 +15,8 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Fetches the sandbox's recorded event for an intent or withdrawal, as delivered.
-async fn sandbox_event_body(stack: &Stack, event_type: &str, subject: uuid::Uuid) -> Vec<u8> {
-    let page: Value = stack
-        .http
-        .get(format!("{}/external/events", stack.sandbox.api_base()))
-        .bearer_auth(stack.sandbox.api_key())
-        .query(&[("eventType", event_type), ("limit", "100")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let item = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| {
-            let p = &e["payload"];
-            p["intent"]["id"] == subject.to_string() || p["withdrawal"]["id"] == subject.to_string()
-        })
-        .unwrap_or_else(|| panic!("no {event_type} event for {subject}"))
-        .clone();
-    let mut body = item["payload"].as_object().unwrap().clone();
-    body.insert("eventId".into(), item["eventId"].clone());
-    body.insert("eventType".into(), item["eventType"].clone());
-    body.insert("occurredAt".into(), item["occurredAt"].clone());
-    serde_json::to_vec(&body).unwrap()
-}
-
-#[tokio::test]
-async fn a_deposit_is_credited_once_and_pushed_over_sse() {
-    let stack = Stack::start().await;
+async fn a_deposit_is_credited_once_and_pushed_over_sse(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("ayse").await;
     let mut events = stack.events(&token, None).await;
     let opening = events.next(WAIT).await.unwrap();
@@ -70,9 +39,8 @@ async fn a_deposit_is_credited_once_and_pushed_over_sse() {
     assert_eq!(account.deposits[0].status, IntentStatus::Approved);
 }
 
-#[tokio::test]
-async fn a_rejected_deposit_credits_nothing() {
-    let stack = Stack::start().await;
+async fn a_rejected_deposit_credits_nothing(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("mehmet").await;
     let deposit = stack.deposit(&token, "50000").await;
     stack.control(&format!("intents/{}/confirm", deposit.intent_id), json!({})).await;
@@ -87,9 +55,8 @@ async fn a_rejected_deposit_credits_nothing() {
     assert_eq!(stack.balance(&token).await, (0, 0));
 }
 
-#[tokio::test]
-async fn the_approved_amount_is_credited_not_the_requested_one() {
-    let stack = Stack::start().await;
+async fn the_approved_amount_is_credited_not_the_requested_one(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("can").await;
     let deposit = stack.deposit(&token, "100000").await;
     stack.control(&format!("intents/{}/confirm", deposit.intent_id), json!({})).await;
@@ -97,15 +64,14 @@ async fn the_approved_amount_is_credited_not_the_requested_one() {
     wait_for(WAIT, || async { stack.balance(&token).await.0 == 99_000 }).await.unwrap();
 }
 
-#[tokio::test]
-async fn one_webhook_delivered_three_times_concurrently_credits_once() {
-    let stack = Stack::start().await;
+async fn one_webhook_delivered_three_times_concurrently_credits_once(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("zeynep").await;
     // Webhooks off, so only our three copies arrive.
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
     let deposit = stack.deposit(&token, "20000").await;
     stack.pay_and_approve(deposit.intent_id).await;
-    let body = sandbox_event_body(&stack, "intent.approved", deposit.intent_id).await;
+    let body = stack.delivered_event_body("intent.approved", deposit.intent_id).await;
     let server = stack.server.url();
     let secret = stack.sandbox.webhook_secret().to_owned();
     let sends = (0..3).map(|_| post_webhook(&stack.http, &server, &secret, now_ms(), &body));
@@ -117,9 +83,8 @@ async fn one_webhook_delivered_three_times_concurrently_credits_once() {
     assert_eq!(stack.balance(&token).await, (20_000, 0));
 }
 
-#[tokio::test]
-async fn sandbox_duplicate_deliveries_credit_once() {
-    let stack = Stack::start().await;
+async fn sandbox_duplicate_deliveries_credit_once(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("deniz").await;
     stack.sandbox_config(json!({"faults": {"duplicateDeliveries": 3, "shuffleOrder": true}})).await;
     let deposit = stack.deposit(&token, "30000").await;
@@ -145,14 +110,13 @@ fn forged_variants(secret: &str, body: &[u8]) -> Vec<(&'static str, Option<Strin
     ]
 }
 
-#[tokio::test]
-async fn forged_webhooks_are_refused_and_change_nothing() {
-    let stack = Stack::start().await;
+async fn forged_webhooks_are_refused_and_change_nothing(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("ali").await;
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
     let deposit = stack.deposit(&token, "40000").await;
     stack.pay_and_approve(deposit.intent_id).await;
-    let body = sandbox_event_body(&stack, "intent.approved", deposit.intent_id).await;
+    let body = stack.delivered_event_body("intent.approved", deposit.intent_id).await;
     for (what, header, payload) in forged_variants(stack.sandbox.webhook_secret(), &body) {
         let mut request = stack.http.post(format!("{}/webhooks/pientegra", stack.server.url())).body(payload);
         if let Some(header) = header {
@@ -166,9 +130,8 @@ async fn forged_webhooks_are_refused_and_change_nothing() {
     assert_eq!(deposit_now["status"], "RESERVED");
 }
 
-#[tokio::test]
-async fn withdrawal_events_out_of_order_settle_correctly() {
-    let stack = Stack::start().await;
+async fn withdrawal_events_out_of_order_settle_correctly(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("ece").await;
     stack.funded(&token, "100000").await;
     let (status, w) = stack
@@ -190,8 +153,8 @@ async fn withdrawal_events_out_of_order_settle_correctly() {
     stack.control(&format!("withdrawals/{id}/send"), json!({})).await;
     stack.control(&format!("withdrawals/{id}/return"), json!({})).await;
     let wid: uuid::Uuid = id.parse().unwrap();
-    let sent = sandbox_event_body(&stack, "withdrawal.sent", wid).await;
-    let returned = sandbox_event_body(&stack, "withdrawal.returned", wid).await;
+    let sent = stack.delivered_event_body("withdrawal.sent", wid).await;
+    let returned = stack.delivered_event_body("withdrawal.returned", wid).await;
     let secret = stack.sandbox.webhook_secret().to_owned();
     // The return arrives first: the debit is finalized and the money credited back.
     assert!(post_webhook(&stack.http, &stack.server.url(), &secret, now_ms(), &returned).await.is_success());
@@ -204,9 +167,8 @@ async fn withdrawal_events_out_of_order_settle_correctly() {
     assert!(WebhookEvent::parse(&sent).is_ok_and(|e| matches!(e.kind, EventKind::Withdrawal { .. })));
 }
 
-#[tokio::test]
-async fn a_rejected_withdrawal_releases_the_reservation() {
-    let stack = Stack::start().await;
+async fn a_rejected_withdrawal_releases_the_reservation(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("emre").await;
     stack.funded(&token, "50000").await;
     let (_, w) = stack
@@ -225,13 +187,9 @@ async fn a_rejected_withdrawal_releases_the_reservation() {
     wait_for(WAIT, || async { stack.balance(&token).await == (50_000, 0) }).await.unwrap();
 }
 
-#[tokio::test]
-async fn final_debit_moves_money_only_when_sent() {
-    let stack = Stack::with(Options {
-        balance_model: pientegra_server::ledger::BalanceModel::FinalDebit,
-        ..Options::default()
-    })
-    .await;
+async fn final_debit_moves_money_only_when_sent(options: Options) {
+    let stack =
+        Stack::with(Options { balance_model: pientegra_server::ledger::BalanceModel::FinalDebit, ..options }).await;
     let token = stack.token("selin").await;
     stack.funded(&token, "50000").await;
     let body = json!({"amount": "30000", "iban": "TR330006100519786457841326", "holderName": "Selin"});
@@ -249,9 +207,8 @@ async fn final_debit_moves_money_only_when_sent() {
     wait_for(WAIT, || async { stack.balance(&token).await == (20_000, 0) }).await.unwrap();
 }
 
-#[tokio::test]
-async fn twenty_concurrent_withdrawals_never_overdraw() {
-    let stack = Stack::start().await;
+async fn twenty_concurrent_withdrawals_never_overdraw(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("burak").await;
     stack.funded(&token, "100000").await;
     let keys: Vec<String> = (0..20).map(|_| uuid::Uuid::new_v4().to_string()).collect();
@@ -273,9 +230,8 @@ async fn twenty_concurrent_withdrawals_never_overdraw() {
     assert_eq!(stack.balance(&token).await, (0, 100_000));
 }
 
-#[tokio::test]
-async fn pientegra_failing_twice_still_yields_exactly_one_intent() {
-    let stack = Stack::start().await;
+async fn pientegra_failing_twice_still_yields_exactly_one_intent(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("okan").await;
     stack.sandbox_config(json!({"faults": {"apiErrorsNext": 2}})).await;
     let deposit = stack.deposit(&token, "12345").await;
@@ -294,9 +250,8 @@ async fn pientegra_failing_twice_still_yields_exactly_one_intent() {
     assert_eq!(mine[0]["intentId"], deposit.intent_id.to_string());
 }
 
-#[tokio::test]
-async fn idempotency_follows_the_ietf_draft() {
-    let stack = Stack::start().await;
+async fn idempotency_follows_the_ietf_draft(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("idem").await;
     let url = format!("{}/api/deposits", stack.server.url());
     let missing = stack.http.post(&url).bearer_auth(&token).json(&json!({"amount": "10000"})).send().await.unwrap();
@@ -324,9 +279,8 @@ async fn idempotency_follows_the_ietf_draft() {
     assert_eq!(stack.account(&token).await.deposits.len(), 1);
 }
 
-#[tokio::test]
-async fn the_same_key_in_flight_answers_409() {
-    let stack = Stack::start().await;
+async fn the_same_key_in_flight_answers_409(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("slow").await;
     stack.sandbox_config(json!({"faults": {"apiLatencyMs": 800, "apiLatencyNext": 1}})).await;
     let key = uuid::Uuid::new_v4().to_string();
@@ -340,9 +294,8 @@ async fn the_same_key_in_flight_answers_409() {
     assert_eq!(b.1["error"], "idempotency_key_in_flight");
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_clear_code_and_changes_nothing() {
-    let stack = Stack::start().await;
+async fn bad_input_gets_a_clear_code_and_changes_nothing(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("bad").await;
     let key = || uuid::Uuid::new_v4().to_string();
     let cases = [
@@ -381,9 +334,8 @@ async fn bad_input_gets_a_clear_code_and_changes_nothing() {
     assert_eq!(stack.balance(&token).await, (0, 0));
 }
 
-#[tokio::test]
-async fn users_cannot_read_or_stream_each_other() {
-    let stack = Stack::start().await;
+async fn users_cannot_read_or_stream_each_other(options: Options) {
+    let stack = Stack::with(options).await;
     let a = stack.token("user-a").await;
     let b = stack.token("user-b").await;
     let deposit_b = stack.deposit(&b, "10000").await;
@@ -408,9 +360,8 @@ async fn users_cannot_read_or_stream_each_other() {
     }
 }
 
-#[tokio::test]
-async fn sse_reconnect_after_a_restart_replays_what_was_missed() {
-    let mut stack = Stack::start().await;
+async fn sse_reconnect_after_a_restart_replays_what_was_missed(options: Options) {
+    let mut stack = Stack::with(options).await;
     let token = stack.token("restart").await;
     let deposit = stack.deposit(&token, "25000").await;
     let mut events = stack.events(&token, Some(0)).await;
@@ -430,10 +381,8 @@ async fn sse_reconnect_after_a_restart_replays_what_was_missed() {
     assert_eq!(stack.balance(&token).await, (25_000, 0));
 }
 
-#[tokio::test]
-async fn a_deposit_url_outside_the_allow_list_never_reaches_the_browser() {
-    let stack =
-        Stack::with(Options { deposit_url_hosts: Some(vec!["pay.example.com".into()]), ..Options::default() }).await;
+async fn a_deposit_url_outside_the_allow_list_never_reaches_the_browser(options: Options) {
+    let stack = Stack::with(Options { deposit_url_hosts: Some(vec!["pay.example.com".into()]), ..options }).await;
     let token = stack.token("evil").await;
     let (status, body) = stack.post_deposit(&token, "10000").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -442,9 +391,8 @@ async fn a_deposit_url_outside_the_allow_list_never_reaches_the_browser() {
     assert!(stack.account(&token).await.deposits.is_empty());
 }
 
-#[tokio::test]
-async fn cors_allows_only_listed_origins() {
-    let stack = Stack::start().await;
+async fn cors_allows_only_listed_origins(options: Options) {
+    let stack = Stack::with(options).await;
     let preflight = |origin: &'static str| {
         stack
             .http
@@ -460,9 +408,8 @@ async fn cors_allows_only_listed_origins() {
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
 
-#[tokio::test]
-async fn health_readiness_and_metrics_answer() {
-    let stack = Stack::start().await;
+async fn health_readiness_and_metrics_answer(options: Options) {
+    let stack = Stack::with(options).await;
     let ready: Value =
         stack.http.get(format!("{}/readyz", stack.server.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready, json!({"database": "ok", "pientegra": "ok"}));
@@ -477,3 +424,25 @@ async fn health_readiness_and_metrics_answer() {
         .unwrap();
     assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
 }
+
+pientegra_tests::on_each_database!(
+    a_deposit_is_credited_once_and_pushed_over_sse,
+    a_rejected_deposit_credits_nothing,
+    the_approved_amount_is_credited_not_the_requested_one,
+    one_webhook_delivered_three_times_concurrently_credits_once,
+    sandbox_duplicate_deliveries_credit_once,
+    forged_webhooks_are_refused_and_change_nothing,
+    withdrawal_events_out_of_order_settle_correctly,
+    a_rejected_withdrawal_releases_the_reservation,
+    final_debit_moves_money_only_when_sent,
+    twenty_concurrent_withdrawals_never_overdraw,
+    pientegra_failing_twice_still_yields_exactly_one_intent,
+    idempotency_follows_the_ietf_draft,
+    the_same_key_in_flight_answers_409,
+    bad_input_gets_a_clear_code_and_changes_nothing,
+    users_cannot_read_or_stream_each_other,
+    sse_reconnect_after_a_restart_replays_what_was_missed,
+    a_deposit_url_outside_the_allow_list_never_reaches_the_browser,
+    cors_allows_only_listed_origins,
+    health_readiness_and_metrics_answer,
+);

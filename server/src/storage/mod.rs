@@ -3,6 +3,7 @@
 //! money does so in one transaction together with the status change and the
 //! user events that announce it.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -344,10 +345,12 @@ pub fn balance_event(balance: BalanceRow) -> UserEvent {
 
 /// Opens the storage named by a `DATABASE_URL` and applies its migrations.
 pub async fn connect(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    // Never echo the URL: it may carry a password.
     if database_url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStorage::connect(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PostgresStorage::connect(database_url).await?))
     } else {
-        // Never echo the URL: it may carry a password.
-        anyhow::bail!("DATABASE_URL: unsupported database scheme (use sqlite:)")
+        anyhow::bail!("DATABASE_URL: unsupported database scheme (use sqlite:, postgres:// or postgresql://)")
     }
 }

@@ -156,6 +156,11 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+
+    /// An index in `0..n`.
+    fn index(&mut self, n: usize) -> usize {
+        usize::try_from(self.below(n as u64)).expect("below n fits usize")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -243,15 +248,12 @@ pub async fn storm(plan: Plan) -> Outcome {
 
     let mut rng = Rng(plan.seed | 1);
     let mut tasks: Vec<Task> = (0..plan.deposits)
-        .map(|_| Task::Deposit { user: rng.below(plan.users as u64) as usize, amount: 1_000 + rng.below(99_000) })
+        .map(|_| Task::Deposit { user: rng.index(plan.users), amount: 1_000 + rng.below(99_000) })
         .collect();
     // Withdrawals are spread through the second half of the storm, when money exists.
     for _ in 0..plan.withdrawals {
-        let at = plan.deposits / 2 + rng.below((tasks.len() - plan.deposits / 2) as u64 + 1) as usize;
-        tasks.insert(
-            at,
-            Task::Withdrawal { user: rng.below(plan.users as u64) as usize, amount: 500 + rng.below(30_000) },
-        );
+        let at = plan.deposits / 2 + rng.index(tasks.len() - plan.deposits / 2 + 1);
+        tasks.insert(at, Task::Withdrawal { user: rng.index(plan.users), amount: 500 + rng.below(30_000) });
     }
     let queue = Arc::new(Mutex::new(tasks.into_iter().collect::<std::collections::VecDeque<_>>()));
     let retried = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,941 @@
+//! PostgreSQL storage, for several server instances sharing one database.
+//!
+//! The behaviour is the SQLite implementation's, statement for statement; what
+//! SQLite gets from its single writer, PostgreSQL gets from locks held until
+//! commit (READ COMMITTED throughout):
+//!
+//! - a user's `accounts` row is locked by every transaction that moves their
+//!   money or appends to their stream, so balance checks, reservations and SSE
+//!   sequence numbers are serialized per user across instances;
+//! - a transaction-scoped advisory lock on the intent or withdrawal id
+//!   serializes everything that happens to one subject (webhooks among
+//!   themselves, and a webhook against the recording of its subject, which is
+//!   what keeps an early event from being stranded as an orphan);
+//! - `ON CONFLICT DO NOTHING` on the business keys, event ids and idempotency
+//!   keys makes the second of two racing writers wait for the first and then
+//!   find its row.
+//!
+//! Locks are always taken in the order subject → record → account, so these
+//! transactions cannot deadlock; should the database still report a deadlock
+//! or a serialization failure, the whole transaction is run again.
+//!
+//! Every event appended to a user's stream is announced with `pg_notify` (sent
+//! on commit); [`Storage::relay_changes`] listens and wakes that user's
+//! streams on this instance.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pientegra_shared::Amount;
+use pientegra_shared::api::UserEvent;
+use pientegra_shared::event::{EventKind, WebhookEvent};
+use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use pientegra_shared::wire::WithdrawalCreated;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use super::{
+    BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
+    NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+};
+use crate::ledger::{self, BalanceModel, Movement};
+
+/// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
+pub const CHANNEL: &str = "pientegra_user_events";
+
+/// Connections per instance.
+const POOL_SIZE: u32 = 10;
+
+/// The first key of the two-key advisory locks on subjects (a namespace of this
+/// server's; the two-key space never overlaps the one-key space of [`Storage::try_lock`]).
+const SUBJECT_LOCK_SPACE: i32 = 0x5049_4e54; // "PINT"
+
+/// How often a transaction that hit a deadlock or serialization failure runs again.
+const TRANSIENT_RETRIES: u32 = 3;
+
+/// The PostgreSQL implementation of [`Storage`].
+pub struct PostgresStorage {
+    pool: PgPool,
+    /// The schema the tables live in: part of each named lock's key, so two
+    /// deployments in one database never hold each other's locks.
+    schema: String,
+}
+
+impl PostgresStorage {
+    /// Connects and applies migrations (into the first schema of the `search_path`).
+    pub async fn connect(url: &str) -> anyhow::Result<PostgresStorage> {
+        // Never echo the URL or its parse error: it may carry a password.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.context("applying PostgreSQL migrations")?;
+        let schema: Option<String> =
+            sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.context("reading the schema")?;
+        Ok(PostgresStorage { pool, schema: schema.unwrap_or_default() })
+    }
+
+    /// The 64-bit advisory lock key of a named lock: stable across instances and versions.
+    fn lock_key(&self, name: &str) -> i64 {
+        let digest = Sha256::new().chain_update(self.schema.as_bytes()).chain_update([0]).chain_update(name).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn amount(minor: i64) -> anyhow::Result<Amount> {
+    Ok(Amount::from_minor(u64::try_from(minor).context("negative amount in storage")?))
+}
+
+fn minor(a: Amount) -> i64 {
+    i64::try_from(a.minor()).expect("amounts fit i64")
+}
+
+fn uuid(s: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(s).context("malformed id in storage")
+}
+
+fn deposit_from_row(row: &PgRow) -> anyhow::Result<DepositRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(DepositRecord {
+        intent_id: uuid(row.try_get("intent_id")?)?,
+        user_id: row.try_get("user_id")?,
+        reference_no: row.try_get("reference_no")?,
+        deposit_url: row.try_get("deposit_url")?,
+        requested_amount: amount(row.try_get("requested_amount")?)?,
+        amount: amount(row.try_get("amount")?)?,
+        credited_amount: row.try_get::<Option<i64>, _>("credited_amount")?.map(amount).transpose()?,
+        currency: row.try_get("currency")?,
+        status: IntentStatus::parse(&status).context("unknown intent status in storage")?,
+        rejected_reason: row.try_get("rejected_reason")?,
+        expires_at: time(row.try_get("expires_at")?),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+fn withdrawal_from_row(row: &PgRow) -> anyhow::Result<WithdrawalRecord> {
+    let state: String = row.try_get("status")?;
+    let model: String = row.try_get("balance_model")?;
+    Ok(WithdrawalRecord {
+        local_id: uuid(row.try_get("local_id")?)?,
+        user_id: row.try_get("user_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        withdrawal_id: row.try_get::<Option<String>, _>("withdrawal_id")?.as_deref().map(uuid).transpose()?,
+        reference_no: row.try_get("reference_no")?,
+        amount: amount(row.try_get("amount")?)?,
+        currency: row.try_get("currency")?,
+        iban: row.try_get("iban")?,
+        holder_name: row.try_get("holder_name")?,
+        state: WithdrawalState::parse(&state).context("unknown withdrawal state in storage")?,
+        rejected_reason: row.try_get("rejected_reason")?,
+        balance_model: model.parse().map_err(|()| anyhow::anyhow!("unknown balance model in storage"))?,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+/// Whether a failed transaction may simply run again: a deadlock or a serialization failure.
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "40001" || code == "40P01")
+    })
+}
+
+/// Runs a whole transaction, again if the database aborted it for a transient reason.
+async fn retrying<T, F, Fut>(what: &'static str, mut transaction: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match transaction().await {
+            Err(err) if attempt < TRANSIENT_RETRIES && is_transient(&err) => {
+                attempt += 1;
+                tracing::warn!(what, attempt, error = format!("{err:#}"), "transient database conflict; retrying");
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+// ---- statements run inside a write transaction -------------------------------------
+
+async fn ensure_account(conn: &mut PgConnection, user_id: &str) -> Result<()> {
+    sqlx::query("INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Serializes, until commit, every transaction about one intent or withdrawal.
+async fn lock_subject(conn: &mut PgConnection, subject: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(SUBJECT_LOCK_SPACE)
+        .bind(subject.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends an event to the user's stream with the next sequence number, and
+/// announces it to every instance (delivered on commit).
+async fn push_event(conn: &mut PgConnection, user_id: &str, event: &UserEvent) -> Result<()> {
+    ensure_account(conn, user_id).await?;
+    // The row lock taken here is held until commit: numbers are handed out in commit order, never twice.
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE accounts SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(user_id)
+        .bind(seq)
+        .bind(event.name())
+        .bind(event.data())
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(user_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn read_balance(conn: &mut PgConnection, user_id: &str) -> Result<BalanceRow> {
+    let row: Option<(i64, i64)> = sqlx::query_as("SELECT available, reserved FROM accounts WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (available, reserved) = row.unwrap_or_default();
+    Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
+}
+
+/// Applies a movement unless its business key was applied before. Returns whether it moved money.
+async fn apply_movement(conn: &mut PgConnection, user_id: &str, m: &Movement) -> Result<bool> {
+    ensure_account(conn, user_id).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (business_key) DO NOTHING",
+    )
+    .bind(&m.business_key)
+    .bind(user_id)
+    .bind(m.available)
+    .bind(m.reserved)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE accounts SET available = available + $1, reserved = reserved + $2 WHERE user_id = $3")
+        .bind(m.available)
+        .bind(m.reserved)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("applying {}", m.business_key))?;
+    Ok(true)
+}
+
+async fn announce_balance(conn: &mut PgConnection, user_id: &str) -> Result<()> {
+    let balance = read_balance(conn, user_id).await?;
+    push_event(conn, user_id, &balance_event(balance)).await
+}
+
+/// Whether a read inside a write transaction locks the row it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    No,
+    ForUpdate,
+}
+
+impl Lock {
+    fn clause(self) -> &'static str {
+        match self {
+            Lock::No => "",
+            Lock::ForUpdate => " FOR UPDATE",
+        }
+    }
+}
+
+async fn deposit_in(conn: &mut PgConnection, intent_id: Uuid, lock: Lock) -> Result<Option<DepositRecord>> {
+    sqlx::query(&format!("SELECT * FROM deposits WHERE intent_id = $1{}", lock.clause()))
+        .bind(intent_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(deposit_from_row)
+        .transpose()
+}
+
+async fn withdrawal_in(
+    conn: &mut PgConnection,
+    column: &str,
+    id: &str,
+    lock: Lock,
+) -> Result<Option<WithdrawalRecord>> {
+    // `column` is one of two literals chosen by this module, never user input.
+    sqlx::query(&format!("SELECT * FROM withdrawals WHERE {column} = $1{}", lock.clause()))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(withdrawal_from_row)
+        .transpose()
+}
+
+async fn withdrawal_by_key_in(conn: &mut PgConnection, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
+    sqlx::query("SELECT * FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2")
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(withdrawal_from_row)
+        .transpose()
+}
+
+/// The heart of the webhook path: one event against the local records. The
+/// caller holds the subject's lock.
+async fn apply_event(conn: &mut PgConnection, event: &WebhookEvent, touched: &mut Vec<String>) -> Result<InboxOutcome> {
+    match &event.kind {
+        EventKind::Unknown { .. } => Ok(InboxOutcome::Ignored),
+        EventKind::Intent { event: kind, intent } => {
+            let Some(deposit) = deposit_in(conn, intent.id, Lock::ForUpdate).await? else {
+                return Ok(InboxOutcome::Orphan);
+            };
+            if deposit.user_id != intent.external_user_id {
+                tracing::error!(intent_id = %intent.id, "webhook names another user than the local deposit; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
+            let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
+                return Ok(InboxOutcome::Stale);
+            };
+            let credited = (next == IntentStatus::Approved).then_some(intent.amount);
+            let updated = sqlx::query(
+                "UPDATE deposits SET status = $1, rejected_reason = COALESCE($2, rejected_reason),
+                 credited_amount = COALESCE($3, credited_amount), updated_at = $4 WHERE intent_id = $5 RETURNING *",
+            )
+            .bind(next.as_str())
+            .bind(intent.rejected_reason.as_deref())
+            .bind(credited.map(minor))
+            .bind(now_ms())
+            .bind(intent.id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            let deposit = deposit_from_row(&updated)?;
+            push_event(conn, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            if let Some(credit) = credited {
+                if apply_movement(conn, &deposit.user_id, &ledger::deposit_credit(intent.id, credit)).await? {
+                    announce_balance(conn, &deposit.user_id).await?;
+                }
+            }
+            touched.push(deposit.user_id);
+            Ok(InboxOutcome::Applied)
+        }
+        EventKind::Withdrawal { event: kind, withdrawal: snapshot } => {
+            let Some(record) = withdrawal_in(conn, "withdrawal_id", &snapshot.id.to_string(), Lock::ForUpdate).await?
+            else {
+                return Ok(InboxOutcome::Orphan);
+            };
+            if record.user_id != snapshot.external_user_id {
+                tracing::error!(withdrawal_id = %snapshot.id, "webhook names another user than the local withdrawal; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
+            let WithdrawalState::Known(current) = record.state else {
+                return Ok(InboxOutcome::Stale);
+            };
+            if snapshot.amount != record.amount {
+                tracing::warn!(withdrawal_id = %snapshot.id, "webhook amount differs from the requested amount; the local amount is used");
+            }
+            let Some(moves) =
+                ledger::plan_withdrawal(current, kind.status(), record.balance_model, snapshot.id, record.amount)
+            else {
+                return Ok(InboxOutcome::Stale);
+            };
+            let updated = sqlx::query(
+                "UPDATE withdrawals SET status = $1, rejected_reason = COALESCE($2, rejected_reason), updated_at = $3
+                 WHERE local_id = $4 RETURNING *",
+            )
+            .bind(kind.status().as_str())
+            .bind(snapshot.rejected_reason.as_deref())
+            .bind(now_ms())
+            .bind(record.local_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            let record = withdrawal_from_row(&updated)?;
+            if let Some(view) = record.view() {
+                push_event(conn, &record.user_id, &UserEvent::Withdrawal(view)).await?;
+            }
+            let mut moved = false;
+            for m in &moves {
+                moved |= apply_movement(conn, &record.user_id, m).await?;
+            }
+            if moved {
+                announce_balance(conn, &record.user_id).await?;
+            }
+            touched.push(record.user_id);
+            Ok(InboxOutcome::Applied)
+        }
+    }
+}
+
+/// Applies events that arrived before the record they are about. The caller
+/// holds the subject's lock, so no webhook about it can be mid-way.
+async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<()> {
+    let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT event_id, body FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan'
+         ORDER BY received_at, event_id",
+    )
+    .bind(subject_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (event_id, body) in orphans {
+        let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
+        let outcome = apply_event(conn, &event, touched).await?;
+        sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
+            .bind(outcome.as_str())
+            .bind(now_ms())
+            .bind(event_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn subject_id(event: &WebhookEvent) -> Option<Uuid> {
+    match &event.kind {
+        EventKind::Intent { intent, .. } => Some(intent.id),
+        EventKind::Withdrawal { withdrawal, .. } => Some(withdrawal.id),
+        EventKind::Unknown { .. } => None,
+    }
+}
+
+fn dedup(mut users: Vec<String>) -> Vec<String> {
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// A stored idempotency record: request hash, state, lease end, response status and body.
+type IdempotencyRow = (String, String, i64, Option<i32>, Option<String>);
+
+// ---- one transaction per operation (run again by `retrying` on a transient abort) ----
+
+impl PostgresStorage {
+    async fn claim_idempotency_once(
+        &self,
+        scope: &IdempotencyScope<'_>,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<Option<IdempotencyClaim>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        // Insert first: of two instances claiming a new key at once, one inserts
+        // and the other waits for its commit, then finds the row.
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
+        )
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .bind(request_hash)
+        .bind(now + lease_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            tx.commit().await?;
+            return Ok(Some(IdempotencyClaim::Claimed));
+        }
+        let row: Option<IdempotencyRow> = sqlx::query_as(
+            "SELECT request_hash, state, locked_until, response_status, response_body
+             FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 FOR UPDATE",
+        )
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match row {
+            // Released between our insert and our read: claim it afresh.
+            None => return Ok(None),
+            Some((hash, _, _, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Some((_, state, _, Some(status), Some(body))) if state == "done" => {
+                IdempotencyClaim::Done { status: u16::try_from(status).unwrap_or(500), body }
+            }
+            Some((_, _, locked_until, _, _)) if locked_until > now => IdempotencyClaim::InFlight,
+            Some(_) => {
+                // The claimant died mid-request: take over; the work it did is idempotent.
+                // The row lock makes this take-over one instance's only.
+                sqlx::query("UPDATE idempotency SET locked_until = $1 WHERE user_id = $2 AND route = $3 AND key = $4")
+                    .bind(now + lease_ms)
+                    .bind(scope.user_id)
+                    .bind(scope.route)
+                    .bind(scope.key)
+                    .execute(&mut *tx)
+                    .await?;
+                IdempotencyClaim::Claimed
+            }
+        };
+        tx.commit().await?;
+        Ok(Some(claim))
+    }
+
+    async fn record_deposit_once(&self, d: &NewDeposit) -> Result<Changed<DepositRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // A webhook about this intent either committed (as an orphan) before we
+        // take the lock, and we apply it below, or waits and then finds the deposit.
+        lock_subject(&mut tx, d.intent_id).await?;
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                                   status, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $10) ON CONFLICT (intent_id) DO NOTHING",
+        )
+        .bind(d.intent_id.to_string())
+        .bind(&d.user_id)
+        .bind(&d.reference_no)
+        .bind(&d.deposit_url)
+        .bind(minor(d.requested_amount))
+        .bind(minor(d.amount))
+        .bind(&d.currency)
+        .bind(d.expires_at.timestamp_millis())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut touched = Vec::new();
+        if inserted {
+            let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just inserted")?;
+            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(record.view())).await?;
+            touched.push(d.user_id.clone());
+            apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
+        }
+        let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just recorded")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched: dedup(touched) })
+    }
+
+    async fn reserve_withdrawal_once(
+        &self,
+        w: &NewWithdrawal,
+    ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
+        let mut tx = self.pool.begin().await?;
+        ensure_account(&mut tx, &w.user_id).await?;
+        // Every reservation of this user, on any instance, queues here until we commit.
+        sqlx::query("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE").bind(&w.user_id).execute(&mut *tx).await?;
+        if let Some(existing) = withdrawal_by_key_in(&mut tx, &w.user_id, &w.idempotency_key).await? {
+            tx.rollback().await?;
+            return Ok(Ok(Changed { value: existing, touched: vec![] }));
+        }
+        let balance = read_balance(&mut tx, &w.user_id).await?;
+        // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM withdrawals
+             WHERE user_id = $1 AND balance_model = 'final-debit' AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
+        )
+        .bind(&w.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let spendable = minor(balance.available) - pending;
+        if spendable < minor(w.amount) {
+            tx.rollback().await?;
+            return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
+        }
+        let local_id = Uuid::now_v7();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO withdrawals (local_id, user_id, idempotency_key, amount, currency, iban, holder_name, status,
+                                      balance_model, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'SUBMITTING', $8, $9, $10)",
+        )
+        .bind(local_id.to_string())
+        .bind(&w.user_id)
+        .bind(&w.idempotency_key)
+        .bind(minor(w.amount))
+        .bind(&w.currency)
+        .bind(&w.iban)
+        .bind(&w.holder_name)
+        .bind(w.balance_model.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut touched = Vec::new();
+        if w.balance_model == BalanceModel::PreReserve {
+            apply_movement(&mut tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount)).await?;
+            announce_balance(&mut tx, &w.user_id).await?;
+            touched.push(w.user_id.clone());
+        }
+        let record =
+            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the new withdrawal")?;
+        tx.commit().await?;
+        Ok(Ok(Changed { value: record, touched }))
+    }
+
+    async fn withdrawal_accepted_once(
+        &self,
+        local_id: Uuid,
+        created: &WithdrawalCreated,
+    ) -> Result<Changed<WithdrawalRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // Webhooks about this withdrawal wait, or committed as orphans we apply below.
+        lock_subject(&mut tx, created.withdrawal_id).await?;
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::ForUpdate)
+            .await?
+            .context("unknown withdrawal")?;
+        let mut touched = Vec::new();
+        if record.state == WithdrawalState::Submitting {
+            let updated = sqlx::query(
+                "UPDATE withdrawals SET withdrawal_id = $1, reference_no = $2, status = $3, updated_at = $4
+                 WHERE local_id = $5 RETURNING *",
+            )
+            .bind(created.withdrawal_id.to_string())
+            .bind(&created.reference_no)
+            .bind(WithdrawalStatus::PendingReview.as_str())
+            .bind(now_ms())
+            .bind(local_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            let record = withdrawal_from_row(&updated)?;
+            if let Some(view) = record.view() {
+                push_event(&mut tx, &record.user_id, &UserEvent::Withdrawal(view)).await?;
+            }
+            touched.push(record.user_id.clone());
+            apply_orphans(&mut tx, created.withdrawal_id, &mut touched).await?;
+        }
+        let record =
+            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the withdrawal")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched: dedup(touched) })
+    }
+
+    async fn withdrawal_refused_once(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::ForUpdate)
+            .await?
+            .context("unknown withdrawal")?;
+        let mut touched = Vec::new();
+        if record.state == WithdrawalState::Submitting {
+            sqlx::query(
+                "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = $1, updated_at = $2 WHERE local_id = $3",
+            )
+            .bind(reason)
+            .bind(now_ms())
+            .bind(local_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if record.balance_model == BalanceModel::PreReserve
+                && apply_movement(&mut tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))
+                    .await?
+            {
+                announce_balance(&mut tx, &record.user_id).await?;
+                touched.push(record.user_id.clone());
+            }
+        }
+        let record =
+            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the withdrawal")?;
+        tx.commit().await?;
+        Ok(Changed { value: record, touched })
+    }
+
+    async fn apply_webhook_once(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let subject = subject_id(event);
+        if let Some(subject) = subject {
+            lock_subject(&mut tx, subject).await?;
+        }
+        // Of two instances receiving the same event at once, one inserts; the
+        // other waits for its commit and finds the row: a duplicate.
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.event_id.to_string())
+        .bind(event.event_type())
+        .bind(subject.map(|id| id.to_string()))
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.commit().await?;
+            return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
+        }
+        let mut touched = Vec::new();
+        let outcome = apply_event(&mut tx, event, &mut touched).await?;
+        sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
+            .bind(outcome.as_str())
+            .bind(now_ms())
+            .bind(event.event_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Changed { value: outcome, touched: dedup(touched) })
+    }
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn claim_idempotency(
+        &self,
+        scope: &IdempotencyScope<'_>,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<IdempotencyClaim> {
+        for _ in 0..5 {
+            let claim =
+                retrying("claim_idempotency", || self.claim_idempotency_once(scope, request_hash, lease_ms)).await?;
+            if let Some(claim) = claim {
+                return Ok(claim);
+            }
+        }
+        anyhow::bail!("an idempotency key kept being claimed and released under us")
+    }
+
+    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency SET state = 'done', response_status = $1, response_body = $2
+             WHERE user_id = $3 AND route = $4 AND key = $5",
+        )
+        .bind(i32::from(status))
+        .bind(body)
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 AND state = 'in_flight'")
+            .bind(scope.user_id)
+            .bind(scope.route)
+            .bind(scope.key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>> {
+        retrying("record_deposit", || self.record_deposit_once(&deposit)).await
+    }
+
+    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        deposit_in(&mut conn, intent_id, Lock::No).await
+    }
+
+    async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
+        sqlx::query("SELECT * FROM deposits WHERE user_id = $1 ORDER BY created_at DESC, intent_id DESC LIMIT $2")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(deposit_from_row)
+            .collect()
+    }
+
+    async fn reserve_withdrawal(
+        &self,
+        request: NewWithdrawal,
+    ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
+        retrying("reserve_withdrawal", || self.reserve_withdrawal_once(&request)).await
+    }
+
+    async fn withdrawal_accepted(
+        &self,
+        local_id: Uuid,
+        created: &WithdrawalCreated,
+    ) -> Result<Changed<WithdrawalRecord>> {
+        retrying("withdrawal_accepted", || self.withdrawal_accepted_once(local_id, created)).await
+    }
+
+    async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
+        retrying("withdrawal_refused", || self.withdrawal_refused_once(local_id, reason)).await
+    }
+
+    async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        withdrawal_in(&mut conn, "withdrawal_id", &withdrawal_id.to_string(), Lock::No).await
+    }
+
+    async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        withdrawal_by_key_in(&mut conn, user_id, key).await
+    }
+
+    async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE user_id = $1 ORDER BY created_at DESC, local_id DESC LIMIT $2")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE status = 'SUBMITTING' ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
+        retrying("apply_webhook", || self.apply_webhook_once(event, body)).await
+    }
+
+    async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
+        let mut conn = self.pool.acquire().await?;
+        read_balance(&mut conn, user_id).await
+    }
+
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, name, data FROM user_events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(seq, name, data)| StoredEvent { seq, name, data }).collect())
+    }
+
+    async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
+        sqlx::query("SELECT * FROM deposits WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at")
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(deposit_from_row)
+            .collect()
+    }
+
+    async fn withdrawals_created_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<WithdrawalRecord>> {
+        sqlx::query("SELECT * FROM withdrawals WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at")
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn serving_starts(&self) -> Result<()> {
+        // Other instances may be mid-request on their claims: an abandoned
+        // claim is recognized by its expired lease instead (see `claim_idempotency`).
+        Ok(())
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>> {
+        let mut conn = self.pool.acquire().await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.lock_key(name))
+            .fetch_one(&mut *conn)
+            .await?;
+        if !taken {
+            return Ok(None);
+        }
+        // The lock belongs to this session: the connection never goes back to
+        // the pool, and closing it when the guard drops ends the session, which
+        // releases the lock (also if this process dies).
+        conn.close_on_drop();
+        Ok(Some(HeldLock::new(conn)))
+    }
+
+    async fn relay_changes(&self, hub: crate::sse::Hub, shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await.context("connecting the change listener")?;
+        listener.listen(CHANNEL).await.context("listening for stream changes")?;
+        // Whatever other instances committed before LISTEN took effect was not
+        // announced to us: let every stream look.
+        hub.notify_all();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = listener.try_recv() => match next {
+                    Ok(Some(notification)) => hub.notify(&[notification.payload()]),
+                    Ok(None) => {
+                        // The connection dropped and was re-established: notifications
+                        // in between are lost, the events themselves are not.
+                        tracing::warn!("change listener reconnected; waking every stream");
+                        hub.notify_all();
+                    }
+                    Err(err) => {
+                        hub.notify_all();
+                        return Err(err).context("listening for stream changes");
+                    }
+                },
+            }
+        }
+    }
+
+    async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
+        let sums: (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(available_delta), 0)::BIGINT, COALESCE(SUM(reserved_delta), 0)::BIGINT
+             FROM ledger_entries WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sums)
+    }
+}
