@@ -80,6 +80,7 @@ async fn one_pass_recovers_a_window_of_lost_webhooks_and_a_second_applies_nothin
     assert_eq!(dry.count(Category::StatusBehind), 6, "{}", dry.table());
 
     let first = reconcile(&stack, true).await;
+    println!("{}", first.table());
     assert_eq!(first.applied(), 6, "{}", first.table());
     assert_eq!(stack.balance(&ayse).await, (expected.0, 0));
     assert_eq!(stack.balance(&mehmet).await, (expected.1, 0));
