@@ -7,7 +7,7 @@ use std::time::Duration;
 use pientegra_server::pientegra::{HttpClient, RetryPolicy};
 use pientegra_server::reconcile::{Category, Reconciler, Report};
 use pientegra_server::sse::Hub;
-use pientegra_tests::{Stack, wait_for};
+use pientegra_tests::{Options, Stack, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -39,9 +39,8 @@ async fn deliveries(stack: &Stack) -> Vec<Value> {
     state["deliveries"].as_array().unwrap().clone()
 }
 
-#[tokio::test]
-async fn one_pass_recovers_a_window_of_lost_webhooks_and_a_second_applies_nothing() {
-    let stack = Stack::start().await;
+async fn one_pass_recovers_a_window_of_lost_webhooks_and_a_second_applies_nothing(options: Options) {
+    let stack = Stack::with(options).await;
     let ayse = stack.token("ayse").await;
     let mehmet = stack.token("mehmet").await;
     stack.funded(&ayse, "50000").await; // credited the normal way, before the outage
@@ -100,9 +99,8 @@ async fn one_pass_recovers_a_window_of_lost_webhooks_and_a_second_applies_nothin
     assert_eq!(stack.balance(&mehmet).await, (expected.1, 0));
 }
 
-#[tokio::test]
-async fn dead_deliveries_are_replayed_and_credit_once() {
-    let stack = Stack::start().await;
+async fn dead_deliveries_are_replayed_and_credit_once(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("zeynep").await;
     // Deliveries go to a port where nothing listens until every attempt has failed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -138,9 +136,8 @@ async fn dead_deliveries_are_replayed_and_credit_once() {
     assert_eq!(stack.balance(&token).await, (66_000, 0));
 }
 
-#[tokio::test]
-async fn an_intent_missing_locally_is_recorded_and_credited() {
-    let stack = Stack::start().await;
+async fn an_intent_missing_locally_is_recorded_and_credited(options: Options) {
+    let stack = Stack::with(options).await;
     let token = stack.token("lost").await;
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
     let created: Value = stack
@@ -162,3 +159,9 @@ async fn an_intent_missing_locally_is_recorded_and_credited() {
     assert_eq!(stack.balance(&token).await, (4_500, 0));
     assert!(reconcile(&stack, true).await.findings.is_empty());
 }
+
+pientegra_tests::on_each_database!(
+    one_pass_recovers_a_window_of_lost_webhooks_and_a_second_applies_nothing,
+    dead_deliveries_are_replayed_and_credit_once,
+    an_intent_missing_locally_is_recorded_and_credited,
+);

@@ -17,9 +17,14 @@ async fn every_api_route_refuses_foreign_expired_and_forged_tokens() {
     stack.funded(&owner, "50000").await;
     let deposit = stack.deposit(&owner, "10000").await;
     let (_, w) = stack
-        .post_json(&owner, "/api/withdrawals", &uuid::Uuid::new_v4().to_string(), json!({
-            "amount": "10000", "iban": "TR330006100519786457841326", "holderName": "Owner"
-        }))
+        .post_json(
+            &owner,
+            "/api/withdrawals",
+            &uuid::Uuid::new_v4().to_string(),
+            json!({
+                "amount": "10000", "iban": "TR330006100519786457841326", "holderName": "Owner"
+            }),
+        )
         .await;
     let withdrawal_id = w["withdrawalId"].as_str().unwrap().to_owned();
 
@@ -106,7 +111,8 @@ fn the_built_widget_ships_no_secret() {
         return;
     }
     let sandbox = pientegra_sandbox::Config::default();
-    let needles = ["sk_test_", "sk_live_", "whsec_", sandbox.api_key.as_str(), sandbox.webhook_secret.as_str(), TOKEN_SECRET];
+    let needles =
+        ["sk_test_", "sk_live_", "whsec_", sandbox.api_key.as_str(), sandbox.webhook_secret.as_str(), TOKEN_SECRET];
     let mut scanned = 0;
     let mut stack = vec![dist.clone()];
     while let Some(dir) = stack.pop() {
