@@ -45,6 +45,8 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let storage = storage::connect(&settings.database_url).await?;
     storage.serving_starts().await.context("recovering after the previous process")?;
+    // After the storage: it applied the migrations, the facade's tables among them.
+    let pgm = pgm::Facade::connect(&settings).await?;
     let state = AppState {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
         tokens: token::TokenKey::new(settings.widget_token_secret.clone()),
@@ -54,6 +56,7 @@ pub async fn run_with(
         hub: sse::Hub::default(),
         metrics: Arc::default(),
         shutdown: shutdown.clone(),
+        pgm,
     };
     let jobs = jobs::spawn(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");

@@ -45,6 +45,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    /// The Mia-Platform PGM facade, when `PGM_FACADE_TOKEN` is set.
+    pub pgm: Option<Arc<crate::pgm::Facade>>,
 }
 
 /// Bodies larger than this are refused with 413 (webhooks have their own limit).

@@ -66,7 +66,7 @@ fn stored<T: serde::Serialize>(status: StatusCode, value: &T) -> Stored {
 }
 
 /// Whether the browser may be sent to `url`.
-fn deposit_url_allowed(state: &AppState, url: &str) -> bool {
+pub(crate) fn deposit_url_allowed(state: &AppState, url: &str) -> bool {
     let Ok(url) = url::Url::parse(url) else { return false };
     let host = url.host_str().unwrap_or_default();
     let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");

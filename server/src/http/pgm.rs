@@ -1,11 +1,516 @@
-//! The Mia-Platform Payment Gateway Manager facade under `/v3/pientegra` (being written).
+//! The Mia-Platform Payment Gateway Manager facade under `/v3/pientegra`:
+//! PGM's external-provider contract (`mia-pgm-facade.md`) over the kit's own
+//! deposit and withdrawal paths. Every answer is PGM-shaped:
+//! `{"result": "KO", "resultDescription": "..."}` on failure.
+//!
+//! Status codes: 400 malformed input, 401 bad token, 404 unknown paymentId,
+//! 501 subscriptions, 503 Pientegra unreachable (retry the same request);
+//! a refusal of a well-formed request (no IBAN for a refund, insufficient
+//! funds, Pientegra said no) is a 200 with `KO`, as a declined payment is.
 
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use pientegra_shared::ids::{ExternalUserId, HolderName, IdempotencyKey, UserLabel};
+use pientegra_shared::status::IntentStatus;
+use pientegra_shared::wire::{CreateDepositRequest, DEFAULT_CURRENCY};
+use pientegra_shared::{Amount, Iban, Locale};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 use super::AppState;
+use super::error::AppError;
+use crate::metrics::Metrics;
+use crate::pgm::{self, Action, Facade, PgmPayment, PgmStatus, StatusObject};
 use crate::settings::Settings;
+use crate::storage::{NewDeposit, NewWithdrawal, WithdrawalState};
+
+/// Namespace of the Pientegra idempotency keys the facade derives: the same
+/// shopTransactionId (or refund) always sends Pientegra the same key.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x3f5e_9a21_7c4b_4d0e_8b6a_1e2f_3a4b_5c6d);
+/// Refunds of payments in different buckets run concurrently.
+const REFUND_LOCKS: u128 = 64;
+/// Longest shopTransactionId accepted.
+const SHOP_TX_MAX_CHARS: usize = 255;
 
 /// The facade's routes; none unless `PGM_FACADE_TOKEN` is set.
-pub fn router(_settings: &Settings) -> Router<AppState> {
+pub fn router(settings: &Settings) -> Router<AppState> {
+    let Some(pgm) = &settings.pgm else { return Router::new() };
+    // Compared as digests, so the comparison is constant-time whatever the lengths.
+    let expected: [u8; 32] = Sha256::digest(pgm.token.expose_secret().as_bytes()).into();
+    let not_supported =
+        || async { Ko::new(StatusCode::NOT_IMPLEMENTED, "subscriptions are not supported by Pientegra") };
     Router::new()
+        .route("/v3/pientegra/pay", post(pay))
+        .route("/v3/pientegra/refund", post(refund))
+        .route("/v3/pientegra/status", get(status))
+        .route("/v3/pientegra/check", get(check))
+        .route("/v3/pientegra/callback", get(callback))
+        .route("/v3/pientegra/subscription/schedule", post(not_supported))
+        .route("/v3/pientegra/subscription/start", post(not_supported))
+        .route("/v3/pientegra/subscription/pay", post(not_supported))
+        .route("/v3/pientegra/subscription/update/{token}", post(not_supported))
+        .route("/v3/pientegra/subscription/status/{token}", get(not_supported))
+        .route("/v3/pientegra/subscription/expire/{token}", delete(not_supported))
+        .route_layer(middleware::from_fn(move |request: Request, next: Next| async move {
+            if bearer_matches(&request, &expected) {
+                next.run(request).await
+            } else {
+                Ko::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization: Bearer <PGM_FACADE_TOKEN>")
+                    .into_response()
+            }
+        }))
+}
+
+fn bearer_matches(request: &Request, expected: &[u8; 32]) -> bool {
+    let Some(token) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let got: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    got.ct_eq(expected).into()
+}
+
+/// A PGM-shaped failure: `{"result": "KO", "resultDescription": "..."}`.
+#[derive(Debug)]
+struct Ko {
+    status: StatusCode,
+    description: String,
+}
+
+impl Ko {
+    fn new(status: StatusCode, description: impl Into<String>) -> Ko {
+        Ko { status, description: description.into() }
+    }
+
+    fn bad_request(description: impl Into<String>) -> Ko {
+        Ko::new(StatusCode::BAD_REQUEST, description)
+    }
+
+    /// A refusal of a well-formed request.
+    fn refused(description: impl Into<String>) -> Ko {
+        Ko::new(StatusCode::OK, description)
+    }
+
+    fn unknown_payment() -> Ko {
+        Ko::new(StatusCode::NOT_FOUND, "no such paymentId")
+    }
+}
+
+impl IntoResponse for Ko {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"result": "KO", "resultDescription": self.description}))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Ko {
+    fn from(err: anyhow::Error) -> Ko {
+        AppError::from(err).into()
+    }
+}
+
+impl From<AppError> for Ko {
+    /// The kit's errors keep their message; a 4xx (a refusal) becomes a KO
+    /// result, a 5xx keeps its status so PGM retries.
+    fn from(err: AppError) -> Ko {
+        if err.status.is_server_error() { Ko::new(err.status, err.message) } else { Ko::refused(err.message) }
+    }
+}
+
+fn facade(state: &AppState) -> Result<&Facade, Ko> {
+    state.pgm.as_deref().ok_or_else(|| anyhow::anyhow!("PGM routes without a facade").into())
+}
+
+fn derived_key(scope: &str) -> IdempotencyKey {
+    IdempotencyKey::from_uuid(Uuid::new_v5(&KEY_NAMESPACE, scope.as_bytes()))
+}
+
+// ---- reading PGM bodies ------------------------------------------------------------
+
+fn parse_json(body: &[u8]) -> Result<Value, Ko> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Ko::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Ko::bad_request("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// An optional string field; present but not a string is an error.
+fn opt_str<'a>(object: &'a Value, path: &str, name: &str) -> Result<Option<&'a str>, Ko> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim())),
+        Some(_) => Err(Ko::bad_request(format!("{path}{name} must be a string"))),
+    }
+}
+
+fn req_str<'a>(object: &'a Value, name: &str) -> Result<&'a str, Ko> {
+    opt_str(object, "", name)?.ok_or_else(|| Ko::bad_request(format!("{name} is required")))
+}
+
+/// `amount`: an integer number of minor units (kuruş), 100 to 100000000.
+fn amount(object: &Value) -> Result<Option<Amount>, Ko> {
+    let minor = match object.get("amount") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64(),
+        // Tolerated: the same integer as a string of digits.
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Some(_) => None,
+    }
+    .ok_or_else(|| Ko::bad_request("amount must be a positive integer number of minor units (kuruş)"))?;
+    Amount::from_minor(minor).check_range().map(Some).map_err(|e| {
+        Ko::bad_request(format!(
+            "amount {e}: it must be from {} to {} minor units",
+            Amount::MIN.minor(),
+            Amount::MAX.minor()
+        ))
+    })
+}
+
+fn currency(object: &Value) -> Result<Option<String>, Ko> {
+    match opt_str(object, "", "currency")? {
+        None => Ok(None),
+        Some(c) if c.eq_ignore_ascii_case(DEFAULT_CURRENCY) => Ok(Some(DEFAULT_CURRENCY.to_owned())),
+        Some(other) => Err(Ko::bad_request(format!("currency {other} is not supported by Pientegra; use TRY"))),
+    }
+}
+
+/// The `providerData` object (absent reads as empty).
+fn provider_data(object: &Value) -> Result<Value, Ko> {
+    match object.get("providerData") {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(data @ Value::Object(_)) => Ok(data.clone()),
+        Some(_) => Err(Ko::bad_request("providerData must be an object")),
+    }
+}
+
+fn payment_id_param(query: Option<&str>) -> Result<Uuid, Ko> {
+    let raw = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "paymentId")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| Ko::bad_request("the paymentId query parameter is required"))?;
+    // Not a UUID: it cannot be one of ours.
+    Uuid::parse_str(raw.trim()).map_err(|_| Ko::unknown_payment())
+}
+
+fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json<Value> {
+    Json(json!({
+        "result": "REDIRECT_TO_URL",
+        "resultDescription": format!("the customer pays by bank transfer on Pientegra's page (reference {reference_no})"),
+        "paymentId": payment.payment_id,
+        "redirectToUrl": deposit_url,
+        "redirectToUrlMobile": deposit_url,
+    }))
+}
+
+// ---- POST /pay ---------------------------------------------------------------------
+
+async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, Ko> {
+    let facade = facade(&state)?;
+    let body = parse_json(&body)?;
+    let amount = amount(&body)?.ok_or_else(|| Ko::bad_request("amount is required"))?;
+    let currency = currency(&body)?.ok_or_else(|| Ko::bad_request("currency is required (TRY)"))?;
+    let shop_tx = req_str(&body, "shopTransactionId")?;
+    if shop_tx.chars().count() > SHOP_TX_MAX_CHARS || shop_tx.chars().any(char::is_control) {
+        return Err(Ko::bad_request(format!(
+            "shopTransactionId must be at most {SHOP_TX_MAX_CHARS} printable characters"
+        )));
+    }
+    let data = provider_data(&body)?;
+    let user = opt_str(&data, "providerData.", "externalUserId")?
+        .ok_or_else(|| Ko::bad_request("providerData.externalUserId is required (the shop's id of the customer)"))?;
+    let user = ExternalUserId::parse(user).map_err(|e| Ko::bad_request(format!("providerData.externalUserId {e}")))?;
+    let label = opt_str(&data, "providerData.", "externalUserLabel")?
+        .map(UserLabel::parse)
+        .transpose()
+        .map_err(|e| Ko::bad_request(format!("providerData.externalUserLabel {e}")))?;
+
+    if let Some(existing) = facade.store.by_shop_transaction(shop_tx).await? {
+        return repeated_pay(&state, &existing, amount, user.as_str()).await;
+    }
+    // Derived from the shop's id: a retry, even after a crash right after
+    // Pientegra answered, gets the same intent back instead of a second one.
+    let created = state
+        .pientegra
+        .create_deposit(
+            derived_key(&format!("pay:{shop_tx}")),
+            &CreateDepositRequest {
+                external_user_id: user.clone(),
+                external_user_label: label,
+                amount,
+                currency: Some(currency.clone()),
+            },
+        )
+        .await
+        .map_err(|e| Ko::from(AppError::from_provider(&e)))?;
+    if !super::money::deposit_url_allowed(&state, &created.deposit_url) {
+        tracing::error!(intent_id = %created.intent_id, "depositUrl host is not in DEPOSIT_URL_HOSTS; refused");
+        return Err(Ko::new(StatusCode::BAD_GATEWAY, "the payment page address is not on the allow-list"));
+    }
+    let changed = state
+        .storage
+        .record_deposit(NewDeposit {
+            intent_id: created.intent_id,
+            user_id: user.as_str().to_owned(),
+            reference_no: created.reference_no.clone(),
+            deposit_url: created.deposit_url.clone(),
+            requested_amount: created.requested_amount,
+            amount: created.amount,
+            currency: created.currency.clone(),
+            expires_at: created.expires_at,
+        })
+        .await?;
+    state.hub.notify(&changed.touched);
+    Metrics::inc(&state.metrics.deposits_created);
+    let payment = facade
+        .store
+        .insert(&PgmPayment {
+            payment_id: created.intent_id,
+            action: Action::Payment,
+            shop_transaction_id: shop_tx.to_owned(),
+            refund_of: None,
+            external_user_id: user.as_str().to_owned(),
+            amount,
+            currency,
+            created_at: Utc::now(),
+            last_notified_status: None,
+        })
+        .await?;
+    if payment.payment_id != created.intent_id {
+        // A concurrent request for the same shop transaction won; answer its payment.
+        return repeated_pay(&state, &payment, amount, user.as_str()).await;
+    }
+    tracing::info!(intent_id = %created.intent_id, "PGM payment created");
+    Ok(redirect(&payment, &created.deposit_url, &created.reference_no))
+}
+
+/// The same shopTransactionId again: the same payment, never a second intent.
+async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, user: &str) -> Result<Json<Value>, Ko> {
+    if existing.amount != amount || existing.external_user_id != user {
+        return Err(Ko::new(
+            StatusCode::CONFLICT,
+            "shopTransactionId was already used for a payment with another amount or externalUserId",
+        ));
+    }
+    let deposit = state
+        .storage
+        .deposit(existing.payment_id)
+        .await?
+        .ok_or_else(|| Ko::from(anyhow::anyhow!("a PGM payment without its deposit")))?;
+    Ok(match pgm::payment_status(deposit.status) {
+        PgmStatus::Pending => redirect(existing, &deposit.deposit_url, &deposit.reference_no),
+        PgmStatus::Accepted => Json(json!({
+            "result": "OK", "resultDescription": "this shopTransactionId is already paid", "paymentId": existing.payment_id,
+        })),
+        PgmStatus::Failed => Json(json!({
+            "result": "KO",
+            "resultDescription": format!("this shopTransactionId's payment ended {}", deposit.status.as_str()),
+            "paymentId": existing.payment_id,
+        })),
+    })
+}
+
+// ---- POST /refund ------------------------------------------------------------------
+
+async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, Ko> {
+    let facade = facade(&state)?;
+    let body = parse_json(&body)?;
+    let payment_id = req_str(&body, "paymentId")?;
+    let payment_id = Uuid::parse_str(payment_id).map_err(|_| Ko::unknown_payment())?;
+    let requested = amount(&body)?;
+    currency(&body)?;
+    let data = provider_data(&body)?;
+    let payment = facade.store.payment(payment_id).await?.ok_or_else(Ko::unknown_payment)?;
+    if payment.action != Action::Payment {
+        return Err(Ko::bad_request("paymentId names a refund; refund the payment itself"));
+    }
+    let (Some(iban), Some(holder)) =
+        (opt_str(&data, "providerData.", "targetIban")?, opt_str(&data, "providerData.", "targetHolderName")?)
+    else {
+        return Err(Ko::refused(
+            "Pientegra cannot reverse a bank-transfer deposit: a refund is paid out to the customer's bank account, \
+             so providerData.targetIban and providerData.targetHolderName are required",
+        ));
+    };
+    let iban = Iban::parse(iban).map_err(|e| Ko::bad_request(format!("providerData.targetIban {e}")))?;
+    let holder =
+        HolderName::parse(holder).map_err(|e| Ko::bad_request(format!("providerData.targetHolderName {e}")))?;
+    let deposit = state
+        .storage
+        .deposit(payment_id)
+        .await?
+        .ok_or_else(|| Ko::from(anyhow::anyhow!("a PGM payment without its deposit")))?;
+    if deposit.status != IntentStatus::Approved {
+        return Err(Ko::refused(format!(
+            "only an ACCEPTED payment can be refunded; this one is {} (Pientegra {})",
+            pgm::payment_status(deposit.status).as_str(),
+            deposit.status.as_str()
+        )));
+    }
+    let paid = deposit.credited_amount.unwrap_or(deposit.amount);
+    let amount = requested.unwrap_or(paid);
+    let key = derived_key(&format!("refund:{payment_id}:{}", amount.minor())).to_string();
+    let user = payment.external_user_id.clone();
+    // One refund of a payment at a time (across instances too), so two
+    // concurrent refunds cannot both pass the "left to refund" check. A fixed
+    // set of lock names: refunds are rare, and the set of locks stays bounded.
+    let bucket = payment_id.as_u128() % REFUND_LOCKS;
+    let Some(_lock) = state.storage.try_lock(&format!("pgm-refund:{bucket}")).await? else {
+        return Err(Ko::new(StatusCode::CONFLICT, "another refund of this payment is in progress; retry"));
+    };
+
+    // A retry of this very refund skips the checks and settles the same withdrawal.
+    if state.storage.withdrawal_by_key(&user, &key).await?.is_none() {
+        let mut refunded = Amount::ZERO;
+        for earlier in facade.store.refunds_of(payment_id).await? {
+            let failed = state
+                .storage
+                .withdrawal(earlier.payment_id)
+                .await?
+                .is_some_and(|w| pgm::refund_status(w.state) == PgmStatus::Failed);
+            if !failed {
+                refunded = refunded.checked_add(earlier.amount).unwrap_or(Amount::MAX);
+            }
+        }
+        let left = paid.checked_sub(refunded).unwrap_or(Amount::ZERO);
+        if amount > left {
+            return Err(Ko::refused(format!(
+                "amount exceeds what is left to refund of this payment: {} minor units",
+                left.minor()
+            )));
+        }
+    }
+    let reserved = state
+        .storage
+        .reserve_withdrawal(NewWithdrawal {
+            user_id: user.clone(),
+            idempotency_key: key,
+            amount,
+            currency: DEFAULT_CURRENCY.to_owned(),
+            iban: iban.as_str().to_owned(),
+            holder_name: holder.as_str().to_owned(),
+            balance_model: state.settings.balance_model,
+        })
+        .await?
+        .map_err(|short| {
+            Ko::refused(format!(
+                "insufficient funds: the customer's available balance is {}",
+                short.available.format(Locale::En)
+            ))
+        })?;
+    state.hub.notify(&reserved.touched);
+    let record = super::submit_withdrawal(&state, reserved.value).await?;
+    let (WithdrawalState::Known(_), Some(withdrawal_id)) = (record.state, record.withdrawal_id) else {
+        return Err(anyhow::anyhow!("an accepted withdrawal without its id").into());
+    };
+    let stored = facade
+        .store
+        .insert(&PgmPayment {
+            payment_id: withdrawal_id,
+            action: Action::Refund,
+            shop_transaction_id: payment.shop_transaction_id.clone(),
+            refund_of: Some(payment_id),
+            external_user_id: user,
+            amount,
+            currency: DEFAULT_CURRENCY.to_owned(),
+            created_at: Utc::now(),
+            last_notified_status: None,
+        })
+        .await?;
+    let reference = record.reference_no.clone().unwrap_or_default();
+    let (result, description) = match pgm::refund_status(record.state) {
+        PgmStatus::Pending => (
+            "PENDING",
+            format!("refund paid out as Pientegra withdrawal {withdrawal_id} (reference {reference}); awaiting review"),
+        ),
+        PgmStatus::Accepted => {
+            ("OK", format!("refund sent as Pientegra withdrawal {withdrawal_id} (reference {reference})"))
+        }
+        PgmStatus::Failed => (
+            "KO",
+            format!(
+                "refund withdrawal {withdrawal_id} ended {}: {}",
+                record.state.as_str(),
+                record.rejected_reason.as_deref().unwrap_or("no reason given")
+            ),
+        ),
+    };
+    Ok(Json(json!({"result": result, "resultDescription": description, "paymentId": stored.payment_id})))
+}
+
+// ---- GET /status, /check, /callback ------------------------------------------------
+
+async fn lookup(state: &AppState, query: Option<&str>) -> Result<StatusObject, Ko> {
+    let facade = facade(state)?;
+    let payment_id = payment_id_param(query)?;
+    let payment = facade.store.payment(payment_id).await?.ok_or_else(Ko::unknown_payment)?;
+    Ok(pgm::status_of(state, &payment, true).await?)
+}
+
+async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
+    lookup(&state, query.as_deref()).await.map(Json)
+}
+
+/// As `/status`, and the same object is queued for the shop's callback URL.
+async fn check(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
+    let object = lookup(&state, query.as_deref()).await?;
+    facade(&state)?.notify_shop(&object).await?;
+    Ok(Json(object))
+}
+
+/// PGM relays a provider callback: acknowledged with the current status. The
+/// facade's state only moves on Pientegra's signed webhooks, never from here.
+async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
+    lookup(&state, query.as_deref()).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_integer_minor_units_in_range() {
+        assert_eq!(amount(&json!({"amount": 150000})).unwrap(), Some(Amount::from_minor(150_000)));
+        assert_eq!(amount(&json!({"amount": "150000"})).unwrap(), Some(Amount::from_minor(150_000)));
+        assert_eq!(amount(&json!({})).unwrap(), None);
+        for bad in [json!(99), json!(100_000_001), json!(10.5), json!(-5), json!("1,5"), json!(true)] {
+            let err = amount(&json!({ "amount": bad })).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_try_is_accepted() {
+        assert_eq!(currency(&json!({"currency": "TRY"})).unwrap().as_deref(), Some("TRY"));
+        assert_eq!(currency(&json!({"currency": "EUR"})).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_payment_id_parameter_is_required_and_must_be_ours() {
+        assert_eq!(payment_id_param(None).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(payment_id_param(Some("paymentId=nope")).unwrap_err().status, StatusCode::NOT_FOUND);
+        let id = Uuid::new_v4();
+        assert_eq!(payment_id_param(Some(&format!("x=1&paymentId={id}"))).unwrap(), id);
+    }
+
+    #[test]
+    fn a_shop_transaction_always_derives_the_same_key() {
+        assert_eq!(derived_key("pay:order-1"), derived_key("pay:order-1"));
+        assert_ne!(derived_key("pay:order-1"), derived_key("pay:order-2"));
+    }
 }

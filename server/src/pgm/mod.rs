@@ -1,0 +1,393 @@
+//! The Mia-Platform Payment Gateway Manager facade's domain: PGM statuses and
+//! their mapping from Pientegra's, the status object, the facade's records,
+//! and the notifier that tells the shop (PGM's `PAYMENT_CALLBACK_URL`) when a
+//! payment it started reaches a final state. The routes are in `http::pgm`.
+//!
+//! Notifications are a persisted queue: a webhook moves a deposit or a
+//! withdrawal through the ledger as usual; the notifier sees the new status in
+//! the same database, queues the status object, and POSTs it until the shop
+//! answers 2xx, with exponential backoff. What the shop acknowledged is
+//! recorded, so a duplicate webhook (which changes nothing) notifies nothing.
+
+pub mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use serde::Serialize;
+use tokio::sync::Notify;
+use url::Url;
+use uuid::Uuid;
+
+pub use store::{FacadeStore, PgmPayment};
+
+use crate::http::AppState;
+use crate::settings::Settings;
+use crate::storage::WithdrawalState;
+
+/// `providerName` of every status object.
+pub const PROVIDER_NAME: &str = "pientegra";
+/// `paymentMethod` of every status object: Pientegra takes bank transfers.
+pub const PAYMENT_METHOD: &str = "bank_transfer";
+
+/// How often the notifier looks for changed payments (a `/check` wakes it at once).
+const SCAN_EVERY: Duration = Duration::from_millis(250);
+/// Records looked at, and notifications sent, per pass.
+const BATCH: i64 = 100;
+/// The longest wait between two attempts of one notification.
+const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
+/// How long the shop has to answer a notification.
+const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default first retry delay; doubles with each failed attempt.
+const DEFAULT_BACKOFF_BASE_MS: u64 = 1_000;
+
+static BACKOFF_BASE_MS: AtomicU64 = AtomicU64::new(DEFAULT_BACKOFF_BASE_MS);
+
+/// Sets the first retry delay of shop notifications (process-wide; the
+/// end-to-end tests shorten it so backoff takes milliseconds).
+pub fn set_notify_backoff_base(base: Duration) {
+    BACKOFF_BASE_MS.store(u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+}
+
+/// The delay after the `attempts`-th failure: base × 2^(attempts − 1), capped.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = BACKOFF_BASE_MS.load(Ordering::Relaxed);
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    Duration::from_millis(base.saturating_mul(factor)).min(BACKOFF_CAP)
+}
+
+/// What PGM started: a payment (a deposit intent) or a refund (a withdrawal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Action {
+    Payment,
+    Refund,
+}
+
+impl Action {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Payment => "PAYMENT",
+            Action::Refund => "REFUND",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Action> {
+        [Action::Payment, Action::Refund].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// A payment's status in PGM's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PgmStatus {
+    Accepted,
+    Failed,
+    Pending,
+}
+
+impl PgmStatus {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgmStatus::Accepted => "ACCEPTED",
+            PgmStatus::Failed => "FAILED",
+            PgmStatus::Pending => "PENDING",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<PgmStatus> {
+        [PgmStatus::Accepted, PgmStatus::Failed, PgmStatus::Pending].into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// ACCEPTED and FAILED are what the shop is told about unasked.
+    pub fn is_final(self) -> bool {
+        self != PgmStatus::Pending
+    }
+}
+
+/// A deposit intent's status for PGM.
+pub fn payment_status(status: IntentStatus) -> PgmStatus {
+    match status {
+        IntentStatus::Approved => PgmStatus::Accepted,
+        IntentStatus::Rejected | IntentStatus::AutoCancelled => PgmStatus::Failed,
+        IntentStatus::Reserved | IntentStatus::PendingReview | IntentStatus::LateArrival => PgmStatus::Pending,
+    }
+}
+
+/// A refund's (withdrawal's) status for PGM.
+pub fn refund_status(state: WithdrawalState) -> PgmStatus {
+    match state {
+        WithdrawalState::Known(WithdrawalStatus::Sent) => PgmStatus::Accepted,
+        WithdrawalState::Known(WithdrawalStatus::Rejected | WithdrawalStatus::Returned) | WithdrawalState::Refused => {
+            PgmStatus::Failed
+        }
+        WithdrawalState::Known(WithdrawalStatus::PendingReview | WithdrawalStatus::Approved)
+        | WithdrawalState::Submitting => PgmStatus::Pending,
+    }
+}
+
+/// Whether a stored Pientegra status can never change again, so the record can close.
+fn settled(action: Action, pientegra_status: &str) -> bool {
+    match action {
+        Action::Payment => IntentStatus::parse(pientegra_status).is_some_and(IntentStatus::is_final),
+        Action::Refund => WithdrawalState::parse(pientegra_status).is_some_and(|s| match s {
+            WithdrawalState::Known(s) => s.is_final(),
+            WithdrawalState::Refused => true,
+            WithdrawalState::Submitting => false,
+        }),
+    }
+}
+
+/// The status object of `/status`, `/check` and the shop notification.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusObject {
+    pub status: PgmStatus,
+    pub payment_id: Uuid,
+    pub shop_transaction_id: String,
+    pub provider_name: &'static str,
+    pub payment_method: &'static str,
+    pub action: Action,
+    pub metadata: Metadata,
+}
+
+/// Pientegra's own view, for the shop's support staff.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_no: Option<String>,
+    pub pientegra_status: String,
+    /// For a refund: the refunded payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<Uuid>,
+}
+
+impl StatusObject {
+    fn new(payment: &PgmPayment, status: PgmStatus, reference_no: Option<String>, pientegra_status: &str) -> Self {
+        StatusObject {
+            status,
+            payment_id: payment.payment_id,
+            shop_transaction_id: payment.shop_transaction_id.clone(),
+            provider_name: PROVIDER_NAME,
+            payment_method: PAYMENT_METHOD,
+            action: payment.action,
+            metadata: Metadata {
+                reference_no,
+                pientegra_status: pientegra_status.to_owned(),
+                refund_of: payment.refund_of,
+            },
+        }
+    }
+
+    /// The JSON that is POSTed.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a status object serializes")
+    }
+}
+
+/// The facade's handles, shared by its routes and its notifier.
+pub struct Facade {
+    pub store: Arc<dyn FacadeStore>,
+    callback_url: Option<Url>,
+    client: reqwest::Client,
+    wake: Notify,
+}
+
+impl Facade {
+    /// The facade when `PGM_FACADE_TOKEN` is set. Connects after the server's
+    /// storage has applied the migrations (the facade's tables among them).
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Option<Arc<Facade>>> {
+        let Some(pgm) = &settings.pgm else { return Ok(None) };
+        let store = store::connect(&settings.database_url).await?;
+        let client = reqwest::Client::builder()
+            .timeout(CALLBACK_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the PGM callback client")?;
+        if pgm.callback_url.is_none() {
+            tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
+        }
+        Ok(Some(Arc::new(Facade { store, callback_url: pgm.callback_url.clone(), client, wake: Notify::new() })))
+    }
+
+    /// Queues a notification of `object` (`/check`) and wakes the notifier.
+    pub async fn notify_shop(&self, object: &StatusObject) -> anyhow::Result<()> {
+        if self.callback_url.is_none() {
+            return Ok(());
+        }
+        self.store.enqueue(object.payment_id, object.status, &object.to_json()).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The status of a facade record from the local deposit or withdrawal; with
+/// `refresh`, a status that is not final yet is looked up live at Pientegra
+/// (a webhook may be late). Only reads: money moves on the webhook path alone.
+pub async fn status_of(state: &AppState, payment: &PgmPayment, refresh: bool) -> anyhow::Result<StatusObject> {
+    match payment.action {
+        Action::Payment => {
+            let deposit = state.storage.deposit(payment.payment_id).await?.context("a PGM payment has no deposit")?;
+            let mut status = deposit.status;
+            if refresh && payment_status(status) == PgmStatus::Pending {
+                match state.pientegra.get_intent(payment.payment_id).await {
+                    Ok(live) if status.can_advance_to(live.status) => status = live.status,
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "live intent status unavailable; answering the local one"),
+                }
+            }
+            Ok(StatusObject::new(payment, payment_status(status), Some(deposit.reference_no), status.as_str()))
+        }
+        Action::Refund => {
+            let withdrawal =
+                state.storage.withdrawal(payment.payment_id).await?.context("a PGM refund has no withdrawal")?;
+            let mut local = withdrawal.state;
+            if let (true, PgmStatus::Pending, WithdrawalState::Known(known)) = (refresh, refund_status(local), local) {
+                match state.pientegra.get_withdrawal(payment.payment_id).await {
+                    Ok(live) if known.can_advance_to(live.status) => local = WithdrawalState::Known(live.status),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "live withdrawal status unavailable; answering the local one");
+                    }
+                }
+            }
+            Ok(StatusObject::new(payment, refund_status(local), withdrawal.reference_no, local.as_str()))
+        }
+    }
+}
+
+/// Delivers shop notifications until shutdown: one pass every [`SCAN_EVERY`],
+/// or at once when `/check` queued one.
+pub async fn notifier(state: AppState) {
+    let Some(facade) = state.pgm.clone() else { return };
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep(SCAN_EVERY) => {}
+            () = facade.wake.notified() => {}
+        }
+        if let Err(err) = notify_pass(&state, &facade).await {
+            tracing::error!(error = format!("{err:#}"), "PGM notification pass failed");
+        }
+    }
+}
+
+/// One idempotent pass: queue what changed, then send what is due.
+async fn notify_pass(state: &AppState, facade: &Facade) -> anyhow::Result<()> {
+    let Some(url) = &facade.callback_url else { return Ok(()) };
+    // Two cheap reads first: the lock (a database session on PostgreSQL) is
+    // only taken when there is work.
+    let now = chrono::Utc::now().timestamp_millis();
+    if facade.store.changed(1).await?.is_empty() && facade.store.due(now, 1).await?.is_empty() {
+        return Ok(());
+    }
+    // One notifier at a time across instances sharing the database.
+    let Some(lock) = state.storage.try_lock("pgm-notifier").await? else { return Ok(()) };
+    for seen in facade.store.changed(BATCH).await? {
+        let payment = &seen.payment;
+        let enqueue = match status_of(state, payment, false).await {
+            Ok(object) if object.status.is_final() && payment.last_notified_status != Some(object.status) => {
+                Some((object.status, object.to_json()))
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::error!(payment_id = %payment.payment_id, error = format!("{err:#}"), "PGM status unreadable");
+                continue;
+            }
+        };
+        let closed = settled(payment.action, &seen.pientegra_status);
+        let enqueue = enqueue.as_ref().map(|(status, body)| (*status, body.as_str()));
+        facade.store.observed(payment.payment_id, &seen.pientegra_status, closed, enqueue).await?;
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    for due in facade.store.due(now, BATCH).await? {
+        if state.shutdown.is_cancelled() {
+            break;
+        }
+        deliver(facade, url, due).await?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+async fn deliver(facade: &Facade, url: &Url, due: store::Due) -> anyhow::Result<()> {
+    let sent = facade
+        .client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(due.body.clone())
+        .send()
+        .await;
+    let failure = match sent {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("the callback answered HTTP {}", response.status().as_u16())),
+        Err(err) => Some(format!("the callback could not be reached: {}", err.without_url())),
+    };
+    match failure {
+        None => {
+            tracing::info!(payment_id = %due.payment_id, status = due.status.as_str(), "shop notified");
+            facade.store.delivered(due.payment_id, due.status, &due.body).await
+        }
+        Some(error) => {
+            let attempts = due.attempts.saturating_add(1);
+            let wait = backoff(attempts);
+            tracing::warn!(payment_id = %due.payment_id, attempts, retry_in_ms = wait.as_millis(), %error,
+                "shop notification failed");
+            let next = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            facade.store.delivery_failed(due.payment_id, attempts, next, &error).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_statuses_map_as_documented() {
+        use IntentStatus::*;
+        assert_eq!(payment_status(Approved), PgmStatus::Accepted);
+        for s in [Rejected, AutoCancelled] {
+            assert_eq!(payment_status(s), PgmStatus::Failed);
+        }
+        for s in [Reserved, PendingReview, LateArrival] {
+            assert_eq!(payment_status(s), PgmStatus::Pending);
+        }
+    }
+
+    #[test]
+    fn refund_statuses_map_as_documented() {
+        use WithdrawalStatus::*;
+        assert_eq!(refund_status(WithdrawalState::Known(Sent)), PgmStatus::Accepted);
+        for s in [Rejected, Returned] {
+            assert_eq!(refund_status(WithdrawalState::Known(s)), PgmStatus::Failed);
+        }
+        for s in [PendingReview, Approved] {
+            assert_eq!(refund_status(WithdrawalState::Known(s)), PgmStatus::Pending);
+        }
+        assert_eq!(refund_status(WithdrawalState::Submitting), PgmStatus::Pending);
+    }
+
+    #[test]
+    fn a_record_closes_only_when_its_status_cannot_change() {
+        assert!(settled(Action::Payment, "APPROVED"));
+        assert!(!settled(Action::Payment, "AUTO_CANCELLED")); // a late arrival may follow
+        assert!(!settled(Action::Refund, "SENT")); // a bank return may follow
+        assert!(settled(Action::Refund, "RETURNED"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(DEFAULT_BACKOFF_BASE_MS));
+        assert_eq!(backoff(3), Duration::from_millis(4 * DEFAULT_BACKOFF_BASE_MS));
+        assert_eq!(backoff(40), BACKOFF_CAP);
+    }
+}
