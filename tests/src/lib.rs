@@ -3,6 +3,7 @@
 //! PostgreSQL schema when `PIENTEGRA_TEST_POSTGRES_URL` is set), and small
 //! clients for the widget API, the sandbox controls and the SSE stream.
 
+pub mod browser;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -157,6 +158,8 @@ pub struct Options {
     pub database: Database,
     /// Turns the Mia-Platform PGM facade on.
     pub pgm: Option<PgmSettings>,
+    /// Serves the built widget and demo page (browser tests).
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -176,6 +179,7 @@ impl Default for Options {
             pientegra: None,
             database: Database::Sqlite,
             pgm: None,
+            static_dir: None,
         }
     }
 }
@@ -234,7 +238,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         admin_token: Some(SecretString::from("admin-test-token".to_owned())),
         demo: true,
         rate_limit_per_minute: options.rate_limit_per_minute,
-        static_dir: None,
+        static_dir: options.static_dir.clone(),
         pgm: options.pgm.clone(),
     }
 }

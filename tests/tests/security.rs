@@ -132,3 +132,38 @@ fn the_built_widget_ships_no_secret() {
     }
     assert!(scanned >= 3, "only {scanned} files in {}", dist.display());
 }
+
+#[tokio::test]
+async fn a_signed_webhook_with_an_absurd_amount_credits_nothing() {
+    let stack = Stack::start().await;
+    let token = stack.token("absurd").await;
+    let deposit = stack.deposit(&token, "10000").await;
+    let event = pientegra_shared::event::WebhookEvent {
+        event_id: uuid::Uuid::now_v7(),
+        occurred_at: chrono::Utc::now(),
+        kind: pientegra_shared::event::EventKind::Intent {
+            event: pientegra_shared::event::IntentEvent::Approved,
+            intent: pientegra_shared::event::IntentSnapshot {
+                id: deposit.intent_id,
+                reference_no: deposit.reference_no.clone(),
+                external_user_id: "absurd".into(),
+                requested_amount: deposit.requested_amount,
+                amount: pientegra_shared::Amount::from_minor(u64::MAX),
+                currency: "TRY".into(),
+                status: pientegra_shared::status::IntentStatus::Approved,
+                rejected_reason: None,
+            },
+        },
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let status = pientegra_tests::post_webhook(
+        &stack.http,
+        &stack.server.url(),
+        stack.sandbox.webhook_secret(),
+        now,
+        &event.to_body(),
+    )
+    .await;
+    assert!(status.is_success(), "acknowledged, so Pientegra does not retry it forever");
+    assert_eq!(stack.balance(&token).await, (0, 0));
+}

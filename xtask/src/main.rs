@@ -177,7 +177,7 @@ fn demo(rest: &[String]) -> anyhow::Result<()> {
 /// Sizes can be overridden through the same environment variables.
 fn storm(test: &str, sizes: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "pientegra-server", "--test", test, "--", "--nocapture"]);
+    cmd.args(["test", "-p", "pientegra-server", "--test", test, "--", "--nocapture"]);
     for (name, value) in sizes {
         if std::env::var_os(name).is_none() {
             cmd.env(name, value);

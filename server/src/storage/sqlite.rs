@@ -224,6 +224,11 @@ async fn apply_event(
                 tracing::error!(intent_id = %intent.id, "webhook names another user than the local deposit; not applied");
                 return Ok(InboxOutcome::Mismatch);
             }
+            if intent.amount.check_range().is_err() {
+                // Outside the contract's range: never credit it, never let it overflow the ledger.
+                tracing::error!(intent_id = %intent.id, "webhook amount is outside 100..=100000000; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
             let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
                 return Ok(InboxOutcome::Stale);
             };
@@ -255,6 +260,10 @@ async fn apply_event(
             };
             if record.user_id != snapshot.external_user_id {
                 tracing::error!(withdrawal_id = %snapshot.id, "webhook names another user than the local withdrawal; not applied");
+                return Ok(InboxOutcome::Mismatch);
+            }
+            if snapshot.amount.check_range().is_err() {
+                tracing::error!(withdrawal_id = %snapshot.id, "webhook amount is outside 100..=100000000; not applied");
                 return Ok(InboxOutcome::Mismatch);
             }
             let WithdrawalState::Known(current) = record.state else {

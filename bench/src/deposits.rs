@@ -1,0 +1,94 @@
+//! Figure 4: `POST /api/deposits` through the server against the same call
+//! made straight to the sandbox (what the server adds on top of Pientegra).
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::json;
+
+use crate::report::{Row, Verdict};
+use crate::stack::{self, ServerProcess};
+use crate::{Ctx, Figure};
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
+    let samples = if ctx.quick { 100 } else { 300 };
+    let warmup = 30;
+    let dir = tempfile::tempdir()?;
+    // Every deposit holds a receiving account until it expires.
+    let sandbox = stack::sandbox(2 * (samples + warmup) + 10).await?;
+    let db = stack::fresh_database(dir.path(), "server.db").await?;
+    let server = ServerProcess::serve(&ctx.server_bin, &sandbox, &db, &dir.path().join("server.log")).await?;
+    let result = measure(&server.url, &sandbox, samples, warmup).await;
+    server.stop().await;
+    sandbox.shutdown().await;
+    let (mut via_server, mut direct) = result?;
+    let s = stack::stats(&mut via_server);
+    let d = stack::stats(&mut direct);
+    let overhead_p99 = s.p99 - d.p99;
+    Ok(Figure {
+        rows: vec![Row {
+            id: "4".into(),
+            figure: "POST /api/deposits latency".into(),
+            value: format!("p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99),
+            baseline: format!("direct POST /external/deposits: p50 {:.2} ms, p99 {:.2} ms", d.p50, d.p99),
+            ratio: format!("overhead p50 {:+.2} ms, p99 {overhead_p99:+.2} ms", s.p50 - d.p50),
+            target: "p99 overhead ≤ 1 ms".into(),
+            verdict: Verdict::of(overhead_p99 <= 1.0),
+        }],
+        notes: vec![format!(
+            "#4: sequential requests, {warmup} warm-up then {samples} of each, alternating a server request (widget \
+             token, fresh Idempotency-Key, amount 1,500.00 TRY, 10 users round robin; the server claims the key, calls \
+             the in-process sandbox, records the deposit, each step a durable SQLite commit) and a direct sandbox \
+             request with the same body shape, so both see the same machine noise. Overhead = server percentile − \
+             direct percentile."
+        )],
+    })
+}
+
+async fn measure(
+    server: &str,
+    sandbox: &pientegra_sandbox::Sandbox,
+    samples: usize,
+    warmup: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let http = reqwest::Client::new();
+    let tokens: Vec<String> = (0..10).map(|i| stack::token(&format!("dep-{i}"))).collect::<Result<_, _>>()?;
+    let mut via_server = Vec::new();
+    let mut direct = Vec::new();
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        let response = http
+            .post(format!("{server}/api/deposits"))
+            .bearer_auth(&tokens[i % tokens.len()])
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({"amount": "150000"}))
+            .send()
+            .await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        let server_took = t0.elapsed();
+        if status.as_u16() != 201 {
+            bail!("POST /api/deposits answered {status}");
+        }
+
+        let t0 = Instant::now();
+        let response = http
+            .post(format!("{}/external/deposits", sandbox.api_base()))
+            .bearer_auth(sandbox.api_key())
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({"externalUserId": format!("dep-{}", i % 10), "amount": "150000"}))
+            .send()
+            .await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        let direct_took = t0.elapsed();
+        if !status.is_success() {
+            bail!("POST /external/deposits answered {status}");
+        }
+        if i >= warmup {
+            via_server.push(server_took);
+            direct.push(direct_took);
+        }
+    }
+    Ok((via_server, direct))
+}

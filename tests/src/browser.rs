@@ -1,0 +1,149 @@
+//! A real headless Chromium driven over WebDriver (chromedriver), for the
+//! browser tests of the widget and the demo page.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::{Options, Stack};
+
+/// Where the built widget is (`cargo xtask test` builds it and sets `PIENTEGRA_DIST`).
+pub fn dist() -> PathBuf {
+    std::env::var("PIENTEGRA_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist"))
+}
+
+/// Where screenshots go.
+pub fn output_dir() -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-output/browser");
+    std::fs::create_dir_all(&dir).expect("test output folder");
+    dir
+}
+
+/// Whether the browser tests can run here; with `CI=true` a missing piece fails instead.
+pub fn available() -> bool {
+    let missing: Vec<&str> = [
+        (!dist().join("index.html").exists()).then_some("the built widget (cargo xtask widget)"),
+        (!std::path::Path::new("/usr/bin/chromium").exists()).then_some("/usr/bin/chromium"),
+        (which("chromedriver").is_none()).then_some("chromedriver"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(std::env::var("CI").is_err(), "CI=true but browser tests cannot run: missing {missing:?}");
+    eprintln!("skipped: browser tests need {missing:?} (apt-get install chromium chromium-driver; cargo xtask test)");
+    false
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(program)).find(|p| p.exists())
+}
+
+/// A chromedriver process and one browser session.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile.
+    pub async fn start() -> anyhow::Result<Browser> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver")?;
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1200,1400",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_err = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls()?.capabilities(caps.clone()).connect(&url).await {
+                Ok(client) => return Ok(Browser { client, driver, _profile: profile }),
+                Err(err) => last_err = Some(err),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("chromedriver did not start: {last_err:?}")
+    }
+
+    /// Waits for an element matching `css`.
+    pub async fn find(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css}"))
+    }
+
+    /// Waits until `script` (a JS expression) is truthy.
+    pub async fn until(&self, what: &str, script: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.client.execute(&format!("return !!({script});"), vec![]).await?;
+            if value.as_bool() == Some(true) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = self.screenshot(&format!("timeout-{}", what.replace(' ', "-"))).await;
+                bail!("timed out waiting for {what} ({script})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `data-testid` element's attribute.
+    pub async fn attr(&self, testid: &str, name: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.find(&format!("[data-testid={testid}]")).await?.attr(name).await?)
+    }
+
+    /// The `data-testid` element's text.
+    pub async fn text(&self, testid: &str) -> anyhow::Result<String> {
+        Ok(self.find(&format!("[data-testid={testid}]")).await?.text().await?)
+    }
+
+    /// Saves a screenshot under the test output folder.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = output_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Ends the session and chromedriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// A stack serving the built demo page.
+pub async fn demo_stack() -> Stack {
+    Stack::with(Options { static_dir: Some(dist()), ..Options::default() }).await
+}

@@ -1,0 +1,192 @@
+//! Thin, stateless helpers over browser APIs: session storage, randomness,
+//! time, windows and URLs. Failures of optional APIs (storage disabled, a
+//! sandboxed frame) degrade to "nothing remembered" rather than panicking.
+
+use std::fmt::Write as _;
+
+use leptos::prelude::{document, window};
+use pientegra_shared::Locale;
+use pientegra_shared::time::Timestamp;
+use uuid::Uuid;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Storage, Url, Window};
+
+/// Prefix of every sessionStorage key the widget writes.
+const STORAGE_PREFIX: &str = "pientegra:";
+
+fn session() -> Option<Storage> {
+    window().session_storage().ok().flatten()
+}
+
+/// Reads `pientegra:<key>` from sessionStorage.
+pub fn session_get(key: &str) -> Option<String> {
+    session()?.get_item(&format!("{STORAGE_PREFIX}{key}")).ok().flatten()
+}
+
+/// Writes `pientegra:<key>` to sessionStorage (a no-op where storage is unavailable).
+pub fn session_set(key: &str, value: &str) {
+    if let Some(storage) = session() {
+        let _ = storage.set_item(&format!("{STORAGE_PREFIX}{key}"), value);
+    }
+}
+
+/// Removes `pientegra:<key>` from sessionStorage.
+pub fn session_remove(key: &str) {
+    if let Some(storage) = session() {
+        let _ = storage.remove_item(&format!("{STORAGE_PREFIX}{key}"));
+    }
+}
+
+/// The idempotency key for one logical create call (`kind`), made before its
+/// first attempt and kept in sessionStorage, so a retry after a reload sends
+/// the same key. A different request body (`fingerprint`) gets a fresh key:
+/// reusing one with another body is an error by the Idempotency-Key draft.
+pub fn idempotency_key(kind: &str, fingerprint: &str) -> String {
+    let storage_key = format!("idem:{kind}");
+    let stored = session_get(&storage_key);
+    if let Some((key, stored_fingerprint)) = stored.as_deref().and_then(|s| s.split_once('\n')) {
+        if stored_fingerprint == fingerprint {
+            return key.to_owned();
+        }
+    }
+    let key = uuid_v4();
+    session_set(&storage_key, &format!("{key}\n{fingerprint}"));
+    key
+}
+
+/// Forgets the key once the server has answered for good (created, or refused for a reason a retry cannot fix).
+pub fn forget_idempotency_key(kind: &str) {
+    session_remove(&format!("idem:{kind}"));
+}
+
+/// The deposit to show again after a full-page redirect and the way back.
+pub fn remember_pending_deposit(intent_id: Uuid) {
+    session_set("deposit:pending", &intent_id.to_string());
+}
+
+/// The deposit remembered by [`remember_pending_deposit`], if any.
+pub fn pending_deposit() -> Option<Uuid> {
+    Uuid::parse_str(&session_get("deposit:pending")?).ok()
+}
+
+/// Forgets the pending deposit (it reached an outcome, or the user started again).
+pub fn forget_pending_deposit(intent_id: Option<Uuid>) {
+    if intent_id.is_none() || pending_deposit() == intent_id {
+        session_remove("deposit:pending");
+    }
+}
+
+/// A random (version 4) UUID from `crypto.getRandomValues`, which, unlike
+/// `crypto.randomUUID`, also exists outside secure contexts.
+pub fn uuid_v4() -> String {
+    let mut bytes = [0_u8; 16];
+    if let Ok(crypto) = window().crypto() {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch, by the browser's clock.
+#[allow(clippy::cast_possible_truncation)] // Date.now() is an integral number of ms well within i64.
+pub fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// Resolves after `ms` milliseconds.
+pub async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// An instant as the user reads dates in their language.
+#[allow(clippy::cast_precision_loss)] // ms since 1970 fit a double's 53 bits exactly.
+pub fn format_time(at: &Timestamp, locale: Locale) -> String {
+    format_ms(at.timestamp_millis(), locale)
+}
+
+/// Milliseconds since the epoch, formatted as the user reads them.
+#[allow(clippy::cast_precision_loss)]
+pub fn format_ms(ms: i64, locale: Locale) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    date.to_locale_string(locale.as_str(), &JsValue::UNDEFINED).into()
+}
+
+/// Whether the widget may send the user to `url`: https, or plain http only
+/// to this machine (the sandbox during development). The server allow-lists
+/// deposit hosts too; this is the browser's own last check.
+pub fn is_safe_deposit_url(url: &str) -> bool {
+    let Ok(parsed) = Url::new(url) else {
+        return false;
+    };
+    match parsed.protocol().as_str() {
+        "https:" => true,
+        "http:" => {
+            let host = parsed.hostname();
+            host == "localhost" || host.ends_with(".localhost") || host == "[::1]" || host.starts_with("127.")
+        }
+        _ => false,
+    }
+}
+
+/// Window name of the deposit popup: a second click reuses the same window.
+const POPUP_NAME: &str = "pientegra_deposit";
+
+/// Opens the deposit popup on `about:blank`. Must run synchronously inside the
+/// click handler, before any `await`, or the browser treats it as unsolicited.
+/// The popup's `opener` is cut at once, so the hosted page can never reach
+/// back into this one. `None` means the browser blocked it.
+pub fn open_blank_popup(title: &str, message: &str) -> Option<Window> {
+    let popup = window().open_with_url_and_target("about:blank", POPUP_NAME).ok().flatten()?;
+    if popup.closed().unwrap_or(true) {
+        return None;
+    }
+    let _ = popup.set_opener(&JsValue::NULL);
+    if let Some(doc) = popup.document() {
+        doc.set_title(title);
+        // Text only: an about:blank popup inherits this page's CSP, which may forbid inline styles.
+        if let Some(body) = doc.body() {
+            body.set_text_content(Some(message));
+        }
+    }
+    Some(popup)
+}
+
+/// Sends an open popup to `url`.
+pub fn navigate_popup(popup: &Window, url: &str) -> bool {
+    !popup.closed().unwrap_or(true) && popup.location().set_href(url).is_ok()
+}
+
+/// Opens `url` in a fresh popup from a click (when the address is already
+/// known), falling back to this tab if the popup is blocked.
+pub fn open_or_redirect(url: &str) {
+    match open_blank_popup("", "") {
+        Some(popup) if navigate_popup(&popup, url) => {}
+        _ => redirect(url),
+    }
+}
+
+/// Leaves the page for `url` (a full-page redirect).
+pub fn redirect(url: &str) {
+    let _ = window().location().assign(url);
+}
+
+/// Moves keyboard focus to the element with `id`, if it exists.
+pub fn focus(id: &str) {
+    use wasm_bindgen::JsCast;
+    let element = document().get_element_by_id(id);
+    if let Some(element) = element.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+        let _ = element.focus();
+    }
+}

@@ -1,0 +1,157 @@
+//! The status panel of a deposit: what the user should do or expect next.
+
+use leptos::prelude::*;
+use pientegra_shared::api::Deposit;
+use pientegra_shared::status::IntentStatus;
+use pientegra_shared::{Amount, Locale};
+
+use crate::hooks::{countdown_clock, use_countdown};
+use crate::i18n::{Text as T, t, tf};
+
+/// What the panel shows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Panel {
+    /// Nothing started yet.
+    Idle,
+    /// The server is creating the deposit.
+    Creating,
+    /// The browser blocked the popup.
+    Blocked,
+    /// The deposit could not be started; the message says why.
+    Failed(String),
+    /// A deposit the server knows, in its current status.
+    Deposit(Box<Deposit>),
+}
+
+impl Panel {
+    /// The `data-status` test hook: the status wire name, or the stage before it.
+    pub fn data_status(&self) -> &'static str {
+        match self {
+            Panel::Idle => "IDLE",
+            Panel::Creating => "CREATING",
+            Panel::Blocked => "BLOCKED",
+            Panel::Failed(_) => "ERROR",
+            Panel::Deposit(d) => d.status.as_str(),
+        }
+    }
+}
+
+/// The one button a panel state can offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offer {
+    ContinueHere,
+    Reopen,
+    NewDeposit,
+    StartAgain,
+}
+
+/// A panel state in words. One shape for every state keeps the view (and the
+/// wasm) small: the states differ in text, not in structure.
+#[derive(Clone, Debug, PartialEq)]
+struct Words {
+    title: String,
+    text: String,
+    offer: Option<Offer>,
+}
+
+fn words(panel: &Panel, locale: Locale, balance: Option<Amount>) -> Words {
+    let w = |title: T, text: String, offer| Words { title: t(locale, title).to_owned(), text, offer };
+    let reference = |d: &Deposit| tf(locale, T::ReferenceIs, &[&d.reference_no]);
+    match panel {
+        Panel::Idle => Words { title: String::new(), text: t(locale, T::IdleHint).into(), offer: None },
+        Panel::Creating => w(T::Creating, String::new(), None),
+        Panel::Blocked => w(T::PopupBlocked, t(locale, T::PopupBlockedHelp).into(), Some(Offer::ContinueHere)),
+        Panel::Failed(message) => Words { title: message.clone(), text: String::new(), offer: None },
+        Panel::Deposit(d) => match d.status {
+            IntentStatus::Reserved => w(
+                T::WaitingTransfer,
+                tf(locale, T::WaitingTransferHelp, &[&d.amount.format(locale), &d.reference_no]),
+                Some(Offer::Reopen),
+            ),
+            IntentStatus::PendingReview => {
+                w(T::UnderReview, format!("{} {}", t(locale, T::UnderReviewHelp), reference(d)), None)
+            }
+            IntentStatus::Approved => Words {
+                title: tf(locale, T::Approved, &[&format!("+{}", d.amount.format(locale))]),
+                text: balance.map(|b| format!("{} {}", t(locale, T::NewBalance), b.format(locale))).unwrap_or_default(),
+                offer: Some(Offer::NewDeposit),
+            },
+            IntentStatus::Rejected => w(
+                T::Rejected,
+                format!(
+                    "{} {} {}",
+                    t(locale, T::Reason),
+                    d.rejected_reason.as_deref().unwrap_or(t(locale, T::NoReason)),
+                    reference(d)
+                ),
+                Some(Offer::NewDeposit),
+            ),
+            IntentStatus::AutoCancelled => {
+                w(T::Expired, format!("{} {}", t(locale, T::ExpiredHelp), reference(d)), Some(Offer::StartAgain))
+            }
+            IntentStatus::LateArrival => {
+                w(T::LateArrival, format!("{} {}", t(locale, T::LateArrivalHelp), reference(d)), None)
+            }
+        },
+    }
+}
+
+/// The status panel, an `aria-live` region; the countdown inside it is a
+/// `timer` with `aria-live="off"`, so it is not announced every second.
+#[component]
+pub fn DepositStatus(
+    locale: Locale,
+    #[prop(into)] panel: Signal<Panel>,
+    /// The available balance as the server last reported it.
+    new_balance: Signal<Option<Amount>>,
+    #[prop(into)] on_continue: Callback<()>,
+    #[prop(into)] on_reopen: Callback<()>,
+    #[prop(into)] on_restart: Callback<()>,
+) -> impl IntoView {
+    let deadline = Signal::derive(move || match panel.get() {
+        Panel::Deposit(d) if d.status == IntentStatus::Reserved => Some(d.expires_at.timestamp_millis()),
+        _ => None,
+    });
+    let left = use_countdown(deadline);
+    let words = Memo::new(move |_| panel.with(|p| words(p, locale, new_balance.get())));
+
+    let offer = move || {
+        words.with(|w| w.offer).map(|offer| {
+            let (label, testid, class) = match offer {
+                Offer::ContinueHere => (T::ContinueHere, "continue-here", "pk-button pk-primary"),
+                Offer::Reopen => (T::OpenPaymentPage, "reopen", "pk-button pk-secondary"),
+                Offer::NewDeposit => (T::NewDeposit, "restart", "pk-button pk-secondary"),
+                Offer::StartAgain => (T::StartAgain, "restart", "pk-button pk-secondary"),
+            };
+            let run = move |_| match offer {
+                Offer::ContinueHere => on_continue.run(()),
+                Offer::Reopen => on_reopen.run(()),
+                Offer::NewDeposit | Offer::StartAgain => on_restart.run(()),
+            };
+            view! {
+                <button type="button" class=class data-testid=testid on:click=run>
+                    {t(locale, label)}
+                </button>
+            }
+        })
+    };
+
+    view! {
+        <div
+            class="pk-status"
+            data-testid="deposit-status"
+            data-status=move || panel.with(Panel::data_status)
+            aria-live="polite"
+        >
+            <p class="pk-status-title">{move || words.with(|w| w.title.clone())}</p>
+            <p class="pk-status-text">{move || words.with(|w| w.text.clone())}</p>
+            <p class="pk-countdown" hidden=move || left.with(Option::is_none)>
+                {t(locale, T::TimeLeft)} " "
+                <span role="timer" aria-live="off" data-testid="countdown">
+                    {move || left.get().map(countdown_clock).unwrap_or_default()}
+                </span>
+            </p>
+            {offer}
+        </div>
+    }
+}

@@ -1,0 +1,360 @@
+//! The withdrawal form: amount, IBAN and holder name, the available and
+//! reserved balance, and the progress of the last request.
+
+use leptos::prelude::*;
+use pientegra_shared::api::{CreateWithdrawal, codes};
+use pientegra_shared::iban::{Iban, IbanError, group_for_display};
+use pientegra_shared::ids::HolderName;
+use pientegra_shared::status::WithdrawalStatus;
+use pientegra_shared::{Amount, Locale};
+use web_sys::HtmlInputElement;
+
+use super::amount_field::AmountField;
+use super::{check_amount, unique_id};
+use crate::api::ApiFailure;
+use crate::browser;
+use crate::hooks::use_event_source;
+use crate::i18n::{Text as T, amount_error, api_error, holder_error, iban_error, t, tf};
+use crate::options::Options;
+
+/// The withdrawal form.
+#[component]
+pub fn WithdrawalForm(options: Options) -> impl IntoView {
+    let Options { client, locale, theme, .. } = options;
+    let feed = use_event_source(&client);
+    let (amount_id, iban_id, holder_id) =
+        (unique_id("withdraw-amount"), unique_id("withdraw-iban"), unique_id("withdraw-holder"));
+
+    let amount_input = RwSignal::new(String::new());
+    let iban_input = RwSignal::new(String::new());
+    let holder_input = RwSignal::new(String::new());
+    let attempted = RwSignal::new(false);
+    let iban_left = RwSignal::new(false);
+    let holder_left = RwSignal::new(false);
+
+    let amount_checked = Memo::new(move |_| check_amount(&amount_input.get(), locale));
+    let iban_checked = Memo::new(move |_| Iban::parse(&iban_input.get()));
+    let holder_checked = Memo::new(move |_| HolderName::parse(&holder_input.get()));
+
+    let amount_problem = Signal::derive(move || match amount_checked.get() {
+        Err(code) if code != "amount_empty" || attempted.get() => Some(amount_error(locale, code)),
+        _ => None,
+    });
+    let iban_problem = Signal::derive(move || {
+        let err = iban_checked.get().err()?;
+        // While the IBAN is still being typed, only a wrong character is worth interrupting for.
+        let typing = !(attempted.get() || iban_left.get());
+        let unfinished = match &err {
+            IbanError::Empty => true,
+            IbanError::UnknownCountry(cc) => cc.len() < 2,
+            IbanError::WrongLength { expected, actual, .. } => actual < expected,
+            _ => false,
+        };
+        (!(typing && unfinished)).then(|| iban_error(locale, &err))
+    });
+    let holder_problem = Signal::derive(move || {
+        let err = holder_checked.get().err()?;
+        (attempted.get() || holder_left.get()).then(|| holder_error(locale, &err))
+    });
+
+    let tracked = RwSignal::new(None);
+    let failure = RwSignal::new(None::<ApiFailure>);
+    let submit_action = Action::new_local(move |body: &CreateWithdrawal| {
+        let (client, body) = (client.clone(), body.clone());
+        async move {
+            let user = feed.user.get_untracked().unwrap_or_default();
+            let fingerprint = format!("{user}|{}|{}|{}", body.amount, body.iban, body.holder_name);
+            let key = browser::idempotency_key("withdrawal", &fingerprint);
+            match client.create_withdrawal(&body, &key).await {
+                Ok(withdrawal) => {
+                    browser::forget_idempotency_key("withdrawal");
+                    tracked.set(Some(withdrawal.withdrawal_id));
+                    feed.upsert_withdrawal(withdrawal);
+                    amount_input.set(String::new());
+                    attempted.set(false);
+                }
+                Err(e) => {
+                    if !e.is_transient() {
+                        browser::forget_idempotency_key("withdrawal");
+                    }
+                    failure.set(Some(e));
+                }
+            }
+        }
+    });
+    let pending = submit_action.pending();
+
+    let on_submit = {
+        let (amount_id, iban_id, holder_id) = (amount_id.clone(), iban_id.clone(), holder_id.clone());
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            attempted.set(true);
+            if pending.get_untracked() {
+                return;
+            }
+            let (amount, iban, holder) =
+                match (amount_checked.get_untracked(), iban_checked.get_untracked(), holder_checked.get_untracked()) {
+                    (Ok(a), Ok(i), Ok(h)) => (a, i, h),
+                    (a, i, _) => {
+                        // Focus the first field that needs fixing.
+                        let first = if a.is_err() {
+                            &amount_id
+                        } else if i.is_err() {
+                            &iban_id
+                        } else {
+                            &holder_id
+                        };
+                        browser::focus(first);
+                        return;
+                    }
+                };
+            failure.set(None);
+            tracked.set(None);
+            submit_action.dispatch_local(CreateWithdrawal {
+                amount,
+                iban: iban.as_str().to_owned(),
+                holder_name: holder.as_str().to_owned(),
+            });
+        }
+    };
+
+    let current = Memo::new(move |_| {
+        let id = tracked.get()?;
+        feed.withdrawals.with(|list| list.iter().find(|w| w.withdrawal_id == id).cloned())
+    });
+    let available = Signal::derive(move || feed.balance.with(|b| b.as_ref().map(|b| b.available)));
+    let reserved = Signal::derive(move || feed.balance.with(|b| b.as_ref().map(|b| b.reserved)));
+    let shown = move |amount: Option<Amount>| amount.map(|a| a.format(locale)).unwrap_or_else(|| "—".to_owned());
+
+    let data_status = move || {
+        if failure.with(Option::is_some) {
+            "ERROR"
+        } else if let Some(w) = current.get() {
+            w.status.as_str()
+        } else if pending.get() {
+            "CREATING"
+        } else {
+            "IDLE"
+        }
+    };
+    let status = Memo::new(move |_| {
+        if let Some(e) = failure.get() {
+            let message = if e.code() == codes::INSUFFICIENT_FUNDS {
+                tf(locale, T::InsufficientFunds, &[&shown(available.get_untracked())])
+            } else {
+                api_error(locale, &e)
+            };
+            return StatusWords { steps: None, title: message, text: String::new() };
+        }
+        match current.get() {
+            Some(w) => {
+                let (title, detail) = withdrawal_words(locale, w.status, &w.iban_masked, w.rejected_reason.as_deref());
+                StatusWords {
+                    steps: Some(steps(locale, w.status)),
+                    title,
+                    text: format!(
+                        "{detail} {}",
+                        tf(locale, T::WithdrawalSummary, &[&w.amount.format(locale), &w.reference_no])
+                    ),
+                }
+            }
+            None => StatusWords {
+                steps: None,
+                title: String::new(),
+                text: t(locale, if pending.get() { T::Sending } else { T::WithdrawIdle }).into(),
+            },
+        }
+    });
+    let step_items = move || {
+        status.with(|s| s.steps).map(|steps| {
+            steps
+                .into_iter()
+                .map(|(label, state)| view! { <li class=format!("pk-step pk-step-{state}")>{label}</li> })
+                .collect_view()
+        })
+    };
+
+    let on_iban_input = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let grouped = regroup_iban(&input);
+        iban_input.set(grouped);
+    };
+
+    view! {
+        <section class="pk pk-withdrawal" data-pk-theme=theme.as_str() lang=locale.as_str()>
+            <header class="pk-head">
+                <h2 class="pk-title">{t(locale, T::WithdrawTitle)}</h2>
+                <dl class="pk-amounts">
+                    <div>
+                        <dt>{t(locale, T::Available)}</dt>
+                        <dd data-testid="available" aria-live="polite">{move || shown(available.get())}</dd>
+                    </div>
+                    <div>
+                        <dt>{t(locale, T::Reserved)}</dt>
+                        <dd data-testid="reserved" aria-live="polite">{move || shown(reserved.get())}</dd>
+                    </div>
+                </dl>
+            </header>
+            <form class="pk-form" novalidate on:submit=on_submit>
+                <AmountField
+                    id=amount_id.clone()
+                    label=t(locale, T::AmountLabel)
+                    hint=tf(locale, T::AmountHint, &[&Amount::MIN.format(locale), &Amount::MAX.format(locale)])
+                    testid="withdraw-amount"
+                    value=amount_input
+                    error=amount_problem
+                    disabled=pending
+                    sign="₺"
+                />
+                <div class="pk-field">
+                    <label class="pk-label" for=iban_id.clone()>{t(locale, T::IbanLabel)}</label>
+                    <input
+                        id=iban_id.clone()
+                        class="pk-input pk-iban"
+                        type="text"
+                        inputmode="text"
+                        autocomplete="off"
+                        autocapitalize="characters"
+                        spellcheck="false"
+                        placeholder="TR00 0000 0000 0000 0000 0000 00"
+                        data-testid="withdraw-iban"
+                        aria-invalid=move || if iban_problem.with(Option::is_some) { "true" } else { "false" }
+                        aria-describedby=format!("{iban_id}-error {iban_id}-hint")
+                        prop:value=move || iban_input.get()
+                        on:input=on_iban_input
+                        on:blur=move |_| iban_left.set(true)
+                    />
+                    <p class="pk-hint" id=format!("{iban_id}-hint")>
+                        {move || {
+                            if iban_checked.with(Result::is_ok) {
+                                t(locale, T::IbanValid)
+                            } else {
+                                t(locale, T::IbanHint)
+                            }
+                        }}
+                    </p>
+                    <p class="pk-error" id=format!("{iban_id}-error") aria-live="polite">
+                        {move || {
+                            iban_problem
+                                .get()
+                                .map(|message| view! { <span data-testid="iban-error">{message}</span> })
+                        }}
+                    </p>
+                </div>
+                <div class="pk-field">
+                    <label class="pk-label" for=holder_id.clone()>{t(locale, T::HolderLabel)}</label>
+                    <input
+                        id=holder_id.clone()
+                        class="pk-input"
+                        type="text"
+                        autocomplete="name"
+                        maxlength="140"
+                        data-testid="withdraw-holder"
+                        aria-invalid=move || if holder_problem.with(Option::is_some) { "true" } else { "false" }
+                        aria-describedby=format!("{holder_id}-error")
+                        prop:value=move || holder_input.get()
+                        on:input:target=move |ev| holder_input.set(ev.target().value())
+                        on:blur=move |_| holder_left.set(true)
+                    />
+                    <p class="pk-error" id=format!("{holder_id}-error") aria-live="polite">
+                        {move || holder_problem.get()}
+                    </p>
+                </div>
+                <button
+                    type="submit"
+                    class="pk-button pk-primary"
+                    data-testid="withdraw-submit"
+                    aria-disabled=move || if pending.get() { "true" } else { "false" }
+                >
+                    {move || if pending.get() { t(locale, T::Sending) } else { t(locale, T::WithdrawButton) }}
+                </button>
+            </form>
+            <div class="pk-status" data-testid="withdraw-status" data-status=data_status aria-live="polite">
+                <ol class="pk-steps">{step_items}</ol>
+                <p class="pk-status-title">{move || status.with(|s| s.title.clone())}</p>
+                <p class="pk-status-text">{move || status.with(|s| s.text.clone())}</p>
+            </div>
+        </section>
+    }
+}
+
+/// The withdrawal status panel in words.
+#[derive(Clone, Debug, PartialEq)]
+struct StatusWords {
+    steps: Option<[(&'static str, &'static str); 3]>,
+    title: String,
+    text: String,
+}
+
+/// Regroups the IBAN field in fours as it is typed, keeping the caret after
+/// the same character. Digits typed first are taken as a Turkish IBAN.
+fn regroup_iban(input: &HtmlInputElement) -> String {
+    let raw = input.value();
+    let caret = input.selection_start().ok().flatten().map_or(usize::MAX, |c| c as usize);
+    let mut before: usize = raw.chars().take(caret).filter(|c| !c.is_whitespace()).count();
+    let mut compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.chars().take(2).all(|c| c.is_ascii_digit()) && compact.len() >= 2 {
+        compact.insert_str(0, "TR");
+        before += 2;
+    }
+    let grouped = group_for_display(&compact);
+    if grouped != raw {
+        input.set_value(&grouped);
+        let mut seen = 0;
+        let mut position = grouped.chars().count();
+        for (i, c) in grouped.chars().enumerate() {
+            if seen == before {
+                position = i;
+                break;
+            }
+            if !c.is_whitespace() {
+                seen += 1;
+            }
+        }
+        let position = u32::try_from(position).unwrap_or(u32::MAX);
+        let _ = input.set_selection_range(position, position);
+    }
+    grouped
+}
+
+/// The three steps, each with its label and `done` / `current` / `todo` / `bad`.
+fn steps(locale: Locale, status: WithdrawalStatus) -> [(&'static str, &'static str); 3] {
+    use WithdrawalStatus::*;
+    let last = match status {
+        Rejected => (t(locale, T::StepRejected), "bad"),
+        Returned => (t(locale, T::StepReturned), "bad"),
+        Sent => (t(locale, T::StepSent), "done"),
+        Approved => (t(locale, T::StepSent), "current"),
+        PendingReview => (t(locale, T::StepSent), "todo"),
+    };
+    let review = match status {
+        PendingReview => "current",
+        _ => "done",
+    };
+    [(t(locale, T::StepReceived), "done"), (t(locale, T::StepReview), review), last]
+}
+
+/// Headline and detail for a withdrawal status.
+fn withdrawal_words(
+    locale: Locale,
+    status: WithdrawalStatus,
+    iban_masked: &str,
+    reason: Option<&str>,
+) -> (String, String) {
+    use WithdrawalStatus::*;
+    match status {
+        PendingReview => (t(locale, T::WithdrawReceived).into(), t(locale, T::WithdrawReceivedHelp).into()),
+        Approved => (t(locale, T::WithdrawApproved).into(), t(locale, T::WithdrawApprovedHelp).into()),
+        Sent => (t(locale, T::WithdrawSent).into(), tf(locale, T::WithdrawSentHelp, &[iban_masked])),
+        Rejected => (
+            t(locale, T::WithdrawRejected).into(),
+            format!(
+                "{} {} {}",
+                t(locale, T::Reason),
+                reason.unwrap_or(t(locale, T::NoReason)),
+                t(locale, T::WithdrawRejectedHelp)
+            ),
+        ),
+        Returned => (t(locale, T::WithdrawReturned).into(), t(locale, T::WithdrawReturnedHelp).into()),
+    }
+}

@@ -1,0 +1,323 @@
+//! `use_event_source`: the user's live [`Feed`], kept up to date by ONE
+//! `EventSource` per page and user, however many widgets show it.
+//!
+//! The first widget to ask for a user's feed opens the stream and loads the
+//! account; later widgets share both; the last one to unmount closes them.
+//! The browser reconnects a dropped stream by itself (sending
+//! `Last-Event-ID`, so the server replays what was missed). When the stream
+//! keeps failing, or cannot exist at all, the feed falls back to polling
+//! `GET /api/account` and tries the stream again now and then.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::reactive::owner::Owner;
+use leptos::task::spawn_local;
+use pientegra_shared::api::UserEvent;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{Event, EventSource, MessageEvent};
+
+use crate::api::Client;
+use crate::browser::now_ms;
+use crate::feed::{Feed, Link, LogEntry};
+
+/// Consecutive stream errors, without a successful open between them, before falling back to polling.
+const ERRORS_BEFORE_POLLING: u32 = 3;
+/// How often the account is fetched while polling.
+const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How long polling goes on before the stream is tried again.
+const STREAM_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The user's feed, shared with every other widget of the same user and
+/// server on the page. The stream closes when the last of them unmounts.
+pub fn use_event_source(client: &Client) -> Feed {
+    let feed = acquire(client);
+    let client = client.clone();
+    on_cleanup(move || release(&client));
+    feed
+}
+
+thread_local! {
+    /// The open hubs, one per (server, token). A page rarely has more than one.
+    static HUBS: RefCell<Vec<Rc<Hub>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn acquire(client: &Client) -> Feed {
+    let existing = HUBS.with_borrow(|hubs| hubs.iter().find(|h| &h.client == client).cloned());
+    if let Some(hub) = existing {
+        hub.users.set(hub.users.get() + 1);
+        return hub.feed;
+    }
+    // A root owner: the feed's signals must outlive the widget that happened to come first.
+    let owner = Owner::new_root(None);
+    let feed = owner.with(Feed::new);
+    let hub = Rc::new(Hub {
+        client: client.clone(),
+        owner,
+        feed,
+        users: Cell::new(1),
+        stream: RefCell::new(None),
+        errors: Cell::new(0),
+        poll: Cell::new(None),
+        poll_in_flight: Rc::new(Cell::new(false)),
+        stream_retry: Cell::new(None),
+        was_polling: Cell::new(false),
+        page_show: Cell::new(None),
+    });
+    hub.watch_page_show();
+    HUBS.with_borrow_mut(|hubs| hubs.push(hub.clone()));
+    hub.refresh();
+    hub.open_stream();
+    feed
+}
+
+fn release(client: &Client) {
+    let hub = HUBS.with_borrow_mut(|hubs| {
+        let i = hubs.iter().position(|h| &h.client == client)?;
+        let hub = &hubs[i];
+        hub.users.set(hub.users.get().saturating_sub(1));
+        (hub.users.get() == 0).then(|| hubs.swap_remove(i))
+    });
+    if let Some(hub) = hub {
+        hub.shut_down();
+    }
+}
+
+/// What a stream listener does with the hub and the event.
+type Handler = dyn Fn(&Rc<Hub>, Event);
+
+/// An open `EventSource` and the listeners registered on it.
+struct Stream {
+    source: EventSource,
+    _listeners: Vec<Closure<dyn FnMut(Event)>>,
+}
+
+struct Hub {
+    client: Client,
+    owner: Owner,
+    feed: Feed,
+    users: Cell<usize>,
+    stream: RefCell<Option<Stream>>,
+    errors: Cell<u32>,
+    poll: Cell<Option<IntervalHandle>>,
+    poll_in_flight: Rc<Cell<bool>>,
+    stream_retry: Cell<Option<TimeoutHandle>>,
+    was_polling: Cell<bool>,
+    page_show: Cell<Option<WindowListenerHandle>>,
+}
+
+impl Hub {
+    fn open_stream(self: &Rc<Self>) {
+        let supported = js_sys::Reflect::has(&window(), &"EventSource".into()).unwrap_or(false);
+        let Some(source) = supported.then(|| EventSource::new(&self.client.events_url()).ok()).flatten() else {
+            self.start_polling();
+            return;
+        };
+        if self.poll.get().is_none() {
+            self.feed.link.set(Link::Connecting);
+        }
+
+        let mut listeners = Vec::new();
+        let mut listen = |name: &'static str, handler: Box<Handler>| {
+            let weak = Rc::downgrade(self);
+            let closure = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
+                if let Some(hub) = weak.upgrade() {
+                    handler(&hub, event);
+                }
+            });
+            let _ = source.add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+            listeners.push(closure);
+        };
+        listen("open", Box::new(|hub, _| hub.on_open()));
+        listen("error", Box::new(|hub, _| hub.on_error()));
+        for name in [UserEvent::DEPOSIT_UPDATED, UserEvent::WITHDRAWAL_UPDATED, UserEvent::BALANCE_UPDATED] {
+            listen(name, Box::new(move |hub, event| hub.on_message(name, event)));
+        }
+        *self.stream.borrow_mut() = Some(Stream { source, _listeners: listeners });
+    }
+
+    /// A page restored from the back-forward cache (the way back from a
+    /// full-page redirect) kept its old state and may have lost its stream:
+    /// catch up and reconnect.
+    fn watch_page_show(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let handle = window_event_listener_untyped("pageshow", move |event| {
+            let persisted =
+                event.dyn_ref::<web_sys::PageTransitionEvent>().is_some_and(web_sys::PageTransitionEvent::persisted);
+            let Some(hub) = weak.upgrade() else { return };
+            if !persisted {
+                return;
+            }
+            hub.refresh();
+            let closed = hub.stream.borrow().as_ref().is_none_or(|s| s.source.ready_state() == EventSource::CLOSED);
+            if closed && hub.poll.get().is_none() {
+                hub.close_stream();
+                hub.errors.set(0);
+                hub.open_stream();
+            }
+        });
+        self.page_show.set(Some(handle));
+    }
+
+    fn on_open(self: &Rc<Self>) {
+        self.errors.set(0);
+        self.feed.link.set(Link::Live);
+        self.stop_polling();
+        if self.was_polling.replace(false) {
+            // A fresh stream carries no Last-Event-ID: catch up once by hand.
+            self.refresh();
+        }
+    }
+
+    fn on_error(self: &Rc<Self>) {
+        let closed = self.stream.borrow().as_ref().is_none_or(|s| s.source.ready_state() == EventSource::CLOSED);
+        self.errors.set(self.errors.get() + 1);
+        if !closed && self.errors.get() < ERRORS_BEFORE_POLLING {
+            // The browser is reconnecting by itself.
+            if self.poll.get().is_none() {
+                self.feed.link.set(Link::Connecting);
+            }
+            return;
+        }
+        self.close_stream();
+        self.start_polling();
+        let weak = Rc::downgrade(self);
+        let retry = set_timeout_with_handle(
+            move || {
+                if let Some(hub) = weak.upgrade() {
+                    hub.stream_retry.set(None);
+                    hub.errors.set(0);
+                    hub.open_stream();
+                }
+            },
+            STREAM_RETRY_AFTER,
+        );
+        if let Some(old) = self.stream_retry.replace(retry.ok()) {
+            old.clear();
+        }
+    }
+
+    fn on_message(&self, name: &str, event: Event) {
+        let Some(message) = event.dyn_ref::<MessageEvent>() else {
+            return;
+        };
+        let data = message.data().as_string().unwrap_or_default();
+        match UserEvent::from_sse(name, &data) {
+            Some(Ok(event)) => {
+                self.feed.apply(&event);
+                self.feed.log_event(LogEntry { id: message.last_event_id(), received_ms: now_ms(), event });
+            }
+            Some(Err(err)) => {
+                web_sys::console::warn_1(&format!("pientegra: unreadable {name} event: {err}").into());
+            }
+            None => {}
+        }
+    }
+
+    /// Closes the stream. Its listeners are dropped a tick later: this may run
+    /// inside one of them, and a closure must not be freed while it runs.
+    fn close_stream(&self) {
+        if let Some(stream) = self.stream.borrow_mut().take() {
+            stream.source.close();
+            set_timeout(move || drop(stream), Duration::ZERO);
+        }
+    }
+
+    fn start_polling(self: &Rc<Self>) {
+        self.was_polling.set(true);
+        self.feed.link.set(Link::Polling);
+        if self.poll.get().is_some() {
+            return;
+        }
+        let weak = Rc::downgrade(self);
+        let timer = set_interval_with_handle(
+            move || {
+                if let Some(hub) = weak.upgrade() {
+                    hub.refresh();
+                }
+            },
+            POLL_EVERY,
+        );
+        self.poll.set(timer.ok());
+        self.refresh();
+    }
+
+    fn stop_polling(&self) {
+        if let Some(timer) = self.poll.take() {
+            timer.clear();
+        }
+    }
+
+    /// Loads the account, then looks up any unfinished record the account
+    /// listing did not include (the per-record polling fallback).
+    fn refresh(self: &Rc<Self>) {
+        if self.poll_in_flight.replace(true) {
+            return;
+        }
+        let (client, feed, in_flight) = (self.client.clone(), self.feed, self.poll_in_flight.clone());
+        let weak = Rc::downgrade(self);
+        spawn_local(async move {
+            match client.account().await {
+                Ok(account) => {
+                    let listed_deposits: Vec<_> = account.deposits.iter().map(|d| d.intent_id).collect();
+                    let listed_withdrawals: Vec<_> = account.withdrawals.iter().map(|w| w.withdrawal_id).collect();
+                    feed.apply_account(account);
+                    let unlisted_deposits: Vec<_> = feed
+                        .deposits
+                        .try_with_untracked(|list| {
+                            list.iter()
+                                .filter(|d| !d.status.is_final() && !listed_deposits.contains(&d.intent_id))
+                                .map(|d| d.intent_id)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for id in unlisted_deposits {
+                        if let Ok(deposit) = client.deposit(id).await {
+                            feed.upsert_deposit(deposit);
+                        }
+                    }
+                    let unlisted_withdrawals: Vec<_> = feed
+                        .withdrawals
+                        .try_with_untracked(|list| {
+                            list.iter()
+                                .filter(|w| !w.status.is_final() && !listed_withdrawals.contains(&w.withdrawal_id))
+                                .map(|w| w.withdrawal_id)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for id in unlisted_withdrawals {
+                        if let Ok(withdrawal) = client.withdrawal(id).await {
+                            feed.upsert_withdrawal(withdrawal);
+                        }
+                    }
+                }
+                Err(failure) => {
+                    let stop = failure.is_auth();
+                    feed.problem.set(Some(failure));
+                    if stop {
+                        // A token the server refuses will not get better by asking again.
+                        if let Some(hub) = weak.upgrade() {
+                            hub.stop_polling();
+                        }
+                    }
+                }
+            }
+            in_flight.set(false);
+        });
+    }
+
+    fn shut_down(&self) {
+        self.close_stream();
+        self.stop_polling();
+        if let Some(retry) = self.stream_retry.take() {
+            retry.clear();
+        }
+        if let Some(listener) = self.page_show.take() {
+            listener.remove();
+        }
+        self.owner.cleanup();
+    }
+}

@@ -1,0 +1,7 @@
+//! Hooks wrapping browser APIs; each cleans up when the component using it unmounts.
+
+mod countdown;
+mod event_source;
+
+pub use countdown::{clock as countdown_clock, use_countdown};
+pub use event_source::use_event_source;
