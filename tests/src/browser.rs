@@ -58,6 +58,8 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub async fn start() -> anyhow::Result<Browser> {
+        // Several rustls providers are compiled in; pick one (a second call is a no-op error).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))

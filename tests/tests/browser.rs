@@ -1,0 +1,241 @@
+//! The widget and the demo page in a real headless Chromium (chromedriver):
+//! popup and redirect deposits, a blocked popup, the withdrawal form, and a
+//! server restart mid-flow. A screenshot of each final state is saved under
+//! `test-output/browser/`.
+//!
+//! Without a browser (or the built widget) these tests say so and skip; with
+//! `CI=true` they fail instead.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use pientegra_tests::Stack;
+use pientegra_tests::browser::{Browser, available, demo_stack};
+use serde_json::{Value, json};
+
+const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
+
+fn status_is(testid: &str, status: &str) -> String {
+    format!("(document.querySelector('[data-testid={testid}]') || {{}}).dataset?.status === '{status}'")
+}
+
+fn text_contains(testid: &str, text: &str) -> String {
+    format!("(document.querySelector('[data-testid={testid}]') || {{}}).textContent?.includes('{text}')")
+}
+
+/// The newest record of `user` in the sandbox (`intents` or `withdrawals`).
+async fn newest(stack: &Stack, list: &str, user: &str) -> Value {
+    for _ in 0..200 {
+        let state: Value = stack
+            .http
+            .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = state[list].as_array().unwrap().iter().find(|r| r["externalUserId"] == user) {
+            return found.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {list} for {user} at the sandbox")
+}
+
+async fn open_demo(browser: &Browser, stack: &Stack, query: &str) {
+    browser.client.goto(&format!("{}/?{query}", stack.server.url())).await.unwrap();
+    browser.until("the deposit button", BUTTON_READY).await.unwrap();
+}
+
+async fn type_into(browser: &Browser, testid: &str, text: &str) {
+    let field = browser.find(&format!("[data-testid={testid}]")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Clicks deposit, follows the popup to the hosted page, checks it and confirms.
+async fn deposit_through_popup(browser: &Browser, amount_typed: &str, amount_shown: &str) {
+    let main = browser.client.window().await.unwrap();
+    type_into(browser, "deposit-amount", amount_typed).await;
+    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
+    let mut popup = None;
+    for _ in 0..200 {
+        let windows = browser.client.windows().await.unwrap();
+        if let Some(other) = windows.into_iter().find(|w| *w != main) {
+            popup = Some(other);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let popup = popup.expect("the popup opened");
+    browser.client.switch_to_window(popup).await.unwrap();
+    browser
+        .until("the hosted page", "location.pathname.startsWith('/d/') && document.getElementById('confirm')")
+        .await
+        .unwrap();
+    // The opener was cut before navigation.
+    let opener = browser.client.execute("return window.opener === null;", vec![]).await.unwrap();
+    assert_eq!(opener, json!(true));
+    let shown = browser.client.find(Locator::Css("#amount")).await.unwrap().text().await.unwrap();
+    assert!(shown.contains(amount_shown), "hosted page shows {shown}");
+    let reference = browser.client.find(Locator::Css("#reference")).await.unwrap().text().await.unwrap();
+    assert!(!reference.trim().is_empty());
+    browser.screenshot("popup-hosted-page").await.unwrap();
+    browser.client.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
+    browser
+        .until("submitted state", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'")
+        .await
+        .unwrap();
+    browser.client.close_window().await.unwrap();
+    browser.client.switch_to_window(main).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popup_deposit_in_turkish_is_approved_and_shown_without_a_reload() {
+    if !available() {
+        return;
+    }
+    let stack = demo_stack().await;
+    let browser = Browser::start().await.unwrap();
+    open_demo(&browser, &stack, "user=ayse&locale=tr&mode=popup").await;
+    deposit_through_popup(&browser, "1.500,00", "1.500,00").await;
+    // Pientegra sends no event for "I made the payment", so the widget keeps waiting for the transfer.
+    browser.until("waiting for the transfer", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    let intent = newest(&stack, "intents", "ayse").await;
+    assert_eq!(intent["amount"], "150000", "typed 1.500,00 in tr is 150000 kuruş");
+    // The balance must not move before the webhook says so.
+    assert!(!browser.text("balance").await.unwrap().contains("1.500,00"));
+    stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
+    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    browser.until("the new balance", &text_contains("balance", "1.500,00 ₺")).await.unwrap();
+    browser.screenshot("popup-approved-tr").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_deposit_comes_back_to_the_partner_page_with_its_live_status() {
+    if !available() {
+        return;
+    }
+    let stack = demo_stack().await;
+    let browser = Browser::start().await.unwrap();
+    let partner = format!("{}/?user=mehmet&locale=en&mode=redirect", stack.server.url());
+    open_demo(&browser, &stack, "user=mehmet&locale=en&mode=redirect").await;
+    type_into(&browser, "deposit-amount", "250.00").await;
+    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
+    browser
+        .until(
+            "the hosted page in this tab",
+            "location.pathname.startsWith('/d/') && document.getElementById('confirm')",
+        )
+        .await
+        .unwrap();
+    browser.client.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
+    browser.until("submitted", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'").await.unwrap();
+    // Back to the partner page: the pending deposit is shown with its live status.
+    browser.client.goto(&partner).await.unwrap();
+    browser.until("the pending deposit after the return", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    let intent = newest(&stack, "intents", "mehmet").await;
+    stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
+    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    browser.until("the new balance", &text_contains("balance", "₺250.00")).await.unwrap();
+    browser.screenshot("redirect-approved-en").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_popup_offers_to_continue_in_this_tab() {
+    if !available() {
+        return;
+    }
+    let stack = demo_stack().await;
+    let browser = Browser::start().await.unwrap();
+    open_demo(&browser, &stack, "user=zeynep&locale=en&mode=popup").await;
+    // A popup blocker: window.open answers null.
+    browser.client.execute("window.open = () => null;", vec![]).await.unwrap();
+    type_into(&browser, "deposit-amount", "100").await;
+    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
+    browser.until("blocked", &status_is("deposit-status", "BLOCKED")).await.unwrap();
+    browser.screenshot("popup-blocked").await.unwrap();
+    browser.find("[data-testid=continue-here]").await.unwrap().click().await.unwrap();
+    browser.until("the hosted page in this tab", "location.pathname.startsWith('/d/')").await.unwrap();
+    let shown = browser.client.find(Locator::Css("#amount")).await.unwrap().text().await.unwrap();
+    assert!(shown.contains("100,00"), "{shown}");
+    browser.screenshot("popup-blocked-continued").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_withdrawal_form_refuses_a_bad_iban_and_a_good_one_goes_through_to_sent() {
+    if !available() {
+        return;
+    }
+    let stack = demo_stack().await;
+    let token = stack.token("ayse").await;
+    stack.funded(&token, "50000").await;
+    let browser = Browser::start().await.unwrap();
+    open_demo(&browser, &stack, "user=ayse&locale=tr").await;
+    browser.until("the balance", &text_contains("balance", "500,00")).await.unwrap();
+    type_into(&browser, "withdraw-amount", "100,00").await;
+    type_into(&browser, "withdraw-holder", "Ayşe Yılmaz").await;
+    type_into(&browser, "withdraw-iban", "TR33 0006 1005 1978 6457 8413 27").await;
+    browser.until("the IBAN error", "!!document.querySelector('[data-testid=iban-error]')").await.unwrap();
+    browser.screenshot("withdrawal-invalid-iban").await.unwrap();
+    let _ = browser.find("[data-testid=withdraw-submit]").await.unwrap().click().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state: Value = stack
+        .http
+        .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["withdrawals"].as_array().unwrap().is_empty(), "an invalid IBAN reached Pientegra");
+
+    type_into(&browser, "withdraw-iban", "TR330006100519786457841326").await;
+    browser.until("no IBAN error", "!document.querySelector('[data-testid=iban-error]')").await.unwrap();
+    let grouped = browser
+        .client
+        .execute("return document.querySelector('[data-testid=withdraw-iban]').value;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(grouped, json!("TR33 0006 1005 1978 6457 8413 26"), "grouped in fours");
+    browser.find("[data-testid=withdraw-submit]").await.unwrap().click().await.unwrap();
+    browser.until("under review", &status_is("withdraw-status", "PENDING_REVIEW")).await.unwrap();
+    browser.until("reserved", &text_contains("reserved", "100,00")).await.unwrap();
+    let withdrawal = newest(&stack, "withdrawals", "ayse").await;
+    let id = withdrawal["withdrawalId"].as_str().unwrap();
+    stack.control(&format!("withdrawals/{id}/approve"), json!({})).await;
+    stack.control(&format!("withdrawals/{id}/send"), json!({})).await;
+    browser.until("sent", &status_is("withdraw-status", "SENT")).await.unwrap();
+    browser.until("the balance after", &text_contains("balance", "400,00")).await.unwrap();
+    browser.screenshot("withdrawal-sent").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_mid_flow_still_ends_in_the_right_state() {
+    if !available() {
+        return;
+    }
+    let mut stack = demo_stack().await;
+    let browser = Browser::start().await.unwrap();
+    open_demo(&browser, &stack, "user=ayse&locale=tr&mode=popup").await;
+    deposit_through_popup(&browser, "75", "75,00").await;
+    browser.until("waiting for the transfer", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    let intent = newest(&stack, "intents", "ayse").await;
+
+    let addr = stack.server.addr;
+    stack.stop_server().await;
+    // Approved while the server is down: the sandbox retries the webhook.
+    stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
+    stack.start_again(addr).await;
+
+    browser.until("approved after the restart", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    browser.until("the new balance", &text_contains("balance", "75,00 ₺")).await.unwrap();
+    browser.screenshot("restart-approved").await.unwrap();
+    browser.close().await;
+}
