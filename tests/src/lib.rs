@@ -414,6 +414,18 @@ impl Stack {
         body
     }
 
+    /// Everything the sandbox holds (`GET /sandbox/state`): intents, withdrawals, deliveries.
+    pub async fn sandbox_state(&self) -> Value {
+        self.http
+            .get(format!("{}/sandbox/state", self.sandbox.base_url()))
+            .send()
+            .await
+            .expect("sandbox state")
+            .json()
+            .await
+            .expect("sandbox state body")
+    }
+
     /// Changes the sandbox's settings (`PUT /sandbox/config`).
     pub async fn sandbox_config(&self, update: Value) {
         let response = self

@@ -26,15 +26,7 @@ fn text_contains(testid: &str, text: &str) -> String {
 /// The newest record of `user` in the sandbox (`intents` or `withdrawals`).
 async fn newest(stack: &Stack, list: &str, user: &str) -> Value {
     for _ in 0..200 {
-        let state: Value = stack
-            .http
-            .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let state = stack.sandbox_state().await;
         if let Some(found) = state[list].as_array().unwrap().iter().find(|r| r["externalUserId"] == user) {
             return found.clone();
         }
@@ -184,15 +176,7 @@ async fn the_withdrawal_form_refuses_a_bad_iban_and_a_good_one_goes_through_to_s
     browser.screenshot("withdrawal-invalid-iban").await.unwrap();
     let _ = browser.find("[data-testid=withdraw-submit]").await.unwrap().click().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let state: Value = stack
-        .http
-        .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.sandbox_state().await;
     assert!(state["withdrawals"].as_array().unwrap().is_empty(), "an invalid IBAN reached Pientegra");
 
     type_into(&browser, "withdraw-iban", "TR330006100519786457841326").await;

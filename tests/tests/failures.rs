@@ -130,15 +130,7 @@ async fn an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it(optio
     let (status, created) = stack.post_json(&token, "/api/withdrawals", &key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(stack.balance(&token).await, (30_000, 20_000));
-    let state: serde_json::Value = stack
-        .http
-        .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.sandbox_state().await;
     assert_eq!(state["withdrawals"].as_array().unwrap().len(), 1, "one withdrawal at Pientegra");
     assert_eq!(state["withdrawals"][0]["withdrawalId"], created["withdrawalId"]);
 }

@@ -152,16 +152,7 @@ impl Pgm {
     }
 
     async fn sandbox_intents_of(&self, user: &str) -> usize {
-        let state: Value = self
-            .stack
-            .http
-            .get(format!("{}/sandbox/state", self.stack.sandbox.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let state = self.stack.sandbox_state().await;
         state["intents"].as_array().unwrap().iter().filter(|i| i["externalUserId"] == user).count()
     }
 }

@@ -27,15 +27,7 @@ async fn reconcile(stack: &Stack, apply: bool) -> Report {
 }
 
 async fn deliveries(stack: &Stack) -> Vec<Value> {
-    let state: Value = stack
-        .http
-        .get(format!("{}/sandbox/state", stack.sandbox.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stack.sandbox_state().await;
     state["deliveries"].as_array().unwrap().clone()
 }
 
