@@ -212,3 +212,92 @@ async fn reconcile_prints_a_report_in_json_and_as_a_table() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
 }
+
+#[tokio::test]
+async fn a_full_demo_run_logs_no_secret() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<!doctype html><title>demo</title>").unwrap();
+    let (port, sandbox_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let sandbox_base = format!("http://127.0.0.1:{sandbox_port}");
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--sandbox-bind", &format!("127.0.0.1:{sandbox_port}")])
+        .arg("--static-dir")
+        .arg(site.path())
+        .arg("--database")
+        .arg(site.path().join("demo.db"))
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the demo did not start");
+    let mut bodies = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    let session: Value = http
+        .post(format!("{base}/api/session"))
+        .json(&json!({"externalUserId": "demo"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let deposit: Value = http
+        .post(format!("{base}/api/deposits"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"amount": "150000"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bodies.push_str(&deposit.to_string());
+    let id = deposit["intentId"].as_str().unwrap();
+    // The user opens the hosted page and confirms; the operator approves in the console.
+    let page = http.get(deposit["depositUrl"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    bodies.push_str(&page);
+    bodies.push_str(&http.get(format!("{sandbox_base}/sandbox/console")).send().await.unwrap().text().await.unwrap());
+    for action in ["confirm", "approve"] {
+        http.post(format!("{sandbox_base}/sandbox/intents/{id}/{action}")).json(&json!({})).send().await.unwrap();
+    }
+    let mut credited = false;
+    for _ in 0..200 {
+        let account =
+            http.get(format!("{base}/api/account")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+        if account.contains("\"available\":\"150000\"") {
+            bodies.push_str(&account);
+            credited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(credited, "the demo deposit was not credited");
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    assert!(logs.contains("demo is running"), "logs were captured");
+    let defaults = Config::default();
+    for (name, secret) in [("API key", defaults.api_key.as_str()), ("webhook secret", defaults.webhook_secret.as_str())]
+    {
+        assert!(!logs.contains(secret), "the demo's {name} appears in its logs");
+        assert!(!bodies.contains(secret), "the demo's {name} appears in a page or response");
+    }
+    assert!(!logs.contains(&token), "a widget token appears in the demo's logs");
+}
