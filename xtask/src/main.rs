@@ -137,6 +137,9 @@ fn tools() -> anyhow::Result<()> {
 
 /// Builds the widget and demo page into `dist/` and prints what ships.
 fn widget() -> anyhow::Result<()> {
+    // trunk passes --offline on to cargo, so every crate (the wasm-only ones too)
+    // must already be in the local registry: fetch them first.
+    run(cargo().arg("fetch"))?;
     run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
     print_sizes(&root().join("dist"))
 }
