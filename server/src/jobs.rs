@@ -11,6 +11,10 @@ use crate::reconcile::Reconciler;
 
 /// How often withdrawals with an unknown submission outcome are submitted again.
 const RESUBMIT_EVERY: Duration = Duration::from_secs(15);
+/// How often a watched deposit awaiting its transfer is looked up at Pientegra.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// Lookups per watch pass: at most 30 a minute, half of Pientegra's documented 60.
+const WATCH_LOOKUPS_PER_PASS: usize = 1;
 /// How long to wait before listening again after the change relay failed.
 const RELAY_RETRY: Duration = Duration::from_secs(2);
 
@@ -18,6 +22,7 @@ const RELAY_RETRY: Duration = Duration::from_secs(2);
 pub fn spawn(state: AppState) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(every(state.clone(), RESUBMIT_EVERY, resubmit_withdrawals));
+    jobs.spawn(watch_confirmations(state.clone()));
     if let Some(interval) = state.settings.reconcile_interval {
         jobs.spawn(every(state.clone(), interval, move |state| async move { reconcile(state, interval).await }));
     }
@@ -55,6 +60,44 @@ async fn resubmit_withdrawals(state: AppState) {
         let local_id = record.local_id;
         if let Err(err) = crate::http::submit_withdrawal(&state, record).await {
             tracing::warn!(%local_id, code = err.code, "withdrawal resubmission did not settle");
+        }
+    }
+}
+
+/// Pientegra sends no event when the user presses "I made the payment", so a
+/// user watching a RESERVED deposit (an open SSE stream) would not see it move to
+/// "under review" until the approval. This loop looks such deposits up, the least
+/// recently checked first, within a small share of the API rate limit.
+async fn watch_confirmations(state: AppState) {
+    let mut checked: std::collections::HashMap<uuid::Uuid, tokio::time::Instant> = Default::default();
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let waiting = match state.storage.awaiting_transfer(200).await {
+            Ok(waiting) => waiting,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "listing deposits awaiting transfer");
+                continue;
+            }
+        };
+        let mut watched: Vec<_> = waiting.into_iter().filter(|d| state.hub.is_watching(&d.user_id)).collect();
+        watched.sort_by_key(|d| checked.get(&d.intent_id).copied());
+        checked.retain(|id, _| watched.iter().any(|d| d.intent_id == *id));
+        for deposit in watched.into_iter().take(WATCH_LOOKUPS_PER_PASS) {
+            checked.insert(deposit.intent_id, tokio::time::Instant::now());
+            match state.pientegra.get_intent(deposit.intent_id).await {
+                Ok(intent) if intent.status == pientegra_shared::status::IntentStatus::PendingReview => {
+                    match state.storage.note_under_review(deposit.intent_id).await {
+                        Ok(changed) => state.hub.notify(&changed.touched),
+                        Err(err) => tracing::error!(error = format!("{err:#}"), "recording a confirmed transfer"),
+                    }
+                }
+                // Other moves arrive by webhook (or reconciliation), with their money.
+                Ok(_) => {}
+                Err(err) => tracing::warn!(intent_id = %deposit.intent_id, error = %err, "deposit lookup failed"),
+            }
         }
     }
 }

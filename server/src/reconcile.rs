@@ -244,7 +244,12 @@ impl Reconciler<'_> {
             return Ok(());
         };
         if deposit.status.can_advance_to(remote.status) {
-            if apply {
+            if apply && remote.status == pientegra_shared::status::IntentStatus::PendingReview {
+                // No event exists for it and no money moves: record the status only.
+                let changed = self.storage.note_under_review(remote.intent_id).await?;
+                self.hub.notify(&changed.touched);
+                finding.applied |= changed.value;
+            } else if apply {
                 if let Some(event) = IntentEvent::for_status(remote.status) {
                     let snapshot = IntentSnapshot {
                         id: remote.intent_id,

@@ -50,6 +50,11 @@ impl Hub {
         }
     }
 
+    /// Whether `user` has an open stream on this instance.
+    pub fn is_watching(&self, user: &str) -> bool {
+        self.users.lock().expect("hub lock").get(user).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     /// Open streams across all users (for metrics).
     pub fn connections(&self) -> usize {
         self.users.lock().expect("hub lock").values().map(watch::Sender::receiver_count).sum()

@@ -92,8 +92,8 @@ async fn a_popup_deposit_in_turkish_is_approved_and_shown_without_a_reload() {
     let browser = Browser::start().await.unwrap();
     open_demo(&browser, &stack, "user=ayse&locale=tr&mode=popup").await;
     deposit_through_popup(&browser, "1.500,00", "1.500,00").await;
-    // Pientegra sends no event for "I made the payment", so the widget keeps waiting for the transfer.
-    browser.until("waiting for the transfer", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    // Pientegra sends no event for "I made the payment": the server looks the watched deposit up.
+    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
     let intent = newest(&stack, "intents", "ayse").await;
     assert_eq!(intent["amount"], "150000", "typed 1.500,00 in tr is 150000 kuruş");
     // The balance must not move before the webhook says so.
@@ -127,7 +127,7 @@ async fn a_redirect_deposit_comes_back_to_the_partner_page_with_its_live_status(
     browser.until("submitted", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'").await.unwrap();
     // Back to the partner page: the pending deposit is shown with its live status.
     browser.client.goto(&partner).await.unwrap();
-    browser.until("the pending deposit after the return", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    browser.until("under review after the return", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
     let intent = newest(&stack, "intents", "mehmet").await;
     stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
     browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
@@ -209,7 +209,7 @@ async fn a_server_restart_mid_flow_still_ends_in_the_right_state() {
     let browser = Browser::start().await.unwrap();
     open_demo(&browser, &stack, "user=ayse&locale=tr&mode=popup").await;
     deposit_through_popup(&browser, "75", "75,00").await;
-    browser.until("waiting for the transfer", &status_is("deposit-status", "RESERVED")).await.unwrap();
+    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
     let intent = newest(&stack, "intents", "ayse").await;
 
     let addr = stack.server.addr;

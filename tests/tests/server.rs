@@ -446,3 +446,21 @@ pientegra_tests::on_each_database!(
     cors_allows_only_listed_origins,
     health_readiness_and_metrics_answer,
 );
+
+#[tokio::test]
+async fn a_watched_deposit_shows_under_review_once_the_user_confirms() {
+    let stack = Stack::start().await;
+    let token = stack.token("watcher").await;
+    let deposit = stack.deposit(&token, "15000").await;
+    let mut events = stack.events(&token, None).await;
+    stack.control(&format!("intents/{}/confirm", deposit.intent_id), json!({})).await;
+    // No webhook exists for the confirmation: the server learns it by lookup.
+    let review = events
+        .until(Duration::from_secs(10), |e| e.event == "deposit.updated" && e.json()["status"] == "PENDING_REVIEW")
+        .await
+        .expect("under review streamed");
+    assert_eq!(review.json()["intentId"], deposit.intent_id.to_string());
+    assert_eq!(stack.balance(&token).await, (0, 0), "no money moves on a confirmation");
+    stack.control(&format!("intents/{}/approve", deposit.intent_id), json!({})).await;
+    events.until(WAIT, |e| e.event == "balance.updated" && e.json()["available"] == "15000").await.unwrap();
+}

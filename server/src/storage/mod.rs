@@ -258,6 +258,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>>;
     /// One deposit.
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>>;
+    /// Moves a RESERVED deposit to PENDING_REVIEW (the user confirmed the transfer;
+    /// Pientegra sends no event for it, so the server learns it by lookup). No money
+    /// moves. The value says whether anything changed.
+    async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>>;
+    /// RESERVED deposits not yet expired, newest first, at most `limit`.
+    async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>>;
     /// A user's deposits, newest first.
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>>;
 

@@ -765,6 +765,40 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
+    async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
+        let mut tx = self.pool.begin().await?;
+        lock_subject(&mut tx, intent_id).await?;
+        let updated = sqlx::query(
+            "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = $1 WHERE intent_id = $2 AND status = 'RESERVED'
+             RETURNING *",
+        )
+        .bind(now_ms())
+        .bind(intent_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut touched = Vec::new();
+        if let Some(row) = updated {
+            let deposit = deposit_from_row(&row)?;
+            push_event(&mut tx, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            touched.push(deposit.user_id);
+        }
+        tx.commit().await?;
+        Ok(Changed { value: !touched.is_empty(), touched })
+    }
+
+    async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
+        sqlx::query(
+            "SELECT * FROM deposits WHERE status = 'RESERVED' AND expires_at > $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(deposit_from_row)
+        .collect()
+    }
+
     async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>> {
         retrying("record_deposit", || self.record_deposit_once(&deposit)).await
     }

@@ -464,6 +464,39 @@ impl Storage for SqliteStorage {
         deposit_in(&mut conn, intent_id).await
     }
 
+    async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = ? WHERE intent_id = ? AND status = 'RESERVED'
+             RETURNING *",
+        )
+        .bind(now_ms())
+        .bind(intent_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut touched = Vec::new();
+        if let Some(row) = updated {
+            let deposit = deposit_from_row(&row)?;
+            push_event(&mut tx, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            touched.push(deposit.user_id);
+        }
+        tx.commit().await?;
+        Ok(Changed { value: !touched.is_empty(), touched })
+    }
+
+    async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
+        sqlx::query(
+            "SELECT * FROM deposits WHERE status = 'RESERVED' AND expires_at > ? ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(deposit_from_row)
+        .collect()
+    }
+
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
         sqlx::query("SELECT * FROM deposits WHERE user_id = ? ORDER BY created_at DESC, intent_id DESC LIMIT ?")
             .bind(user_id)
