@@ -14,6 +14,42 @@ const BIN: &str = env!("CARGO_BIN_EXE_pientegra-server");
 const TOKEN_SECRET: &str = "process-test-token-secret-0123456789abcdef";
 const ADMIN_TOKEN: &str = "process-test-admin-token-42";
 
+/// Waits for `/healthz` to answer.
+async fn wait_until_up(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not start");
+}
+
+/// Polls `/api/account` until `available` is `want`; returns that body.
+async fn account_once_credited(http: &reqwest::Client, base: &str, token: &str, want: &str) -> String {
+    let needle = format!("\"available\":\"{want}\"");
+    for _ in 0..200 {
+        let account =
+            http.get(format!("{base}/api/account")).bearer_auth(token).send().await.unwrap().text().await.unwrap();
+        if account.contains(&needle) {
+            return account;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the deposit was not credited");
+}
+
+/// SIGTERM, wait for the exit, and return everything the process printed.
+async fn stop_and_read_logs(child: &mut tokio::process::Child) -> String {
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    logs
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -76,15 +112,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "server did not start");
+    wait_until_up(&http, &base).await;
     http.put(format!("{}/external/site/webhook-config", sandbox.api_base()))
         .bearer_auth(sandbox.api_key())
         .json(&json!({"webhookUrl": format!("{base}/webhooks/pientegra"), "rotateSecret": false}))
@@ -124,18 +152,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
             .await
             .unwrap();
     }
-    let mut credited = false;
-    for _ in 0..200 {
-        let account =
-            http.get(format!("{base}/api/account")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
-        if account.contains("\"available\":\"150000\"") {
-            bodies.push_str(&account);
-            credited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(credited, "deposit not credited");
+    bodies.push_str(&account_once_credited(&http, &base, &token, "150000").await);
     // A stream opened with the token in the query string must not log it either.
     let mut stream = http.get(format!("{base}/api/events?token={token}")).send().await.unwrap();
     let first = stream.chunk().await.unwrap().unwrap();
@@ -154,15 +171,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .await
         .unwrap();
 
-    #[cfg(unix)]
-    {
-        let pid = child.id().unwrap().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let logs = stop_and_read_logs(&mut child).await;
     assert!(logs.contains("webhook"), "logs were captured: {}", &logs[..logs.len().min(500)]);
 
     for (name, secret) in [
@@ -234,15 +243,7 @@ async fn a_full_demo_run_logs_no_secret() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the demo did not start");
+    wait_until_up(&http, &base).await;
     let mut bodies = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     let session: Value = http
         .post(format!("{base}/api/session"))
@@ -274,24 +275,8 @@ async fn a_full_demo_run_logs_no_secret() {
     for action in ["confirm", "approve"] {
         http.post(format!("{sandbox_base}/sandbox/intents/{id}/{action}")).json(&json!({})).send().await.unwrap();
     }
-    let mut credited = false;
-    for _ in 0..200 {
-        let account =
-            http.get(format!("{base}/api/account")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
-        if account.contains("\"available\":\"150000\"") {
-            bodies.push_str(&account);
-            credited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(credited, "the demo deposit was not credited");
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    bodies.push_str(&account_once_credited(&http, &base, &token, "150000").await);
+    let logs = stop_and_read_logs(&mut child).await;
     assert!(logs.contains("demo is running"), "logs were captured");
     let defaults = Config::default();
     for (name, secret) in [("API key", defaults.api_key.as_str()), ("webhook secret", defaults.webhook_secret.as_str())]
