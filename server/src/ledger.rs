@@ -56,6 +56,16 @@ pub fn deposit_credit(intent_id: Uuid, amount: Amount) -> Movement {
     Movement { business_key: format!("intent.approved:{intent_id}"), available: signed(amount), reserved: 0 }
 }
 
+/// Why a webhook's snapshot must not touch the local record, if it must not:
+/// it names another user, or an amount outside the contract's range (which could
+/// otherwise be credited, or overflow the ledger).
+pub fn refuse_snapshot(local_user: &str, event_user: &str, amount: Amount) -> Option<&'static str> {
+    if local_user != event_user {
+        return Some("the webhook names another user than the local record");
+    }
+    amount.check_range().err().map(|_| "the webhook amount is outside 100..=100000000")
+}
+
 /// What an intent event does to a local deposit in `current`; `None` when it does
 /// not move the intent forward (a duplicate or a stale, reordered event).
 pub fn plan_intent(current: IntentStatus, event: IntentEvent) -> Option<IntentStatus> {

@@ -4,6 +4,7 @@
 //! user events that announce it.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -29,16 +29,16 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pientegra_shared::Amount;
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 use pientegra_shared::wire::WithdrawalCreated;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
     BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
     NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
@@ -91,66 +91,6 @@ impl PostgresStorage {
         first.copy_from_slice(&digest[..8]);
         i64::from_be_bytes(first)
     }
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn amount(minor: i64) -> anyhow::Result<Amount> {
-    Ok(Amount::from_minor(u64::try_from(minor).context("negative amount in storage")?))
-}
-
-fn minor(a: Amount) -> i64 {
-    i64::try_from(a.minor()).expect("amounts fit i64")
-}
-
-fn uuid(s: &str) -> anyhow::Result<Uuid> {
-    Uuid::parse_str(s).context("malformed id in storage")
-}
-
-fn deposit_from_row(row: &PgRow) -> anyhow::Result<DepositRecord> {
-    let status: String = row.try_get("status")?;
-    Ok(DepositRecord {
-        intent_id: uuid(row.try_get("intent_id")?)?,
-        user_id: row.try_get("user_id")?,
-        reference_no: row.try_get("reference_no")?,
-        deposit_url: row.try_get("deposit_url")?,
-        requested_amount: amount(row.try_get("requested_amount")?)?,
-        amount: amount(row.try_get("amount")?)?,
-        credited_amount: row.try_get::<Option<i64>, _>("credited_amount")?.map(amount).transpose()?,
-        currency: row.try_get("currency")?,
-        status: IntentStatus::parse(&status).context("unknown intent status in storage")?,
-        rejected_reason: row.try_get("rejected_reason")?,
-        expires_at: time(row.try_get("expires_at")?),
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-    })
-}
-
-fn withdrawal_from_row(row: &PgRow) -> anyhow::Result<WithdrawalRecord> {
-    let state: String = row.try_get("status")?;
-    let model: String = row.try_get("balance_model")?;
-    Ok(WithdrawalRecord {
-        local_id: uuid(row.try_get("local_id")?)?,
-        user_id: row.try_get("user_id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        withdrawal_id: row.try_get::<Option<String>, _>("withdrawal_id")?.as_deref().map(uuid).transpose()?,
-        reference_no: row.try_get("reference_no")?,
-        amount: amount(row.try_get("amount")?)?,
-        currency: row.try_get("currency")?,
-        iban: row.try_get("iban")?,
-        holder_name: row.try_get("holder_name")?,
-        state: WithdrawalState::parse(&state).context("unknown withdrawal state in storage")?,
-        rejected_reason: row.try_get("rejected_reason")?,
-        balance_model: model.parse().map_err(|()| anyhow::anyhow!("unknown balance model in storage"))?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-    })
 }
 
 /// Whether a failed transaction may simply run again: a deadlock or a serialization failure.
@@ -329,13 +269,8 @@ async fn apply_event(conn: &mut PgConnection, event: &WebhookEvent, touched: &mu
             let Some(deposit) = deposit_in(conn, intent.id, Lock::ForUpdate).await? else {
                 return Ok(InboxOutcome::Orphan);
             };
-            if deposit.user_id != intent.external_user_id {
-                tracing::error!(intent_id = %intent.id, "webhook names another user than the local deposit; not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            if intent.amount.check_range().is_err() {
-                // Outside the contract's range: never credit it, never let it overflow the ledger.
-                tracing::error!(intent_id = %intent.id, "webhook amount is outside 100..=100000000; not applied");
+            if let Some(why) = ledger::refuse_snapshot(&deposit.user_id, &intent.external_user_id, intent.amount) {
+                tracing::error!(intent_id = %intent.id, why, "webhook not applied");
                 return Ok(InboxOutcome::Mismatch);
             }
             let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
@@ -368,12 +303,8 @@ async fn apply_event(conn: &mut PgConnection, event: &WebhookEvent, touched: &mu
             else {
                 return Ok(InboxOutcome::Orphan);
             };
-            if record.user_id != snapshot.external_user_id {
-                tracing::error!(withdrawal_id = %snapshot.id, "webhook names another user than the local withdrawal; not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            if snapshot.amount.check_range().is_err() {
-                tracing::error!(withdrawal_id = %snapshot.id, "webhook amount is outside 100..=100000000; not applied");
+            if let Some(why) = ledger::refuse_snapshot(&record.user_id, &snapshot.external_user_id, snapshot.amount) {
+                tracing::error!(withdrawal_id = %snapshot.id, why, "webhook not applied");
                 return Ok(InboxOutcome::Mismatch);
             }
             let WithdrawalState::Known(current) = record.state else {
