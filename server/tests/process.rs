@@ -39,6 +39,49 @@ async fn account_once_credited(http: &reqwest::Client, base: &str, token: &str, 
     panic!("the deposit was not credited");
 }
 
+/// A session for `user`, a 1,500.00 TRY deposit, its hosted page opened, then confirmed
+/// and approved in the sandbox, until credited. Every answer is appended to `bodies`;
+/// returns the widget token and the intent id.
+async fn deposit_1500_and_approve(
+    http: &reqwest::Client,
+    base: &str,
+    sandbox_base: &str,
+    user: &str,
+    bodies: &mut String,
+) -> (String, String) {
+    let session: Value = http
+        .post(format!("{base}/api/session"))
+        .json(&json!({"externalUserId": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bodies.push_str(&session.to_string());
+    let token = session["token"].as_str().unwrap().to_owned();
+    let deposit: Value = http
+        .post(format!("{base}/api/deposits"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"amount": "150000"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bodies.push_str(&deposit.to_string());
+    let page = http.get(deposit["depositUrl"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    bodies.push_str(&page);
+    let id = deposit["intentId"].as_str().unwrap().to_owned();
+    for action in ["confirm", "approve"] {
+        http.post(format!("{sandbox_base}/sandbox/intents/{id}/{action}")).json(&json!({})).send().await.unwrap();
+    }
+    bodies.push_str(&account_once_credited(http, base, &token, "150000").await);
+    (token, id)
+}
+
 /// SIGTERM, wait for the exit, and return everything the process printed.
 async fn stop_and_read_logs(child: &mut tokio::process::Child) -> String {
     let pid = child.id().unwrap().to_string();
@@ -121,38 +164,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .unwrap();
 
     let mut bodies = String::new();
-    let session: Value = http
-        .post(format!("{base}/api/session"))
-        .json(&json!({"externalUserId": "quiet"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    bodies.push_str(&session.to_string());
-    let deposit = http
-        .post(format!("{base}/api/deposits"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"amount": "150000"}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    bodies.push_str(&deposit);
-    let intent_id = serde_json::from_str::<Value>(&deposit).unwrap()["intentId"].as_str().unwrap().to_owned();
-    for action in ["confirm", "approve"] {
-        http.post(format!("{}/sandbox/intents/{intent_id}/{action}", sandbox.base_url()))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-    }
-    bodies.push_str(&account_once_credited(&http, &base, &token, "150000").await);
+    let (token, intent_id) = deposit_1500_and_approve(&http, &base, &sandbox.base_url(), "quiet", &mut bodies).await;
     // A stream opened with the token in the query string must not log it either.
     let mut stream = http.get(format!("{base}/api/events?token={token}")).send().await.unwrap();
     let first = stream.chunk().await.unwrap().unwrap();
@@ -245,37 +257,8 @@ async fn a_full_demo_run_logs_no_secret() {
     let http = reqwest::Client::new();
     wait_until_up(&http, &base).await;
     let mut bodies = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
-    let session: Value = http
-        .post(format!("{base}/api/session"))
-        .json(&json!({"externalUserId": "demo"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    let deposit: Value = http
-        .post(format!("{base}/api/deposits"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"amount": "150000"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    bodies.push_str(&deposit.to_string());
-    let id = deposit["intentId"].as_str().unwrap();
-    // The user opens the hosted page and confirms; the operator approves in the console.
-    let page = http.get(deposit["depositUrl"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
-    bodies.push_str(&page);
     bodies.push_str(&http.get(format!("{sandbox_base}/sandbox/console")).send().await.unwrap().text().await.unwrap());
-    for action in ["confirm", "approve"] {
-        http.post(format!("{sandbox_base}/sandbox/intents/{id}/{action}")).json(&json!({})).send().await.unwrap();
-    }
-    bodies.push_str(&account_once_credited(&http, &base, &token, "150000").await);
+    let (token, _) = deposit_1500_and_approve(&http, &base, &sandbox_base, "demo", &mut bodies).await;
     let logs = stop_and_read_logs(&mut child).await;
     assert!(logs.contains("demo is running"), "logs were captured");
     let defaults = Config::default();
