@@ -221,17 +221,20 @@ impl Reconciler<'_> {
                 if let Some(user_id) = remote.external_user_id.clone() {
                     let changed = self
                         .storage
-                        .record_deposit(NewDeposit {
-                            intent_id: remote.intent_id,
-                            user_id,
-                            reference_no: remote.reference_no.clone(),
-                            // The listing carries no depositUrl; the user was never sent one by us.
-                            deposit_url: String::new(),
-                            requested_amount: remote.requested_amount,
-                            amount: remote.amount,
-                            currency: remote.currency.clone(),
-                            expires_at: remote.expires_at.or(remote.created_at).unwrap_or_else(Utc::now),
-                        })
+                        .record_deposit(
+                            NewDeposit {
+                                intent_id: remote.intent_id,
+                                user_id,
+                                reference_no: remote.reference_no.clone(),
+                                // The listing carries no depositUrl; the user was never sent one by us.
+                                deposit_url: String::new(),
+                                requested_amount: remote.requested_amount,
+                                amount: remote.amount,
+                                currency: remote.currency.clone(),
+                                expires_at: remote.expires_at.or(remote.created_at).unwrap_or_else(Utc::now),
+                            },
+                            None,
+                        )
                         .await?;
                     self.hub.notify(&changed.touched);
                     finding.applied = true;

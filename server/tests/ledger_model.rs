@@ -430,7 +430,7 @@ async fn step_once(storage: &dyn Storage, model: &mut Model, op: &Op) -> anyhow:
                 currency: "TRY".into(),
                 expires_at: now() + chrono::Duration::minutes(30),
             };
-            let recorded = storage.record_deposit(deposit).await?.value;
+            let recorded = storage.record_deposit(deposit, None).await?.value;
             anyhow::ensure!(recorded.intent_id == intent_id(i) && recorded.user_id == USERS[owner], "{recorded:?}");
             if model.deposits[i].is_none() {
                 model.deposits[i] = Some(DepositModel { status: IntentStatus::Reserved, credited: None });

@@ -190,16 +190,19 @@ async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_app
     // The server learns of the intent (the user retried; Pientegra answers idempotently).
     let record = pientegra_server::storage::connect(&stack.settings.database_url).await.unwrap();
     record
-        .record_deposit(pientegra_server::storage::NewDeposit {
-            intent_id: created.intent_id,
-            user_id: "orphan".into(),
-            reference_no: created.reference_no,
-            deposit_url: created.deposit_url,
-            requested_amount: created.requested_amount,
-            amount: created.amount,
-            currency: created.currency,
-            expires_at: created.expires_at,
-        })
+        .record_deposit(
+            pientegra_server::storage::NewDeposit {
+                intent_id: created.intent_id,
+                user_id: "orphan".into(),
+                reference_no: created.reference_no,
+                deposit_url: created.deposit_url,
+                requested_amount: created.requested_amount,
+                amount: created.amount,
+                currency: created.currency,
+                expires_at: created.expires_at,
+            },
+            None,
+        )
         .await
         .unwrap();
     wait_for(Duration::from_secs(5), || async { stack.balance(&token).await == (7_000, 0) }).await.unwrap();

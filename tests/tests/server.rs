@@ -83,6 +83,39 @@ async fn one_webhook_delivered_three_times_concurrently_credits_once(options: Op
     assert_eq!(stack.balance(&token).await, (20_000, 0));
 }
 
+/// Webhooks arriving together share commits (SQLite's group commit): each
+/// still gets its own outcome, and a copy in the same batch as its original is
+/// a duplicate, not a second credit.
+async fn many_webhooks_at_once_each_get_their_outcome_and_credit_once(options: Options) {
+    let stack = Stack::with(options).await;
+    let token = stack.token("ece").await;
+    stack.sandbox_config(json!({"webhooksEnabled": false})).await;
+    let mut bodies = Vec::new();
+    for i in 1..=16u64 {
+        let deposit = stack.deposit(&token, &(i * 1_000).to_string()).await;
+        stack.pay_and_approve(deposit.intent_id).await;
+        bodies.push(stack.delivered_event_body("intent.approved", deposit.intent_id).await);
+    }
+    let (server, secret) = (stack.server.url(), stack.sandbox.webhook_secret().to_owned());
+    let send = |body: &Vec<u8>| {
+        let request = stack
+            .http
+            .post(format!("{server}/webhooks/pientegra"))
+            .header("Pientegra-Signature", pientegra_shared::signature::sign(&secret, now_ms(), body))
+            .body(body.clone());
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.unwrap()["outcome"].as_str().unwrap().to_owned()
+        }
+    };
+    // Every body twice, all at once.
+    let outcomes = futures::future::join_all(bodies.iter().chain(&bodies).map(send)).await;
+    let count = |outcome: &str| outcomes.iter().filter(|o| *o == outcome).count();
+    assert_eq!((count("applied"), count("duplicate")), (16, 16), "{outcomes:?}");
+    assert_eq!(stack.balance(&token).await, ((1..=16).sum::<u64>() * 1_000, 0));
+}
+
 async fn sandbox_duplicate_deliveries_credit_once(options: Options) {
     let stack = Stack::with(options).await;
     let token = stack.token("deniz").await;
@@ -251,7 +284,7 @@ async fn pientegra_failing_twice_still_yields_exactly_one_intent(options: Option
 }
 
 async fn idempotency_follows_the_ietf_draft(options: Options) {
-    let stack = Stack::with(options).await;
+    let mut stack = Stack::with(options).await;
     let token = stack.token("idem").await;
     let url = format!("{}/api/deposits", stack.server.url());
     let missing = stack.http.post(&url).bearer_auth(&token).json(&json!({"amount": "10000"})).send().await.unwrap();
@@ -276,6 +309,24 @@ async fn idempotency_follows_the_ietf_draft(options: Options) {
     let (other_status, other) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "20000"})).await;
     assert_eq!(other_status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other["error"], "idempotency_key_reused");
+    assert_eq!(stack.account(&token).await.deposits.len(), 1);
+
+    // The stored answer (written with the deposit, in one commit) outlives the process.
+    stack.restart_server().await;
+    let replay = stack
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("Idempotency-Key", &key)
+        .json(&json!({"amount": "10000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    let (other_status, _) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "20000"})).await;
+    assert_eq!(other_status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(stack.account(&token).await.deposits.len(), 1);
 }
 
@@ -430,6 +481,7 @@ pientegra_tests::on_each_database!(
     a_rejected_deposit_credits_nothing,
     the_approved_amount_is_credited_not_the_requested_one,
     one_webhook_delivered_three_times_concurrently_credits_once,
+    many_webhooks_at_once_each_get_their_outcome_and_credit_once,
     sandbox_duplicate_deliveries_credit_once,
     forged_webhooks_are_refused_and_change_nothing,
     withdrawal_events_out_of_order_settle_correctly,

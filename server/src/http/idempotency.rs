@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::AppError;
-use crate::storage::{IdempotencyClaim, IdempotencyScope};
+use crate::storage::{IdempotencyClaim, IdempotencyScope, Reply};
 
 /// How long a claim holds before a crashed request's key can be taken over.
 const LEASE_MS: i64 = 90_000;
@@ -33,10 +33,13 @@ pub fn fingerprint(body: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(body.to_string().as_bytes()))
 }
 
-/// A successful JSON answer to store and send.
+/// A successful JSON answer to send, and store unless the work stored it already.
 pub struct Stored {
     pub status: StatusCode,
     pub body: String,
+    /// The work's own transaction stored this answer (a [`Reply`] passed to
+    /// storage, e.g. [`crate::storage::Storage::record_deposit`]).
+    pub kept: bool,
 }
 
 fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
@@ -52,7 +55,7 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
 /// Runs `work` at most once per (user, route, key) and body.
 pub async fn run<F, Fut>(
     state: &AppState,
-    scope: IdempotencyScope<'_>,
+    scope: &IdempotencyScope<'_>,
     fingerprint: &str,
     work: F,
 ) -> Result<Response, AppError>
@@ -60,7 +63,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Stored, AppError>>,
 {
-    match state.storage.claim_idempotency(&scope, fingerprint, LEASE_MS).await? {
+    match state.storage.claim_idempotency(scope, fingerprint, LEASE_MS).await? {
         IdempotencyClaim::Mismatch => Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             codes::IDEMPOTENCY_KEY_REUSED,
@@ -76,16 +79,22 @@ where
             Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true))
         }
         IdempotencyClaim::Claimed => match work().await {
-            Ok(Stored { status, body }) => {
-                state.storage.finish_idempotency(&scope, status.as_u16(), &body).await?;
+            Ok(Stored { status, body, kept: true }) => {
+                state.storage.settle_idempotency(scope).await?;
+                Ok(json_response(status, body, false))
+            }
+            Ok(Stored { status, body, kept: false }) => {
+                let reply = Reply { scope, request_hash: fingerprint, status: status.as_u16() };
+                state.storage.finish_idempotency(&reply, &body).await?;
                 Ok(json_response(status, body, false))
             }
             Err(err) if err.is_definite() => {
-                state.storage.finish_idempotency(&scope, err.status.as_u16(), &err.body()).await?;
+                let reply = Reply { scope, request_hash: fingerprint, status: err.status.as_u16() };
+                state.storage.finish_idempotency(&reply, &err.body()).await?;
                 Err(err)
             }
             Err(err) => {
-                state.storage.release_idempotency(&scope).await?;
+                state.storage.release_idempotency(scope).await?;
                 Err(err)
             }
         },

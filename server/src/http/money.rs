@@ -18,7 +18,7 @@ use super::auth::User;
 use super::error::AppError;
 use super::idempotency::{self, Stored};
 use crate::metrics::Metrics;
-use crate::storage::{NewDeposit, NewWithdrawal, WithdrawalRecord, WithdrawalState};
+use crate::storage::{NewDeposit, NewWithdrawal, Reply, WithdrawalRecord, WithdrawalState};
 
 /// Namespace of the Pientegra idempotency keys we derive, so a retry of ours
 /// (after a crash, too) always sends Pientegra the same key.
@@ -62,7 +62,7 @@ fn derived_key(kind: &str, scope: &str) -> IdempotencyKey {
 }
 
 fn stored<T: serde::Serialize>(status: StatusCode, value: &T) -> Stored {
-    Stored { status, body: serde_json::to_string(value).expect("views serialize") }
+    Stored { status, body: serde_json::to_string(value).expect("views serialize"), kept: false }
 }
 
 /// Whether the browser may be sent to `url`.
@@ -87,7 +87,10 @@ async fn create_deposit(
     rate_limit(&state, &user)?;
     let key_text = key.to_string();
     let scope = crate::storage::IdempotencyScope { user_id: user.id(), route: "deposits", key: &key_text };
-    idempotency::run(&state, scope, &idempotency::fingerprint(&raw), || async {
+    let fingerprint = idempotency::fingerprint(&raw);
+    // The deposit and this answer are stored in one commit.
+    let reply = Reply { scope: &scope, request_hash: &fingerprint, status: StatusCode::CREATED.as_u16() };
+    idempotency::run(&state, &scope, &fingerprint, || async {
         let created = state
             .pientegra
             .create_deposit(
@@ -112,20 +115,23 @@ async fn create_deposit(
         }
         let changed = state
             .storage
-            .record_deposit(NewDeposit {
-                intent_id: created.intent_id,
-                user_id: user.id().to_owned(),
-                reference_no: created.reference_no,
-                deposit_url: created.deposit_url,
-                requested_amount: created.requested_amount,
-                amount: created.amount,
-                currency: created.currency,
-                expires_at: created.expires_at,
-            })
+            .record_deposit(
+                NewDeposit {
+                    intent_id: created.intent_id,
+                    user_id: user.id().to_owned(),
+                    reference_no: created.reference_no,
+                    deposit_url: created.deposit_url,
+                    requested_amount: created.requested_amount,
+                    amount: created.amount,
+                    currency: created.currency,
+                    expires_at: created.expires_at,
+                },
+                Some(&reply),
+            )
             .await?;
         state.hub.notify(&changed.touched);
         Metrics::inc(&state.metrics.deposits_created);
-        Ok(stored(StatusCode::CREATED, &changed.value.view()))
+        Ok(Stored { status: StatusCode::CREATED, body: changed.value.reply_body(), kept: true })
     })
     .await
 }
@@ -145,7 +151,7 @@ async fn create_withdrawal(
     rate_limit(&state, &user)?;
     let key_text = key.to_string();
     let scope = crate::storage::IdempotencyScope { user_id: user.id(), route: "withdrawals", key: &key_text };
-    idempotency::run(&state, scope, &idempotency::fingerprint(&raw), || async {
+    idempotency::run(&state, &scope, &idempotency::fingerprint(&raw), || async {
         let reserved = state
             .storage
             .reserve_withdrawal(NewWithdrawal {

@@ -264,16 +264,19 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, 
     }
     let changed = state
         .storage
-        .record_deposit(NewDeposit {
-            intent_id: created.intent_id,
-            user_id: user.as_str().to_owned(),
-            reference_no: created.reference_no.clone(),
-            deposit_url: created.deposit_url.clone(),
-            requested_amount: created.requested_amount,
-            amount: created.amount,
-            currency: created.currency.clone(),
-            expires_at: created.expires_at,
-        })
+        .record_deposit(
+            NewDeposit {
+                intent_id: created.intent_id,
+                user_id: user.as_str().to_owned(),
+                reference_no: created.reference_no.clone(),
+                deposit_url: created.deposit_url.clone(),
+                requested_amount: created.requested_amount,
+                amount: created.amount,
+                currency: created.currency.clone(),
+                expires_at: created.expires_at,
+            },
+            None,
+        )
         .await?;
     state.hub.notify(&changed.touched);
     Metrics::inc(&state.metrics.deposits_created);

@@ -59,6 +59,13 @@ impl DepositRecord {
     }
 }
 
+impl DepositRecord {
+    /// The body of the answer to the request that created it: the user's view as JSON.
+    pub fn reply_body(&self) -> String {
+        serde_json::to_string(&self.view()).expect("views serialize")
+    }
+}
+
 /// Where a withdrawal stands locally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WithdrawalState {
@@ -191,6 +198,14 @@ pub struct IdempotencyScope<'a> {
     pub key: &'a str,
 }
 
+/// The final answer to a claimed idempotency key.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply<'a> {
+    pub scope: &'a IdempotencyScope<'a>,
+    pub request_hash: &'a str,
+    pub status: u16,
+}
+
 /// What a webhook did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InboxOutcome {
@@ -249,14 +264,19 @@ pub trait Storage: Send + Sync + 'static {
         request_hash: &str,
         lease_ms: i64,
     ) -> Result<IdempotencyClaim>;
-    /// Stores the final response of a claimed key.
-    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()>;
+    /// Stores the final answer of a claimed key and lets go of the claim.
+    async fn finish_idempotency(&self, reply: &Reply<'_>, body: &str) -> Result<()>;
+    /// Lets go of a claim whose answer the work's own transaction stored (see
+    /// [`Storage::record_deposit`]).
+    async fn settle_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()>;
     /// Forgets a claim whose outcome was transient, so a retry runs again.
     async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()>;
 
     /// Records a created deposit (idempotent on `intent_id`), announces it, and
-    /// applies webhook events that arrived before it.
-    async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>>;
+    /// applies webhook events that arrived before it. With a `reply`, the same
+    /// transaction stores the answer to the request ([`DepositRecord::reply_body`]),
+    /// so creating a deposit takes one durable commit, not two.
+    async fn record_deposit(&self, deposit: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>>;
     /// One deposit.
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>>;
     /// Moves a RESERVED deposit to PENDING_REVIEW (the user confirmed the transfer;

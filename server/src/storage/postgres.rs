@@ -41,7 +41,7 @@ use uuid::Uuid;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
     BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
-    NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+    NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
 };
 use crate::ledger::{self, BalanceModel, Movement};
 
@@ -140,6 +140,27 @@ async fn lock_subject(conn: &mut PgConnection, subject: Uuid) -> Result<()> {
         .bind(subject.to_string())
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Stores the final answer to an idempotency key (its claim row normally exists).
+async fn store_reply(conn: &mut PgConnection, reply: &Reply<'_>, body: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
+                                  response_body, created_at)
+         VALUES ($1, $2, $3, $4, 'done', 0, $5, $6, $7)
+         ON CONFLICT (user_id, route, key) DO UPDATE SET
+             state = 'done', response_status = excluded.response_status, response_body = excluded.response_body",
+    )
+    .bind(reply.scope.user_id)
+    .bind(reply.scope.route)
+    .bind(reply.scope.key)
+    .bind(reply.request_hash)
+    .bind(i32::from(reply.status))
+    .bind(body)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -450,7 +471,7 @@ impl PostgresStorage {
         Ok(Some(claim))
     }
 
-    async fn record_deposit_once(&self, d: &NewDeposit) -> Result<Changed<DepositRecord>> {
+    async fn record_deposit_once(&self, d: &NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
         let mut tx = self.pool.begin().await?;
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
@@ -483,6 +504,9 @@ impl PostgresStorage {
             apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
         }
         let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just recorded")?;
+        if let Some(reply) = reply {
+            store_reply(&mut tx, reply, &record.reply_body()).await?;
+        }
         tx.commit().await?;
         Ok(Changed { value: record, touched: dedup(touched) })
     }
@@ -671,18 +695,12 @@ impl Storage for PostgresStorage {
         anyhow::bail!("an idempotency key kept being claimed and released under us")
     }
 
-    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE idempotency SET state = 'done', response_status = $1, response_body = $2
-             WHERE user_id = $3 AND route = $4 AND key = $5",
-        )
-        .bind(i32::from(status))
-        .bind(body)
-        .bind(scope.user_id)
-        .bind(scope.route)
-        .bind(scope.key)
-        .execute(&self.pool)
-        .await?;
+    async fn finish_idempotency(&self, reply: &Reply<'_>, body: &str) -> Result<()> {
+        store_reply(&mut *self.pool.acquire().await?, reply, body).await
+    }
+
+    async fn settle_idempotency(&self, _scope: &IdempotencyScope<'_>) -> Result<()> {
+        // The answer's commit marked the claim done.
         Ok(())
     }
 
@@ -730,8 +748,8 @@ impl Storage for PostgresStorage {
         .collect()
     }
 
-    async fn record_deposit(&self, deposit: NewDeposit) -> Result<Changed<DepositRecord>> {
-        retrying("record_deposit", || self.record_deposit_once(&deposit)).await
+    async fn record_deposit(&self, deposit: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
+        retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
     }
 
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {

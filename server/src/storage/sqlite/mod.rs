@@ -1,6 +1,10 @@
 //! SQLite storage: WAL, `synchronous = FULL` so a commit is durable before the
 //! webhook's 2xx, and one writer connection so write transactions never race
-//! (readers run beside it on their own pool).
+//! (readers run beside it on their own pool). Webhooks share commits
+//! ([`group_commit`]); idempotency claims in flight live in memory ([`claims`]).
+
+mod claims;
+mod group_commit;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,10 +20,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
+use self::claims::{Claims, Taken};
+use self::group_commit::WebhookWriter;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
     BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
-    NewDeposit, NewWithdrawal, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+    NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
 };
 use crate::ledger::{self, BalanceModel, Movement};
 
@@ -27,6 +33,8 @@ use crate::ledger::{self, BalanceModel, Movement};
 pub struct SqliteStorage {
     writer: SqlitePool,
     reader: SqlitePool,
+    webhooks: WebhookWriter,
+    claims: Claims,
     /// One SQLite file serves one instance, so its locks are in-process.
     locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -52,7 +60,8 @@ impl SqliteStorage {
             .connect_with(options.read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
-        Ok(SqliteStorage { writer, reader, locks: Default::default() })
+        let webhooks = WebhookWriter::spawn(writer.clone());
+        Ok(SqliteStorage { writer, reader, webhooks, claims: Claims::default(), locks: Default::default() })
     }
 }
 
@@ -256,6 +265,60 @@ async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &
     Ok(())
 }
 
+/// Dedupes by `eventId` and applies the event, inside the caller's transaction.
+async fn apply_webhook_in(
+    conn: &mut SqliteConnection,
+    event: &WebhookEvent,
+    body: &[u8],
+) -> Result<Changed<InboxOutcome>> {
+    let fresh = sqlx::query(
+        "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+             VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event.event_id.to_string())
+    .bind(event.event_type())
+    .bind(subject_id(event).map(|id| id.to_string()))
+    .bind(body)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
+    }
+    let mut touched = Vec::new();
+    let outcome = apply_event(conn, event, &mut touched).await?;
+    sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
+        .bind(outcome.as_str())
+        .bind(now_ms())
+        .bind(event.event_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Changed { value: outcome, touched: dedup(touched) })
+}
+
+/// Stores the final answer to an idempotency key.
+async fn store_reply(conn: &mut SqliteConnection, reply: &Reply<'_>, body: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
+                                  response_body, created_at)
+         VALUES (?, ?, ?, ?, 'done', 0, ?, ?, ?)
+         ON CONFLICT (user_id, route, key) DO UPDATE SET
+             state = 'done', response_status = excluded.response_status, response_body = excluded.response_body",
+    )
+    .bind(reply.scope.user_id)
+    .bind(reply.scope.route)
+    .bind(reply.scope.key)
+    .bind(reply.request_hash)
+    .bind(i64::from(reply.status))
+    .bind(body)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 fn subject_id(event: &WebhookEvent) -> Option<Uuid> {
     match &event.kind {
         EventKind::Intent { intent, .. } => Some(intent.id),
@@ -283,80 +346,55 @@ impl Storage for SqliteStorage {
         request_hash: &str,
         lease_ms: i64,
     ) -> Result<IdempotencyClaim> {
-        let mut tx = self.writer.begin().await?;
-        let now = now_ms();
-        let row: Option<(String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT request_hash, state, locked_until, response_status, response_body
-             FROM idempotency WHERE user_id = ? AND route = ? AND key = ?",
+        match self.claims.take(scope, request_hash, now_ms(), lease_ms) {
+            Taken::Mismatch => return Ok(IdempotencyClaim::Mismatch),
+            Taken::InFlight => return Ok(IdempotencyClaim::InFlight),
+            Taken::Claimed => {}
+        }
+        // Read after claiming: a request finishing now commits its answer
+        // before it lets go of its claim, so either we saw its claim or we see its answer.
+        let done: Result<Option<(String, i64, String)>> = sqlx::query_as(
+            "SELECT request_hash, response_status, response_body FROM idempotency
+             WHERE user_id = ? AND route = ? AND key = ? AND state = 'done'",
         )
         .bind(scope.user_id)
         .bind(scope.route)
         .bind(scope.key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let claim = match row {
-            None => {
-                sqlx::query(
-                    "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
-                     VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
-                )
-                .bind(scope.user_id)
-                .bind(scope.route)
-                .bind(scope.key)
-                .bind(request_hash)
-                .bind(now + lease_ms)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                IdempotencyClaim::Claimed
-            }
-            Some((hash, _, _, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
-            Some((_, state, _, Some(status), Some(body))) if state == "done" => {
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(Into::into);
+        let claim = match done {
+            Ok(None) => return Ok(IdempotencyClaim::Claimed),
+            Ok(Some((hash, _, _))) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Ok(Some((_, status, body))) => {
                 IdempotencyClaim::Done { status: u16::try_from(status).unwrap_or(500), body }
             }
-            Some((_, _, locked_until, _, _)) if locked_until > now => IdempotencyClaim::InFlight,
-            Some(_) => {
-                // The claimant died mid-request: take over; the work it did is idempotent.
-                sqlx::query("UPDATE idempotency SET locked_until = ? WHERE user_id = ? AND route = ? AND key = ?")
-                    .bind(now + lease_ms)
-                    .bind(scope.user_id)
-                    .bind(scope.route)
-                    .bind(scope.key)
-                    .execute(&mut *tx)
-                    .await?;
-                IdempotencyClaim::Claimed
+            Err(e) => {
+                self.claims.forget(scope);
+                return Err(e);
             }
         };
-        tx.commit().await?;
+        self.claims.forget(scope);
         Ok(claim)
     }
 
-    async fn finish_idempotency(&self, scope: &IdempotencyScope<'_>, status: u16, body: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE idempotency SET state = 'done', response_status = ?, response_body = ?
-             WHERE user_id = ? AND route = ? AND key = ?",
-        )
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(scope.user_id)
-        .bind(scope.route)
-        .bind(scope.key)
-        .execute(&self.writer)
-        .await?;
+    async fn finish_idempotency(&self, reply: &Reply<'_>, body: &str) -> Result<()> {
+        store_reply(&mut *self.writer.acquire().await?, reply, body).await?;
+        self.claims.forget(reply.scope);
+        Ok(())
+    }
+
+    async fn settle_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()> {
+        self.claims.forget(scope);
         Ok(())
     }
 
     async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_flight'")
-            .bind(scope.user_id)
-            .bind(scope.route)
-            .bind(scope.key)
-            .execute(&self.writer)
-            .await?;
+        self.claims.forget(scope);
         Ok(())
     }
 
-    async fn record_deposit(&self, d: NewDeposit) -> Result<Changed<DepositRecord>> {
+    async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
         let inserted = sqlx::query(
@@ -386,6 +424,9 @@ impl Storage for SqliteStorage {
             apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
         }
         let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
+        if let Some(reply) = reply {
+            store_reply(&mut tx, reply, &record.reply_body()).await?;
+        }
         tx.commit().await?;
         Ok(Changed { value: record, touched: dedup(touched) })
     }
@@ -580,34 +621,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
-        let mut tx = self.writer.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
-             VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event.event_id.to_string())
-        .bind(event.event_type())
-        .bind(subject_id(event).map(|id| id.to_string()))
-        .bind(body)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            tx.commit().await?;
-            return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
-        }
-        let mut touched = Vec::new();
-        let outcome = apply_event(&mut tx, event, &mut touched).await?;
-        sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
-            .bind(outcome.as_str())
-            .bind(now_ms())
-            .bind(event.event_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Changed { value: outcome, touched: dedup(touched) })
+        self.webhooks.apply(event, body).await
     }
 
     async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
@@ -662,10 +676,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn serving_starts(&self) -> Result<()> {
-        // One SQLite file serves one server process: a claim still in flight
-        // belongs to a process that died mid-request. Free it so the client's
-        // retry runs at once instead of waiting out the lease (the work is idempotent).
-        sqlx::query("UPDATE idempotency SET locked_until = 0 WHERE state = 'in_flight'").execute(&self.writer).await?;
+        // Claims in flight live in memory now; a file written by an older
+        // version may still hold some, of requests that died with it.
+        sqlx::query("DELETE FROM idempotency WHERE state = 'in_flight'").execute(&self.writer).await?;
         Ok(())
     }
 
