@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use pientegra_shared::api::{Account, ApiError, CreateDeposit, CreateWithdrawal, Deposit, Withdrawal, codes};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use uuid::Uuid;
+use js_sys::{Array, JSON, Object, Reflect};
+use pientegra_shared::Amount;
+use pientegra_shared::api::codes;
+use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, Headers, Request, RequestInit, Response};
@@ -106,40 +106,37 @@ impl Client {
 
     /// `GET /api/account`: balance, deposits and withdrawals, newest first.
     pub async fn account(&self) -> Result<Account, ApiFailure> {
-        self.send("GET", "/api/account", None, None).await
+        read(self.send("GET", "/api/account", None, None).await, Account::read)
     }
 
     /// `GET /api/deposits/{intentId}`.
-    pub async fn deposit(&self, intent_id: Uuid) -> Result<Deposit, ApiFailure> {
-        self.send("GET", &format!("/api/deposits/{intent_id}"), None, None).await
+    pub async fn deposit(&self, intent_id: &str) -> Result<Deposit, ApiFailure> {
+        read(self.send("GET", &format!("/api/deposits/{intent_id}"), None, None).await, Deposit::read)
     }
 
     /// `GET /api/withdrawals/{withdrawalId}`.
-    pub async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Withdrawal, ApiFailure> {
-        self.send("GET", &format!("/api/withdrawals/{withdrawal_id}"), None, None).await
+    pub async fn withdrawal(&self, withdrawal_id: &str) -> Result<Withdrawal, ApiFailure> {
+        read(self.send("GET", &format!("/api/withdrawals/{withdrawal_id}"), None, None).await, Withdrawal::read)
     }
 
     /// `POST /api/deposits`, retried with the same key while the failure is transient.
-    pub async fn create_deposit(&self, body: &CreateDeposit, key: &str) -> Result<Deposit, ApiFailure> {
-        self.create("/api/deposits", body, key).await
+    pub async fn create_deposit(&self, amount: Amount, key: &str) -> Result<Deposit, ApiFailure> {
+        let body = json_body(&[("amount", &amount.to_string())]);
+        read(self.create("/api/deposits", &body, key).await, Deposit::read)
     }
 
     /// `POST /api/withdrawals`, retried with the same key while the failure is transient.
-    pub async fn create_withdrawal(&self, body: &CreateWithdrawal, key: &str) -> Result<Withdrawal, ApiFailure> {
-        self.create("/api/withdrawals", body, key).await
+    pub async fn create_withdrawal(&self, request: &NewWithdrawal, key: &str) -> Result<Withdrawal, ApiFailure> {
+        let amount = request.amount.to_string();
+        let body = json_body(&[("amount", &amount), ("iban", &request.iban), ("holderName", &request.holder_name)]);
+        read(self.create("/api/withdrawals", &body, key).await, Withdrawal::read)
     }
 
-    async fn create<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        key: &str,
-    ) -> Result<T, ApiFailure> {
-        let body = serde_json::to_string(body).map_err(|_| ApiFailure::Unexpected { status: 0 })?;
+    async fn create(&self, path: &str, body: &str, key: &str) -> Result<Answer, ApiFailure> {
         let mut delay = FIRST_RETRY_DELAY_MS;
         let mut attempt = 1;
         loop {
-            match self.send("POST", path, Some(&body), Some(key)).await {
+            match self.send("POST", path, Some(body), Some(key)).await {
                 Err(failure) if failure.is_transient() && attempt < CREATE_ATTEMPTS => {
                     browser::sleep(delay).await;
                     delay = delay.saturating_mul(2);
@@ -150,20 +147,24 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// One call; a 2xx answer comes back as its JSON object, read by the caller.
+    async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&str>,
         idempotency_key: Option<&str>,
-    ) -> Result<T, ApiFailure> {
+    ) -> Result<Answer, ApiFailure> {
         let (status, text) = self.fetch(method, path, body, idempotency_key).await.map_err(|_| ApiFailure::Network)?;
+        let json = Json::parse(&text);
         if (200..300).contains(&status) {
-            return serde_json::from_str(&text).map_err(|_| ApiFailure::Unexpected { status });
+            return json.map(|json| Answer { status, json }).ok_or(ApiFailure::Unexpected { status });
         }
-        match serde_json::from_str::<ApiError>(&text) {
-            Ok(envelope) => Err(ApiFailure::Api { status, code: envelope.error }),
-            Err(_) => Err(ApiFailure::Unexpected { status }),
+        // The error envelope: `{"error": code, "message": text}`.
+        let code = json.filter(|e| e.string("message").is_some()).and_then(|e| e.string("error"));
+        match code {
+            Some(code) => Err(ApiFailure::Api { status, code }),
+            None => Err(ApiFailure::Unexpected { status }),
         }
     }
 
@@ -194,5 +195,225 @@ impl Client {
             JsFuture::from(leptos::prelude::window().fetch_with_request(&request)).await?.dyn_into()?;
         let text = JsFuture::from(response.text()?).await?.as_string().unwrap_or_default();
         Ok((response.status(), text))
+    }
+}
+
+/// A successful answer: its status and its JSON object.
+struct Answer {
+    status: u16,
+    json: Json,
+}
+
+/// The record in a successful answer; `Unexpected` if it is not one.
+fn read<T>(answer: Result<Answer, ApiFailure>, record: fn(&Json) -> Option<T>) -> Result<T, ApiFailure> {
+    let Answer { status, json } = answer?;
+    record(&json).ok_or(ApiFailure::Unexpected { status })
+}
+
+/// A JSON object of string fields, e.g. `{"amount":"150000"}`, with every
+/// value escaped by the browser's own `JSON.stringify`.
+fn json_body(fields: &[(&str, &str)]) -> String {
+    let object = Object::new();
+    for (name, value) in fields {
+        let _ = Reflect::set(&object, &JsValue::from_str(name), &JsValue::from_str(value));
+    }
+    JSON::stringify(&object).map(String::from).unwrap_or_default()
+}
+
+/// A withdrawal request as the form validated it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewWithdrawal {
+    pub amount: Amount,
+    /// Electronic form: uppercase, no spaces.
+    pub iban: String,
+    pub holder_name: String,
+}
+
+// The server's answers (`design.md`, "Companion server HTTP surface"), read
+// with the browser's JSON parser rather than serde: the widget needs a few
+// fields of a few records, and a general deserializer would be most of the
+// wasm it ships. A record missing a field the widget uses is `None`, the same
+// "unexpected answer" serde would have reported; unknown fields are ignored.
+// Times are kept as milliseconds since the epoch, all the widget compares or shows.
+
+/// A deposit as the user sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deposit {
+    pub intent_id: String,
+    pub reference_no: String,
+    pub deposit_url: String,
+    pub amount: Amount,
+    pub expires_at_ms: i64,
+    pub status: IntentStatus,
+    pub rejected_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A withdrawal as the user sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Withdrawal {
+    pub withdrawal_id: String,
+    pub reference_no: String,
+    pub amount: Amount,
+    pub status: WithdrawalStatus,
+    /// The target IBAN with all but the country, check digits and last four masked.
+    pub iban_masked: String,
+    pub rejected_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// The user's balance. `available` can be withdrawn; `reserved` is held for pending withdrawals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Balance {
+    pub available: Amount,
+    pub reserved: Amount,
+}
+
+/// `GET /api/account`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub external_user_id: String,
+    pub balance: Balance,
+    /// Newest first.
+    pub deposits: Vec<Deposit>,
+    /// Newest first.
+    pub withdrawals: Vec<Withdrawal>,
+}
+
+/// One event of the user's SSE stream; `name()` is the SSE `event:` field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserEvent {
+    Deposit(Deposit),
+    Withdrawal(Withdrawal),
+    Balance(Balance),
+}
+
+/// The SSE event names, as the server sends them.
+pub const EVENT_NAMES: [&str; 3] = [
+    pientegra_shared::api::UserEvent::DEPOSIT_UPDATED,
+    pientegra_shared::api::UserEvent::WITHDRAWAL_UPDATED,
+    pientegra_shared::api::UserEvent::BALANCE_UPDATED,
+];
+
+impl UserEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UserEvent::Deposit(_) => EVENT_NAMES[0],
+            UserEvent::Withdrawal(_) => EVENT_NAMES[1],
+            UserEvent::Balance(_) => EVENT_NAMES[2],
+        }
+    }
+
+    /// Rebuilds an event from its SSE name and JSON data; `None` for an
+    /// unknown name, `Some(None)` for data that is not such a record.
+    pub fn from_sse(name: &str, data: &str) -> Option<Option<UserEvent>> {
+        let json = Json::parse(data);
+        let json = json.as_ref();
+        Some(match name {
+            n if n == EVENT_NAMES[0] => json.and_then(Deposit::read).map(UserEvent::Deposit),
+            n if n == EVENT_NAMES[1] => json.and_then(Withdrawal::read).map(UserEvent::Withdrawal),
+            n if n == EVENT_NAMES[2] => json.and_then(Balance::read).map(UserEvent::Balance),
+            _ => return None,
+        })
+    }
+}
+
+impl Deposit {
+    fn read(json: &Json) -> Option<Deposit> {
+        Some(Deposit {
+            intent_id: json.string("intentId")?,
+            reference_no: json.string("referenceNo")?,
+            deposit_url: json.string("depositUrl")?,
+            amount: json.amount("amount")?,
+            expires_at_ms: json.time("expiresAt")?,
+            status: IntentStatus::parse(&json.string("status")?)?,
+            rejected_reason: json.optional_string("rejectedReason")?,
+            created_at_ms: json.time("createdAt")?,
+            updated_at_ms: json.time("updatedAt")?,
+        })
+    }
+}
+
+impl Withdrawal {
+    fn read(json: &Json) -> Option<Withdrawal> {
+        Some(Withdrawal {
+            withdrawal_id: json.string("withdrawalId")?,
+            reference_no: json.string("referenceNo")?,
+            amount: json.amount("amount")?,
+            status: WithdrawalStatus::parse(&json.string("status")?)?,
+            iban_masked: json.string("ibanMasked")?,
+            rejected_reason: json.optional_string("rejectedReason")?,
+            created_at_ms: json.time("createdAt")?,
+            updated_at_ms: json.time("updatedAt")?,
+        })
+    }
+}
+
+impl Balance {
+    fn read(json: &Json) -> Option<Balance> {
+        Some(Balance { available: json.amount("available")?, reserved: json.amount("reserved")? })
+    }
+}
+
+impl Account {
+    fn read(json: &Json) -> Option<Account> {
+        Some(Account {
+            external_user_id: json.string("externalUserId")?,
+            balance: Balance::read(&json.object("balance")?)?,
+            deposits: json.list("deposits", Deposit::read)?,
+            withdrawals: json.list("withdrawals", Withdrawal::read)?,
+        })
+    }
+}
+
+/// A parsed JSON object, read a field at a time.
+struct Json(JsValue);
+
+impl Json {
+    /// `None` unless `text` is a JSON object.
+    fn parse(text: &str) -> Option<Json> {
+        JSON::parse(text).ok().and_then(Json::object_value)
+    }
+
+    fn object_value(value: JsValue) -> Option<Json> {
+        (value.is_object() && !Array::is_array(&value)).then_some(Json(value))
+    }
+
+    fn field(&self, name: &str) -> JsValue {
+        Reflect::get(&self.0, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.field(name).as_string()
+    }
+
+    /// `Some(None)` when absent or null, `None` when it is not a string.
+    fn optional_string(&self, name: &str) -> Option<Option<String>> {
+        let value = self.field(name);
+        if value.is_null() || value.is_undefined() { Some(None) } else { value.as_string().map(Some) }
+    }
+
+    /// An amount on the wire: minor units as a string of digits.
+    fn amount(&self, name: &str) -> Option<Amount> {
+        Amount::parse_wire(&self.string(name)?).ok()
+    }
+
+    /// An ISO 8601 time, as milliseconds since the epoch.
+    #[allow(clippy::cast_possible_truncation)] // Date.parse gives an integral number of ms well within i64.
+    fn time(&self, name: &str) -> Option<i64> {
+        let ms = js_sys::Date::parse(&self.string(name)?);
+        (!ms.is_nan()).then_some(ms as i64)
+    }
+
+    fn object(&self, name: &str) -> Option<Json> {
+        Json::object_value(self.field(name))
+    }
+
+    fn list<T>(&self, name: &str, read: fn(&Json) -> Option<T>) -> Option<Vec<T>> {
+        let array = self.field(name).dyn_into::<Array>().ok()?;
+        array.iter().map(|item| Json::object_value(item).as_ref().and_then(read)).collect()
     }
 }

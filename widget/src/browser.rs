@@ -2,12 +2,8 @@
 //! time, windows and URLs. Failures of optional APIs (storage disabled, a
 //! sandboxed frame) degrade to "nothing remembered" rather than panicking.
 
-use std::fmt::Write as _;
-
 use leptos::prelude::{document, window};
 use pientegra_shared::Locale;
-use pientegra_shared::time::Timestamp;
-use uuid::Uuid;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Storage, Url, Window};
@@ -61,18 +57,18 @@ pub fn forget_idempotency_key(kind: &str) {
 }
 
 /// The deposit to show again after a full-page redirect and the way back.
-pub fn remember_pending_deposit(intent_id: Uuid) {
-    session_set("deposit:pending", &intent_id.to_string());
+pub fn remember_pending_deposit(intent_id: &str) {
+    session_set("deposit:pending", intent_id);
 }
 
 /// The deposit remembered by [`remember_pending_deposit`], if any.
-pub fn pending_deposit() -> Option<Uuid> {
-    Uuid::parse_str(&session_get("deposit:pending")?).ok()
+pub fn pending_deposit() -> Option<String> {
+    session_get("deposit:pending").filter(|id| !id.is_empty())
 }
 
 /// Forgets the pending deposit (it reached an outcome, or the user started again).
-pub fn forget_pending_deposit(intent_id: Option<Uuid>) {
-    if intent_id.is_none() || pending_deposit() == intent_id {
+pub fn forget_pending_deposit(intent_id: Option<&str>) {
+    if intent_id.is_none() || pending_deposit().as_deref() == intent_id {
         session_remove("deposit:pending");
     }
 }
@@ -86,12 +82,14 @@ pub fn uuid_v4() -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(36);
     for (i, byte) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        let _ = write!(out, "{byte:02x}");
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
 }
@@ -110,14 +108,8 @@ pub async fn sleep(ms: i32) {
     let _ = JsFuture::from(promise).await;
 }
 
-/// An instant as the user reads dates in their language.
+/// Milliseconds since the epoch, formatted as the user reads dates in their language.
 #[allow(clippy::cast_precision_loss)] // ms since 1970 fit a double's 53 bits exactly.
-pub fn format_time(at: &Timestamp, locale: Locale) -> String {
-    format_ms(at.timestamp_millis(), locale)
-}
-
-/// Milliseconds since the epoch, formatted as the user reads them.
-#[allow(clippy::cast_precision_loss)]
 pub fn format_ms(ms: i64, locale: Locale) -> String {
     let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
     date.to_locale_string(locale.as_str(), &JsValue::UNDEFINED).into()

@@ -6,14 +6,14 @@
 //! of order (a poll racing the stream), so records only ever move forward.
 
 use leptos::prelude::*;
-use pientegra_shared::api::{Account, Balance, Deposit, UserEvent, Withdrawal};
 
-use crate::api::ApiFailure;
+use crate::api::{Account, ApiFailure, Balance, Deposit, UserEvent, Withdrawal};
 
 /// How the feed is currently kept up to date.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Link {
     /// The event stream is (re)connecting.
+    #[default]
     Connecting,
     /// Events arrive as they happen.
     Live,
@@ -45,35 +45,45 @@ pub struct LogEntry {
 /// The most recent log entries kept.
 const LOG_LIMIT: usize = 50;
 
-/// The shared, reactive account state of one user on this page. `Copy`: its
-/// signals live in an owner that outlives every widget showing them.
-#[derive(Clone, Copy)]
-pub struct Feed {
-    pub balance: RwSignal<Option<Balance>>,
-    pub user: RwSignal<Option<String>>,
+/// What the page knows about one user's account.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountState {
+    pub balance: Option<Balance>,
+    pub user: Option<String>,
     /// Newest first.
-    pub deposits: RwSignal<Vec<Deposit>>,
+    pub deposits: Vec<Deposit>,
     /// Newest first.
-    pub withdrawals: RwSignal<Vec<Withdrawal>>,
+    pub withdrawals: Vec<Withdrawal>,
     /// Newest first.
-    pub log: RwSignal<Vec<LogEntry>>,
-    pub link: RwSignal<Link>,
+    pub log: Vec<LogEntry>,
+    pub link: Link,
     /// The last failure to load the account (e.g. an expired token), cleared by the next success.
-    pub problem: RwSignal<Option<ApiFailure>>,
+    pub problem: Option<ApiFailure>,
 }
 
+/// The shared, reactive account state of one user on this page. `Copy`: its
+/// signal lives in an owner that outlives every widget showing it.
+///
+/// One signal rather than one per field: every widget reads several fields
+/// anyway, and each signal type costs the shipped wasm its own copy of the
+/// reactive machinery.
+#[derive(Clone, Copy)]
+pub struct Feed(RwSignal<AccountState>);
+
 impl Feed {
-    /// Empty state; call inside the owner that should hold the signals.
+    /// Empty state; call inside the owner that should hold the signal.
     pub fn new() -> Feed {
-        Feed {
-            balance: RwSignal::new(None),
-            user: RwSignal::new(None),
-            deposits: RwSignal::new(Vec::new()),
-            withdrawals: RwSignal::new(Vec::new()),
-            log: RwSignal::new(Vec::new()),
-            link: RwSignal::new(Link::Connecting),
-            problem: RwSignal::new(None),
-        }
+        Feed(RwSignal::new(AccountState::default()))
+    }
+
+    /// Reads the state, subscribing the caller to changes.
+    pub fn with<T>(&self, read: impl FnOnce(&AccountState) -> T) -> T {
+        self.0.with(read)
+    }
+
+    /// Reads the state without subscribing; `None` once the feed is gone.
+    pub fn with_untracked<T>(&self, read: impl FnOnce(&AccountState) -> T) -> Option<T> {
+        self.0.try_with_untracked(read)
     }
 
     /// Applies one event of the stream.
@@ -81,48 +91,51 @@ impl Feed {
         match event {
             UserEvent::Deposit(deposit) => self.upsert_deposit(deposit.clone()),
             UserEvent::Withdrawal(withdrawal) => self.upsert_withdrawal(withdrawal.clone()),
-            UserEvent::Balance(balance) => self.balance.set(Some(balance.clone())),
+            UserEvent::Balance(balance) => self.0.update(|a| a.balance = Some(balance.clone())),
         }
     }
 
     /// Applies a `GET /api/account` answer.
     pub fn apply_account(&self, account: Account) {
-        self.problem.set(None);
-        self.user.set(Some(account.external_user_id));
-        self.balance.set(Some(account.balance));
-        // Every record is merged (no short-circuit); subscribers hear of it only if one changed.
-        self.deposits.maybe_update(|list| {
-            let mut changed = false;
+        self.0.update(|a| {
+            a.problem = None;
+            a.user = Some(account.external_user_id);
+            a.balance = Some(account.balance);
             for deposit in account.deposits {
-                changed |= merge_deposit(list, deposit);
+                merge_deposit(&mut a.deposits, deposit);
             }
-            changed
-        });
-        self.withdrawals.maybe_update(|list| {
-            let mut changed = false;
             for withdrawal in account.withdrawals {
-                changed |= merge_withdrawal(list, withdrawal);
+                merge_withdrawal(&mut a.withdrawals, withdrawal);
             }
-            changed
         });
     }
 
     /// Records a deposit the server returned (a create or a lookup).
     pub fn upsert_deposit(&self, deposit: Deposit) {
-        self.deposits.maybe_update(|list| merge_deposit(list, deposit));
+        self.0.maybe_update(|a| merge_deposit(&mut a.deposits, deposit));
     }
 
     /// Records a withdrawal the server returned.
     pub fn upsert_withdrawal(&self, withdrawal: Withdrawal) {
-        self.withdrawals.maybe_update(|list| merge_withdrawal(list, withdrawal));
+        self.0.maybe_update(|a| merge_withdrawal(&mut a.withdrawals, withdrawal));
     }
 
     /// Adds a received event to the log.
     pub fn log_event(&self, entry: LogEntry) {
-        self.log.update(|log| {
-            log.insert(0, entry);
-            log.truncate(LOG_LIMIT);
+        self.0.update(|a| {
+            a.log.insert(0, entry);
+            a.log.truncate(LOG_LIMIT);
         });
+    }
+
+    /// How the feed is kept up to date now.
+    pub fn set_link(&self, link: Link) {
+        self.0.maybe_update(|a| std::mem::replace(&mut a.link, link) != link);
+    }
+
+    /// The last failure to load the account.
+    pub fn set_problem(&self, problem: ApiFailure) {
+        self.0.update(|a| a.problem = Some(problem));
     }
 }
 
@@ -131,11 +144,11 @@ pub fn merge_deposit(list: &mut Vec<Deposit>, new: Deposit) -> bool {
     merge(
         list,
         new,
-        |d| d.intent_id,
-        |d| d.created_at,
+        |d| d.intent_id.clone(),
+        |d| d.created_at_ms,
         |old, new| {
             old.status.can_advance_to(new.status)
-                || (old.status == new.status && new.updated_at >= old.updated_at && old != new)
+                || (old.status == new.status && new.updated_at_ms >= old.updated_at_ms && old != new)
         },
     )
 }
@@ -145,11 +158,11 @@ pub fn merge_withdrawal(list: &mut Vec<Withdrawal>, new: Withdrawal) -> bool {
     merge(
         list,
         new,
-        |w| w.withdrawal_id,
-        |w| w.created_at,
+        |w| w.withdrawal_id.clone(),
+        |w| w.created_at_ms,
         |old, new| {
             old.status.can_advance_to(new.status)
-                || (old.status == new.status && new.updated_at >= old.updated_at && old != new)
+                || (old.status == new.status && new.updated_at_ms >= old.updated_at_ms && old != new)
         },
     )
 }
@@ -180,48 +193,43 @@ mod tests {
     use super::*;
     use pientegra_shared::Amount;
     use pientegra_shared::status::IntentStatus;
-    use pientegra_shared::time;
 
-    fn deposit(n: u128, status: IntentStatus, created: &str, updated: &str) -> Deposit {
+    fn deposit(n: u32, status: IntentStatus, created_ms: i64, updated_ms: i64) -> Deposit {
         Deposit {
-            intent_id: uuid::Uuid::from_u128(n),
+            intent_id: format!("id-{n}"),
             reference_no: format!("REF{n}"),
             deposit_url: "https://pay.example/d/x".into(),
-            requested_amount: Amount::from_minor(150_000),
             amount: Amount::from_minor(150_000),
-            currency: "TRY".into(),
-            expires_at: time::parse("2026-04-28T13:00:00Z").unwrap(),
+            expires_at_ms: 1_000_000,
             status,
             rejected_reason: None,
-            created_at: time::parse(created).unwrap(),
-            updated_at: time::parse(updated).unwrap(),
+            created_at_ms: created_ms,
+            updated_at_ms: updated_ms,
         }
     }
 
     #[test]
     fn a_stale_status_never_replaces_a_newer_one() {
-        let t = "2026-04-28T12:00:00Z";
-        let mut list = vec![deposit(1, IntentStatus::Approved, t, "2026-04-28T12:05:00Z")];
-        assert!(!merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, t, t)));
+        let mut list = vec![deposit(1, IntentStatus::Approved, 0, 300_000)];
+        assert!(!merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, 0, 0)));
         assert_eq!(list[0].status, IntentStatus::Approved);
     }
 
     #[test]
     fn a_forward_step_replaces_the_record() {
-        let t = "2026-04-28T12:00:00Z";
-        let mut list = vec![deposit(1, IntentStatus::Reserved, t, t)];
-        assert!(merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, t, t)));
+        let mut list = vec![deposit(1, IntentStatus::Reserved, 0, 0)];
+        assert!(merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, 0, 0)));
         assert_eq!(list[0].status, IntentStatus::PendingReview);
-        assert!(!merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, t, t)));
+        assert!(!merge_deposit(&mut list, deposit(1, IntentStatus::PendingReview, 0, 0)));
     }
 
     #[test]
     fn new_records_keep_the_list_newest_first() {
         let mut list = Vec::new();
-        for (n, created) in [(1, "2026-04-28T12:00:00Z"), (3, "2026-04-28T12:02:00Z"), (2, "2026-04-28T12:01:00Z")] {
+        for (n, created) in [(1, 0), (3, 120_000), (2, 60_000)] {
             assert!(merge_deposit(&mut list, deposit(n, IntentStatus::Reserved, created, created)));
         }
-        let order: Vec<u128> = list.iter().map(|d| d.intent_id.as_u128()).collect();
-        assert_eq!(order, [3, 2, 1]);
+        let order: Vec<&str> = list.iter().map(|d| d.intent_id.as_str()).collect();
+        assert_eq!(order, ["id-3", "id-2", "id-1"]);
     }
 }

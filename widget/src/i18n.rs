@@ -213,13 +213,14 @@ pub fn t(locale: Locale, text: Text) -> &'static str {
 pub fn tf(locale: Locale, text: Text, args: &[&str]) -> String {
     let mut out = String::new();
     let mut args = args.iter();
-    let mut parts = t(locale, text).split("{}").peekable();
-    while let Some(part) = parts.next() {
-        out.push_str(part);
-        if parts.peek().is_some() {
-            out.push_str(args.next().copied().unwrap_or_default());
-        }
+    let mut rest = t(locale, text);
+    // The texts hold no brace but those of a placeholder.
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        out.push_str(args.next().copied().unwrap_or_default());
+        rest = rest.get(at + 2..).unwrap_or_default();
     }
+    out.push_str(rest);
     out
 }
 

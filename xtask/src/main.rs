@@ -99,7 +99,7 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
     bail!("wasm-bindgen is not in Cargo.lock")
 }
 
-/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, wasm-opt.
+/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, a working wasm-opt.
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -115,24 +115,48 @@ fn tools() -> anyhow::Result<()> {
         // Not --locked: the registry lacks some of the CLI's locked dependency versions.
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen]))?;
     }
-    if output("wasm-opt", &["--version"]).is_none() {
-        // trunk would try to download binaryen; take Debian's instead where we can.
-        let root_user = output("id", &["-u"]).is_some_and(|u| u.trim() == "0");
-        if root_user && output("apt-get", &["--version"]).is_some() {
-            run(Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "binaryen"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))
-            .or_else(|_| {
-                run(Command::new("apt-get").arg("update"))?;
-                run(Command::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "binaryen"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"))
-            })?;
-        } else {
-            bail!("wasm-opt is missing: install binaryen (Debian: apt-get install binaryen)");
-        }
+    wasm_opt()
+}
+
+/// The binaryen release the widget is checked with. Debian's (108) must not be
+/// used: it rewrites the module's export of wasm-bindgen's externref table
+/// (`__wbindgen_externrefs`) to point at the function table, even with no
+/// pass run, and the page then dies in `WebAssembly.Table.set()`.
+const WASM_OPT_MIN: u32 = 132;
+/// What npm installs when the machine's `wasm-opt` is missing or older.
+const BINARYEN_NPM: &str = "binaryen@132.0.0";
+
+/// The major version of the `wasm-opt` on PATH ("wasm-opt version 132 (version_132)").
+fn wasm_opt_version() -> Option<u32> {
+    let text = output("wasm-opt", &["--version"])?;
+    text.split_whitespace().skip_while(|w| *w != "version").nth(1)?.parse().ok()
+}
+
+/// Makes sure the `wasm-opt` trunk finds is recent enough: if not, installs
+/// npm's build of binaryen (it runs on the machine's Node.js) beside cargo's
+/// tools and links it into `$CARGO_HOME/bin`, which comes first on PATH.
+fn wasm_opt() -> anyhow::Result<()> {
+    if wasm_opt_version().is_some_and(|v| v >= WASM_OPT_MIN) {
+        return Ok(());
     }
-    Ok(())
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => PathBuf::from(std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?).join(".cargo"),
+    };
+    let prefix = cargo_home.join("binaryen");
+    run(Command::new("npm").args(["install", "--no-audit", "--no-fund", "--prefix"]).arg(&prefix).arg(BINARYEN_NPM))
+        .context("installing binaryen from npm (needs Node.js and npm)")?;
+    let link = cargo_home.join("bin").join("wasm-opt");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(prefix.join("node_modules/binaryen/bin/wasm-opt"), &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    match wasm_opt_version() {
+        Some(v) if v >= WASM_OPT_MIN => Ok(()),
+        found => bail!(
+            "wasm-opt on PATH is {found:?}, need >= {WASM_OPT_MIN}: put {} before the system's on PATH",
+            link.parent().unwrap_or(&cargo_home).display()
+        ),
+    }
 }
 
 /// Builds the widget and demo page into `dist/` and prints what ships.

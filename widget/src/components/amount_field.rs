@@ -2,8 +2,11 @@
 
 use leptos::prelude::*;
 
-/// A labelled text input for an amount. `error` is shown under it and tied
-/// to it with `aria-describedby`, so a screen reader reads it with the field.
+use super::invalid;
+
+/// A labelled text input for an amount. `error` (empty when there is none)
+/// is shown under it and tied to it with `aria-describedby`, so a screen
+/// reader reads it with the field.
 #[component]
 pub fn AmountField(
     /// The element id of the input.
@@ -12,8 +15,8 @@ pub fn AmountField(
     hint: String,
     testid: &'static str,
     value: RwSignal<String>,
-    #[prop(into)] error: Signal<Option<String>>,
-    #[prop(into)] disabled: Signal<bool>,
+    error: Signal<String>,
+    disabled: Signal<bool>,
     /// The currency sign shown inside the field.
     sign: &'static str,
 ) -> impl IntoView {
@@ -21,10 +24,7 @@ pub fn AmountField(
     let error_id = format!("{id}-error");
     let described_by = {
         let (hint_id, error_id) = (hint_id.clone(), error_id.clone());
-        move || match error.get() {
-            Some(_) => format!("{error_id} {hint_id}"),
-            None => hint_id.clone(),
-        }
+        move || if error.with(String::is_empty) { hint_id.clone() } else { format!("{error_id} {hint_id}") }
     };
     view! {
         <div class="pk-field">
@@ -38,16 +38,16 @@ pub fn AmountField(
                     autocomplete="off"
                     spellcheck="false"
                     data-testid=testid
-                    aria-invalid=move || if error.get().is_some() { "true" } else { "false" }
+                    aria-invalid=invalid(error)
                     aria-describedby=described_by
-                    prop:value=move || value.get()
-                    prop:disabled=move || disabled.get()
+                    prop:value=value
+                    prop:disabled=disabled
                     on:input:target=move |ev| value.set(ev.target().value())
                 />
                 <span class="pk-sign" aria-hidden="true">{sign}</span>
             </div>
             <p class="pk-hint" id=hint_id>{hint}</p>
-            <p class="pk-error" id=error_id aria-live="polite">{move || error.get()}</p>
+            <p class="pk-error" id=error_id aria-live="polite">{error}</p>
         </div>
     }
 }

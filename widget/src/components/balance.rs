@@ -2,8 +2,9 @@
 
 use leptos::prelude::*;
 
+use super::{balance_text, load_problem};
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, api_error, t};
+use crate::i18n::{Text as T, t};
 use crate::options::Options;
 
 /// The user's balance as the server reports it.
@@ -11,11 +12,9 @@ use crate::options::Options;
 pub fn BalanceCard(options: Options) -> impl IntoView {
     let Options { client, locale, theme, .. } = options;
     let feed = use_event_source(&client);
-    let available =
-        move || feed.balance.with(|b| b.as_ref().map(|b| b.available.format(locale))).unwrap_or_else(|| "—".to_owned());
-    let reserved =
-        move || feed.balance.with(|b| b.as_ref().map(|b| b.reserved.format(locale))).unwrap_or_else(|| "—".to_owned());
-    let problem = move || feed.problem.get().map(|e| api_error(locale, &e));
+    let available = balance_text(feed, locale, |b| b.available);
+    let reserved = balance_text(feed, locale, |b| b.reserved);
+    let problem = load_problem(feed, locale);
     view! {
         <section class="pk pk-balance-card" data-pk-theme=theme.as_str() lang=locale.as_str()>
             <p class="pk-label">{t(locale, T::Balance)}</p>

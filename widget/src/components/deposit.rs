@@ -3,17 +3,16 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pientegra_shared::api::CreateDeposit;
 use pientegra_shared::status::IntentStatus;
 use pientegra_shared::{Amount, Locale};
 use web_sys::Window;
 
 use super::amount_field::AmountField;
-use super::deposit_status::{DepositStatus, Panel};
-use super::{check_amount, short_amount, unique_id};
+use super::deposit_status::{DepositStatus, Offer, Panel};
+use super::{amount_problem, balance_text, check_amount, load_problem, unique_id, yes_no};
 use crate::browser;
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, amount_error, api_error, t, tf};
+use crate::i18n::{Text as T, api_error, t, tf};
 use crate::options::{OpenMode, Options};
 
 /// Preset amounts, in lira.
@@ -38,12 +37,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
 
     let input = RwSignal::new(String::new());
     let attempted = RwSignal::new(false);
-    let checked = Memo::new(move |_| check_amount(&input.get(), locale));
-    let input_error = Signal::derive(move || match checked.get() {
-        // An empty field is only an error once the user tried to go on.
-        Err(code) if code != "amount_empty" || attempted.get() => Some(amount_error(locale, code)),
-        _ => None,
-    });
+    let input_error = amount_problem(input, attempted, locale);
 
     // The deposit this widget follows, and the stages before the server knows it.
     let tracked = RwSignal::new(browser::pending_deposit());
@@ -56,7 +50,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
     if let Some(intent_id) = tracked.get_untracked() {
         let client = client.clone();
         spawn_local(async move {
-            match client.deposit(intent_id).await {
+            match client.deposit(&intent_id).await {
                 Ok(deposit) => feed.upsert_deposit(deposit),
                 Err(e) if e.is_not_found() => tracked.set(None),
                 Err(_) => {}
@@ -64,16 +58,19 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
         });
     }
 
-    let current = Memo::new(move |_| {
-        let id = tracked.get()?;
-        feed.deposits.with(|list| list.iter().find(|d| d.intent_id == id).cloned())
-    });
+    // The tracked deposit as the feed knows it.
+    let current = move || {
+        tracked.with(|id| {
+            let id = id.as_deref()?;
+            feed.with(|a| a.deposits.iter().find(|d| d.intent_id == id).cloned())
+        })
+    };
 
     // Once the outcome is known there is nothing to come back for.
     Effect::new(move |_| {
-        if let Some(deposit) = current.get() {
+        if let Some(deposit) = current() {
             if deposit.status.is_final() {
-                browser::forget_pending_deposit(Some(deposit.intent_id));
+                browser::forget_pending_deposit(Some(&deposit.intent_id));
             }
         }
     });
@@ -82,7 +79,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
         if let Some(message) = failure.get() {
             return Panel::Failed(message);
         }
-        let deposit = current.get();
+        let deposit = current();
         let still_waiting = deposit.as_ref().is_none_or(|d| d.status == IntentStatus::Reserved);
         if blocked.get() && still_waiting {
             return Panel::Blocked;
@@ -103,7 +100,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
             if creating.get_untracked() {
                 return;
             }
-            let Ok(amount) = checked.get_untracked() else {
+            let Ok(amount) = check_amount(&input.get_untracked(), locale) else {
                 browser::focus(&input_id);
                 return;
             };
@@ -125,17 +122,17 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
             creating.set(true);
             let client = client.clone();
             spawn_local(async move {
-                let user = feed.user.get_untracked().unwrap_or_default();
+                let user = feed.with_untracked(|a| a.user.clone()).flatten().unwrap_or_default();
                 let key = browser::idempotency_key("deposit", &format!("{user}|{amount}"));
-                let result = client.create_deposit(&CreateDeposit { amount, currency: None }, &key).await;
+                let result = client.create_deposit(amount, &key).await;
                 creating.set(false);
                 match result {
                     Ok(deposit) => {
                         browser::forget_idempotency_key("deposit");
                         let url = deposit.deposit_url.clone();
-                        let intent_id = deposit.intent_id;
+                        let intent_id = deposit.intent_id.clone();
                         feed.upsert_deposit(deposit);
-                        browser::remember_pending_deposit(intent_id);
+                        browser::remember_pending_deposit(&intent_id);
                         tracked.set(Some(intent_id));
                         if !browser::is_safe_deposit_url(&url) {
                             if let Target::Popup(popup) = &target {
@@ -174,62 +171,60 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
         }
     };
 
-    // "Continue in this tab" after a blocked popup.
-    let continue_here = move || match current.get_untracked() {
-        Some(deposit) if browser::is_safe_deposit_url(&deposit.deposit_url) => {
-            // Coming back (possibly from the back-forward cache) shows the live status, not the warning.
-            blocked.set(false);
-            browser::remember_pending_deposit(deposit.intent_id);
-            browser::redirect(&deposit.deposit_url);
-        }
-        _ => continue_requested.set(true),
-    };
-    let reopen = move || {
-        if let Some(deposit) = current.get_untracked() {
-            if browser::is_safe_deposit_url(&deposit.deposit_url) {
-                browser::remember_pending_deposit(deposit.intent_id);
-                match mode {
-                    OpenMode::Redirect => browser::redirect(&deposit.deposit_url),
-                    OpenMode::Popup | OpenMode::Auto => browser::open_or_redirect(&deposit.deposit_url),
+    // The button the status panel offers.
+    let focus_id = input_id.clone();
+    let on_offer = Callback::new(move |offer: Offer| {
+        let deposit = untrack(current);
+        match offer {
+            // "Continue in this tab" after a blocked popup.
+            Offer::ContinueHere => match deposit {
+                Some(deposit) if browser::is_safe_deposit_url(&deposit.deposit_url) => {
+                    // Coming back (possibly from the back-forward cache) shows the live status, not the warning.
+                    blocked.set(false);
+                    browser::remember_pending_deposit(&deposit.intent_id);
+                    browser::redirect(&deposit.deposit_url);
+                }
+                _ => continue_requested.set(true),
+            },
+            Offer::Reopen => {
+                if let Some(deposit) = deposit.filter(|d| browser::is_safe_deposit_url(&d.deposit_url)) {
+                    browser::remember_pending_deposit(&deposit.intent_id);
+                    match mode {
+                        OpenMode::Redirect => browser::redirect(&deposit.deposit_url),
+                        OpenMode::Popup | OpenMode::Auto => browser::open_or_redirect(&deposit.deposit_url),
+                    }
                 }
             }
-        }
-    };
-    let restart = {
-        let input_id = input_id.clone();
-        move || {
-            browser::forget_pending_deposit(tracked.get_untracked());
-            tracked.set(None);
-            failure.set(None);
-            blocked.set(false);
-            browser::focus(&input_id);
-        }
-    };
-
-    let presets = PRESETS
-        .into_iter()
-        .map(|lira| {
-            let amount = Amount::from_minor(lira * 100);
-            let label = short_amount(amount, locale);
-            view! {
-                <button
-                    type="button"
-                    class="pk-preset"
-                    aria-pressed=move || {
-                        if checked.get() == Ok(amount) { "true" } else { "false" }
-                    }
-                    on:click=move |_| input.set(preset_text(amount, locale))
-                >
-                    {label}
-                </button>
+            Offer::NewDeposit | Offer::StartAgain => {
+                browser::forget_pending_deposit(tracked.get_untracked().as_deref());
+                tracked.set(None);
+                failure.set(None);
+                blocked.set(false);
+                browser::focus(&focus_id);
             }
-        })
-        .collect_view();
+        }
+    });
 
-    let balance_text =
-        move || feed.balance.with(|b| b.as_ref().map(|b| b.available.format(locale))).unwrap_or_else(|| "—".to_owned());
-    let new_balance = Signal::derive(move || feed.balance.with(|b| b.as_ref().map(|b| b.available)));
-    let load_problem = move || feed.problem.get().map(|e| api_error(locale, &e));
+    // An array, not a Vec: a fixed set of buttons needs no list diffing.
+    let presets = PRESETS.map(|lira| {
+        let amount = Amount::from_minor(lira * 100);
+        let pressed = Signal::derive(move || yes_no(check_amount(&input.read(), locale) == Ok(amount)));
+        view! {
+            <button
+                type="button"
+                class="pk-preset"
+                aria-pressed=pressed
+                on:click=move |_| input.set(preset_text(amount, locale))
+            >
+                {preset_label(amount, locale)}
+            </button>
+        }
+    });
+
+    let balance = balance_text(feed, locale, |b| b.available);
+    let load_problem = load_problem(feed, locale);
+    let button_text =
+        Signal::derive(move || t(locale, if creating.get() { T::Preparing } else { T::DepositButton }).to_owned());
 
     view! {
         <section class="pk pk-deposit" data-pk-theme=theme.as_str() lang=locale.as_str()>
@@ -238,7 +233,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                 <p class="pk-balance">
                     <span class="pk-balance-label">{t(locale, T::Balance)}</span>
                     " "
-                    <strong data-testid="balance" aria-live="polite">{balance_text}</strong>
+                    <strong data-testid="balance" aria-live="polite">{balance}</strong>
                 </p>
             </header>
             <p class="pk-error pk-load-error" role="alert">{load_problem}</p>
@@ -250,28 +245,25 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                     testid="deposit-amount"
                     value=input
                     error=input_error
-                    disabled=creating
+                    disabled=Signal::from(creating)
                     sign="₺"
                 />
                 <div class="pk-presets" role="group" aria-label=t(locale, T::Presets)>{presets}</div>
-                <button
-                    type="submit"
-                    class="pk-button pk-primary"
-                    data-testid="deposit-submit"
-                    aria-disabled=move || if creating.get() { "true" } else { "false" }
-                >
-                    {move || if creating.get() { t(locale, T::Preparing) } else { t(locale, T::DepositButton) }}
+                <button type="submit" class="pk-button pk-primary" data-testid="deposit-submit" aria-disabled=Signal::derive(move || yes_no(creating.get()))>
+                    {button_text}
                 </button>
             </form>
-            <DepositStatus
-                locale
-                panel
-                new_balance
-                on_continue=continue_here
-                on_reopen=reopen
-                on_restart=restart
-            />
+            <DepositStatus locale panel feed on_offer />
         </section>
+    }
+}
+
+/// A preset's label: `"1.000 ₺"` / `"₺1,000"`, like [`Amount::format`] without the `,00`.
+fn preset_label(amount: Amount, locale: Locale) -> String {
+    let number = preset_text(amount, locale);
+    match locale {
+        Locale::Tr => format!("{number} ₺"),
+        Locale::En => format!("₺{number}"),
     }
 }
 

@@ -1,11 +1,12 @@
 //! The status panel of a deposit: what the user should do or expect next.
 
 use leptos::prelude::*;
-use pientegra_shared::api::Deposit;
 use pientegra_shared::status::IntentStatus;
 use pientegra_shared::{Amount, Locale};
 
-use crate::hooks::{countdown_clock, use_countdown};
+use crate::api::Deposit;
+use crate::feed::Feed;
+use crate::hooks::use_countdown;
 use crate::i18n::{Text as T, t, tf};
 
 /// What the panel shows.
@@ -38,7 +39,7 @@ impl Panel {
 
 /// The one button a panel state can offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Offer {
+pub enum Offer {
     ContinueHere,
     Reopen,
     NewDeposit,
@@ -98,38 +99,34 @@ fn words(panel: &Panel, locale: Locale, balance: Option<Amount>) -> Words {
 
 /// The status panel, an `aria-live` region; the countdown inside it is a
 /// `timer` with `aria-live="off"`, so it is not announced every second.
+/// `on_offer` runs when the user takes the button the panel offers.
 #[component]
-pub fn DepositStatus(
-    locale: Locale,
-    #[prop(into)] panel: Signal<Panel>,
-    /// The available balance as the server last reported it.
-    new_balance: Signal<Option<Amount>>,
-    #[prop(into)] on_continue: Callback<()>,
-    #[prop(into)] on_reopen: Callback<()>,
-    #[prop(into)] on_restart: Callback<()>,
-) -> impl IntoView {
-    let deadline = Signal::derive(move || match panel.get() {
-        Panel::Deposit(d) if d.status == IntentStatus::Reserved => Some(d.expires_at.timestamp_millis()),
-        _ => None,
+pub fn DepositStatus(locale: Locale, panel: Memo<Panel>, feed: Feed, on_offer: Callback<Offer>) -> impl IntoView {
+    let left = use_countdown(move || {
+        panel.with(|p| match p {
+            Panel::Deposit(d) if d.status == IntentStatus::Reserved => Some(d.expires_at_ms),
+            _ => None,
+        })
     });
-    let left = use_countdown(deadline);
-    let words = Memo::new(move |_| panel.with(|p| words(p, locale, new_balance.get())));
+    let words = move || {
+        let balance = feed.with(|a| a.balance.as_ref().map(|b| b.available));
+        panel.with(|p| words(p, locale, balance))
+    };
+    let title = Signal::derive(move || words().title);
+    let text = Signal::derive(move || words().text);
+    let status = Signal::derive(move || panel.with(Panel::data_status).to_owned());
+    let no_deadline = Signal::derive(move || left.with(String::is_empty));
 
     let offer = move || {
-        words.with(|w| w.offer).map(|offer| {
+        words().offer.map(|offer| {
             let (label, testid, class) = match offer {
                 Offer::ContinueHere => (T::ContinueHere, "continue-here", "pk-button pk-primary"),
                 Offer::Reopen => (T::OpenPaymentPage, "reopen", "pk-button pk-secondary"),
                 Offer::NewDeposit => (T::NewDeposit, "restart", "pk-button pk-secondary"),
                 Offer::StartAgain => (T::StartAgain, "restart", "pk-button pk-secondary"),
             };
-            let run = move |_| match offer {
-                Offer::ContinueHere => on_continue.run(()),
-                Offer::Reopen => on_reopen.run(()),
-                Offer::NewDeposit | Offer::StartAgain => on_restart.run(()),
-            };
             view! {
-                <button type="button" class=class data-testid=testid on:click=run>
+                <button type="button" class=class data-testid=testid on:click=move |_| on_offer.run(offer)>
                     {t(locale, label)}
                 </button>
             }
@@ -137,18 +134,13 @@ pub fn DepositStatus(
     };
 
     view! {
-        <div
-            class="pk-status"
-            data-testid="deposit-status"
-            data-status=move || panel.with(Panel::data_status)
-            aria-live="polite"
-        >
-            <p class="pk-status-title">{move || words.with(|w| w.title.clone())}</p>
-            <p class="pk-status-text">{move || words.with(|w| w.text.clone())}</p>
-            <p class="pk-countdown" hidden=move || left.with(Option::is_none)>
+        <div class="pk-status" data-testid="deposit-status" data-status=status aria-live="polite">
+            <p class="pk-status-title">{title}</p>
+            <p class="pk-status-text">{text}</p>
+            <p class="pk-countdown" hidden=no_deadline>
                 {t(locale, T::TimeLeft)} " "
                 <span role="timer" aria-live="off" data-testid="countdown">
-                    {move || left.get().map(countdown_clock).unwrap_or_default()}
+                    {left}
                 </span>
             </p>
             {offer}

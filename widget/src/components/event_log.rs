@@ -1,9 +1,10 @@
 //! The live event log: every SSE event the page received, newest first.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use pientegra_shared::Locale;
-use pientegra_shared::api::UserEvent;
 
+use crate::api::UserEvent;
 use crate::browser::format_ms;
 use crate::feed::{Link, LogEntry};
 use crate::hooks::use_event_source;
@@ -15,29 +16,28 @@ use crate::options::Options;
 pub fn EventLog(options: Options) -> impl IntoView {
     let Options { client, locale, theme, .. } = options;
     let feed = use_event_source(&client);
-    let link = move || feed.link.get();
-    let link_text = move || {
-        t(
-            locale,
-            match link() {
-                Link::Connecting => T::LinkConnecting,
-                Link::Live => T::LinkLive,
-                Link::Polling => T::LinkPolling,
-            },
-        )
-    };
+    let link = Signal::derive(move || feed.with(|a| a.link.as_str().to_owned()));
+    let link_text = Signal::derive(move || {
+        let text = match feed.with(|a| a.link) {
+            Link::Connecting => T::LinkConnecting,
+            Link::Live => T::LinkLive,
+            Link::Polling => T::LinkPolling,
+        };
+        t(locale, text).to_owned()
+    });
     let rows = move || {
-        let log = feed.log.get();
-        if log.is_empty() {
-            return view! { <li class="pk-empty">{t(locale, T::NoEvents)}</li> }.into_any();
-        }
-        log.into_iter().map(|entry| row(locale, entry)).collect_view().into_any()
+        feed.with(|a| {
+            if a.log.is_empty() {
+                return Either::Left(view! { <li class="pk-empty">{t(locale, T::NoEvents)}</li> });
+            }
+            Either::Right(a.log.iter().map(|entry| row(locale, entry)).collect_view())
+        })
     };
     view! {
         <section class="pk pk-events" data-pk-theme=theme.as_str() lang=locale.as_str()>
             <h2 class="pk-title">
                 {t(locale, T::LiveEvents)}
-                <span class="pk-link" data-testid="link-state" data-state=move || link().as_str()>
+                <span class="pk-link" data-testid="link-state" data-state=link>
                     {link_text}
                 </span>
             </h2>
@@ -46,7 +46,7 @@ pub fn EventLog(options: Options) -> impl IntoView {
     }
 }
 
-fn row(locale: Locale, entry: LogEntry) -> impl IntoView {
+fn row(locale: Locale, entry: &LogEntry) -> impl IntoView + use<> {
     let summary = match &entry.event {
         UserEvent::Deposit(d) => {
             format!("{} · {} · {}", d.reference_no, d.amount.format(locale), intent_status(locale, d.status))
@@ -62,11 +62,12 @@ fn row(locale: Locale, entry: LogEntry) -> impl IntoView {
             b.reserved.format(locale)
         ),
     };
+    let name = entry.event.name();
     view! {
-        <li class="pk-log-item" data-testid="event-item" data-event=entry.event.name()>
-            <code class="pk-log-name">{entry.event.name()}</code>
+        <li class="pk-log-item" data-testid="event-item" data-event=name>
+            <code class="pk-log-name">{name}</code>
             <span class="pk-log-summary">{summary}</span>
-            <span class="pk-item-meta">"#" {entry.id} " · " {format_ms(entry.received_ms, locale)}</span>
+            <span class="pk-item-meta">"#" {entry.id.clone()} " · " {format_ms(entry.received_ms, locale)}</span>
         </li>
     }
 }

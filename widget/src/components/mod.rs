@@ -1,5 +1,11 @@
 //! The widgets and their parts. Each takes its inputs as props; the shared
 //! account state comes from [`crate::hooks::use_event_source`].
+//!
+//! Size matters here (the widget ships to every partner page). What a view
+//! binds is a `Signal<String>` (or `Signal<bool>`) rather than a bare
+//! closure: Leptos compiles its renderer once per bound type and once more
+//! per distinct closure type, so one type for every reactive text keeps the
+//! shipped wasm smaller, measurably so, despite `Signal::derive`'s own cost.
 
 mod activity;
 mod amount_field;
@@ -11,7 +17,12 @@ mod withdrawal;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use leptos::prelude::*;
 use pientegra_shared::{Amount, Locale};
+
+use crate::api::Balance;
+use crate::feed::Feed;
+use crate::i18n::{amount_error, api_error};
 
 pub use activity::Activity;
 pub use balance::BalanceCard;
@@ -32,12 +43,36 @@ fn check_amount(input: &str, locale: Locale) -> Result<Amount, &'static str> {
     Amount::parse_input(input, locale).map_err(|e| e.code())?.check_range().map_err(|e| e.code())
 }
 
-/// `"1.500 ₺"` / `"₺1,500"`: whole amounts without the `,00`, for buttons.
-fn short_amount(amount: Amount, locale: Locale) -> String {
-    let full = amount.format(locale);
-    if amount.minor() % 100 != 0 {
-        return full;
-    }
-    let zeros = format!("{}00", locale.decimal_separator());
-    full.replacen(&zeros, "", 1)
+/// An amount as the user reads it, or a dash while it is not known yet.
+fn shown(amount: Option<Amount>, locale: Locale) -> String {
+    amount.map_or_else(|| "—".to_owned(), |a| a.format(locale))
+}
+
+/// One part of the balance (`|b| b.available`), as the user reads it.
+fn balance_text(feed: Feed, locale: Locale, part: fn(&Balance) -> Amount) -> Signal<String> {
+    Signal::derive(move || shown(feed.with(|a| a.balance.as_ref().map(part)), locale))
+}
+
+/// Why the account could not be loaded, in words; empty while it loads fine.
+fn load_problem(feed: Feed, locale: Locale) -> Signal<String> {
+    Signal::derive(move || feed.with(|a| a.problem.as_ref().map(|e| api_error(locale, e))).unwrap_or_default())
+}
+
+/// An ARIA boolean: `aria-disabled`, `aria-pressed` and the like.
+fn yes_no(flag: bool) -> String {
+    String::from(if flag { "true" } else { "false" })
+}
+
+/// `aria-invalid` of a field whose `error` text is empty while it is valid.
+fn invalid(error: Signal<String>) -> Signal<String> {
+    Signal::derive(move || yes_no(!error.with(String::is_empty)))
+}
+
+/// Why the typed amount is not accepted, in words; empty when it is, and
+/// for an empty field until the user `attempted` to go on.
+fn amount_problem(input: RwSignal<String>, attempted: RwSignal<bool>, locale: Locale) -> Signal<String> {
+    Signal::derive(move || match check_amount(&input.read(), locale) {
+        Err(code) if code != "amount_empty" || attempted.get() => amount_error(locale, code),
+        _ => String::new(),
+    })
 }

@@ -2,7 +2,8 @@
 //! reserved balance, and the progress of the last request.
 
 use leptos::prelude::*;
-use pientegra_shared::api::{CreateWithdrawal, codes};
+use leptos::task::spawn_local;
+use pientegra_shared::api::codes;
 use pientegra_shared::iban::{Iban, IbanError, group_for_display};
 use pientegra_shared::ids::HolderName;
 use pientegra_shared::status::WithdrawalStatus;
@@ -10,11 +11,11 @@ use pientegra_shared::{Amount, Locale};
 use web_sys::HtmlInputElement;
 
 use super::amount_field::AmountField;
-use super::{check_amount, unique_id};
-use crate::api::ApiFailure;
+use super::{amount_problem, balance_text, check_amount, invalid, shown, unique_id, yes_no};
+use crate::api::NewWithdrawal;
 use crate::browser;
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, amount_error, api_error, holder_error, iban_error, t, tf};
+use crate::i18n::{Text as T, api_error, holder_error, iban_error, t, tf};
 use crate::options::Options;
 
 /// The withdrawal form.
@@ -32,16 +33,11 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
     let iban_left = RwSignal::new(false);
     let holder_left = RwSignal::new(false);
 
-    let amount_checked = Memo::new(move |_| check_amount(&amount_input.get(), locale));
-    let iban_checked = Memo::new(move |_| Iban::parse(&iban_input.get()));
-    let holder_checked = Memo::new(move |_| HolderName::parse(&holder_input.get()));
-
-    let amount_problem = Signal::derive(move || match amount_checked.get() {
-        Err(code) if code != "amount_empty" || attempted.get() => Some(amount_error(locale, code)),
-        _ => None,
-    });
+    let amount_problem = amount_problem(amount_input, attempted, locale);
     let iban_problem = Signal::derive(move || {
-        let err = iban_checked.get().err()?;
+        let Err(err) = Iban::parse(&iban_input.read()) else {
+            return String::new();
+        };
         // While the IBAN is still being typed, only a wrong character is worth interrupting for.
         let typing = !(attempted.get() || iban_left.get());
         let unfinished = match &err {
@@ -50,39 +46,17 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
             IbanError::WrongLength { expected, actual, .. } => actual < expected,
             _ => false,
         };
-        (!(typing && unfinished)).then(|| iban_error(locale, &err))
+        if typing && unfinished { String::new() } else { iban_error(locale, &err) }
     });
-    let holder_problem = Signal::derive(move || {
-        let err = holder_checked.get().err()?;
-        (attempted.get() || holder_left.get()).then(|| holder_error(locale, &err))
+    let holder_problem = Signal::derive(move || match HolderName::parse(&holder_input.read()) {
+        Err(err) if attempted.get() || holder_left.get() => holder_error(locale, &err),
+        _ => String::new(),
     });
 
-    let tracked = RwSignal::new(None);
-    let failure = RwSignal::new(None::<ApiFailure>);
-    let submit_action = Action::new_local(move |body: &CreateWithdrawal| {
-        let (client, body) = (client.clone(), body.clone());
-        async move {
-            let user = feed.user.get_untracked().unwrap_or_default();
-            let fingerprint = format!("{user}|{}|{}|{}", body.amount, body.iban, body.holder_name);
-            let key = browser::idempotency_key("withdrawal", &fingerprint);
-            match client.create_withdrawal(&body, &key).await {
-                Ok(withdrawal) => {
-                    browser::forget_idempotency_key("withdrawal");
-                    tracked.set(Some(withdrawal.withdrawal_id));
-                    feed.upsert_withdrawal(withdrawal);
-                    amount_input.set(String::new());
-                    attempted.set(false);
-                }
-                Err(e) => {
-                    if !e.is_transient() {
-                        browser::forget_idempotency_key("withdrawal");
-                    }
-                    failure.set(Some(e));
-                }
-            }
-        }
-    });
-    let pending = submit_action.pending();
+    // The withdrawal this form follows, the request in flight, and why the last one failed.
+    let tracked = RwSignal::new(None::<String>);
+    let pending = RwSignal::new(false);
+    let failure = RwSignal::new(None::<String>);
 
     let on_submit = {
         let (amount_id, iban_id, holder_id) = (amount_id.clone(), iban_id.clone(), holder_id.clone());
@@ -92,61 +66,85 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
             if pending.get_untracked() {
                 return;
             }
-            let (amount, iban, holder) =
-                match (amount_checked.get_untracked(), iban_checked.get_untracked(), holder_checked.get_untracked()) {
-                    (Ok(a), Ok(i), Ok(h)) => (a, i, h),
-                    (a, i, _) => {
-                        // Focus the first field that needs fixing.
-                        let first = if a.is_err() {
-                            &amount_id
-                        } else if i.is_err() {
-                            &iban_id
-                        } else {
-                            &holder_id
-                        };
-                        browser::focus(first);
-                        return;
-                    }
-                };
+            let checked = (
+                check_amount(&amount_input.get_untracked(), locale),
+                Iban::parse(&iban_input.get_untracked()),
+                HolderName::parse(&holder_input.get_untracked()),
+            );
+            let request = match checked {
+                (Ok(amount), Ok(iban), Ok(holder)) => {
+                    NewWithdrawal { amount, iban: iban.as_str().to_owned(), holder_name: holder.as_str().to_owned() }
+                }
+                (a, i, _) => {
+                    // Focus the first field that needs fixing.
+                    let first = if a.is_err() {
+                        &amount_id
+                    } else if i.is_err() {
+                        &iban_id
+                    } else {
+                        &holder_id
+                    };
+                    browser::focus(first);
+                    return;
+                }
+            };
             failure.set(None);
             tracked.set(None);
-            submit_action.dispatch_local(CreateWithdrawal {
-                amount,
-                iban: iban.as_str().to_owned(),
-                holder_name: holder.as_str().to_owned(),
+            pending.set(true);
+            let client = client.clone();
+            spawn_local(async move {
+                let user = feed.with_untracked(|a| a.user.clone()).flatten().unwrap_or_default();
+                let NewWithdrawal { amount, iban, holder_name } = &request;
+                let key = browser::idempotency_key("withdrawal", &format!("{user}|{amount}|{iban}|{holder_name}"));
+                match client.create_withdrawal(&request, &key).await {
+                    Ok(withdrawal) => {
+                        browser::forget_idempotency_key("withdrawal");
+                        tracked.set(Some(withdrawal.withdrawal_id.clone()));
+                        feed.upsert_withdrawal(withdrawal);
+                        amount_input.set(String::new());
+                        attempted.set(false);
+                    }
+                    Err(e) => {
+                        if !e.is_transient() {
+                            browser::forget_idempotency_key("withdrawal");
+                        }
+                        let message = if e.code() == codes::INSUFFICIENT_FUNDS {
+                            let available = feed.with_untracked(|a| a.balance.as_ref().map(|b| b.available)).flatten();
+                            tf(locale, T::InsufficientFunds, &[&shown(available, locale)])
+                        } else {
+                            api_error(locale, &e)
+                        };
+                        failure.set(Some(message));
+                    }
+                }
+                pending.set(false);
             });
         }
     };
 
-    let current = Memo::new(move |_| {
-        let id = tracked.get()?;
-        feed.withdrawals.with(|list| list.iter().find(|w| w.withdrawal_id == id).cloned())
-    });
-    let available = Signal::derive(move || feed.balance.with(|b| b.as_ref().map(|b| b.available)));
-    let reserved = Signal::derive(move || feed.balance.with(|b| b.as_ref().map(|b| b.reserved)));
-    let shown = move |amount: Option<Amount>| amount.map(|a| a.format(locale)).unwrap_or_else(|| "—".to_owned());
-
-    let data_status = move || {
-        if failure.with(Option::is_some) {
+    // The tracked withdrawal as the feed knows it.
+    let current = move || {
+        tracked.with(|id| {
+            let id = id.as_deref()?;
+            feed.with(|a| a.withdrawals.iter().find(|w| w.withdrawal_id == id).cloned())
+        })
+    };
+    let data_status = Signal::derive(move || {
+        String::from(if failure.with(Option::is_some) {
             "ERROR"
-        } else if let Some(w) = current.get() {
+        } else if let Some(w) = current() {
             w.status.as_str()
         } else if pending.get() {
             "CREATING"
         } else {
             "IDLE"
-        }
-    };
-    let status = Memo::new(move |_| {
-        if let Some(e) = failure.get() {
-            let message = if e.code() == codes::INSUFFICIENT_FUNDS {
-                tf(locale, T::InsufficientFunds, &[&shown(available.get_untracked())])
-            } else {
-                api_error(locale, &e)
-            };
+        })
+    });
+    let status = move || {
+        if let Some(message) = failure.get() {
             return StatusWords { steps: None, title: message, text: String::new() };
         }
-        match current.get() {
+        match current() {
             Some(w) => {
                 let (title, detail) = withdrawal_words(locale, w.status, &w.iban_masked, w.rejected_reason.as_deref());
                 StatusWords {
@@ -164,21 +162,28 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                 text: t(locale, if pending.get() { T::Sending } else { T::WithdrawIdle }).into(),
             },
         }
-    });
+    };
+    let status_title = Signal::derive(move || status().title);
+    let status_text = Signal::derive(move || status().text);
     let step_items = move || {
-        status.with(|s| s.steps).map(|steps| {
-            steps
-                .into_iter()
-                .map(|(label, state)| view! { <li class=format!("pk-step pk-step-{state}")>{label}</li> })
-                .collect_view()
+        status().steps.map(|steps| {
+            steps.map(|(label, state)| view! { <li class=format!("pk-step pk-step-{state}")>{label}</li> })
         })
     };
 
+    let iban_hint = Signal::derive(move || {
+        t(locale, if Iban::parse(&iban_input.read()).is_ok() { T::IbanValid } else { T::IbanHint }).to_owned()
+    });
+    let iban_error_span = move || {
+        let message = iban_problem.get();
+        (!message.is_empty()).then(|| view! { <span data-testid="iban-error">{message}</span> })
+    };
     let on_iban_input = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
-        let grouped = regroup_iban(&input);
-        iban_input.set(grouped);
+        iban_input.set(regroup_iban(&input));
     };
+    let button_text =
+        Signal::derive(move || t(locale, if pending.get() { T::Sending } else { T::WithdrawButton }).to_owned());
 
     view! {
         <section class="pk pk-withdrawal" data-pk-theme=theme.as_str() lang=locale.as_str()>
@@ -187,11 +192,11 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                 <dl class="pk-amounts">
                     <div>
                         <dt>{t(locale, T::Available)}</dt>
-                        <dd data-testid="available" aria-live="polite">{move || shown(available.get())}</dd>
+                        <dd data-testid="available" aria-live="polite">{balance_text(feed, locale, |b| b.available)}</dd>
                     </div>
                     <div>
                         <dt>{t(locale, T::Reserved)}</dt>
-                        <dd data-testid="reserved" aria-live="polite">{move || shown(reserved.get())}</dd>
+                        <dd data-testid="reserved" aria-live="polite">{balance_text(feed, locale, |b| b.reserved)}</dd>
                     </div>
                 </dl>
             </header>
@@ -203,7 +208,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                     testid="withdraw-amount"
                     value=amount_input
                     error=amount_problem
-                    disabled=pending
+                    disabled=Signal::from(pending)
                     sign="₺"
                 />
                 <div class="pk-field">
@@ -218,28 +223,14 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         spellcheck="false"
                         placeholder="TR00 0000 0000 0000 0000 0000 00"
                         data-testid="withdraw-iban"
-                        aria-invalid=move || if iban_problem.with(Option::is_some) { "true" } else { "false" }
+                        aria-invalid=invalid(iban_problem)
                         aria-describedby=format!("{iban_id}-error {iban_id}-hint")
-                        prop:value=move || iban_input.get()
+                        prop:value=iban_input
                         on:input=on_iban_input
                         on:blur=move |_| iban_left.set(true)
                     />
-                    <p class="pk-hint" id=format!("{iban_id}-hint")>
-                        {move || {
-                            if iban_checked.with(Result::is_ok) {
-                                t(locale, T::IbanValid)
-                            } else {
-                                t(locale, T::IbanHint)
-                            }
-                        }}
-                    </p>
-                    <p class="pk-error" id=format!("{iban_id}-error") aria-live="polite">
-                        {move || {
-                            iban_problem
-                                .get()
-                                .map(|message| view! { <span data-testid="iban-error">{message}</span> })
-                        }}
-                    </p>
+                    <p class="pk-hint" id=format!("{iban_id}-hint")>{iban_hint}</p>
+                    <p class="pk-error" id=format!("{iban_id}-error") aria-live="polite">{iban_error_span}</p>
                 </div>
                 <div class="pk-field">
                     <label class="pk-label" for=holder_id.clone()>{t(locale, T::HolderLabel)}</label>
@@ -250,36 +241,28 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         autocomplete="name"
                         maxlength="140"
                         data-testid="withdraw-holder"
-                        aria-invalid=move || if holder_problem.with(Option::is_some) { "true" } else { "false" }
+                        aria-invalid=invalid(holder_problem)
                         aria-describedby=format!("{holder_id}-error")
-                        prop:value=move || holder_input.get()
+                        prop:value=holder_input
                         on:input:target=move |ev| holder_input.set(ev.target().value())
                         on:blur=move |_| holder_left.set(true)
                     />
-                    <p class="pk-error" id=format!("{holder_id}-error") aria-live="polite">
-                        {move || holder_problem.get()}
-                    </p>
+                    <p class="pk-error" id=format!("{holder_id}-error") aria-live="polite">{holder_problem}</p>
                 </div>
-                <button
-                    type="submit"
-                    class="pk-button pk-primary"
-                    data-testid="withdraw-submit"
-                    aria-disabled=move || if pending.get() { "true" } else { "false" }
-                >
-                    {move || if pending.get() { t(locale, T::Sending) } else { t(locale, T::WithdrawButton) }}
+                <button type="submit" class="pk-button pk-primary" data-testid="withdraw-submit" aria-disabled=Signal::derive(move || yes_no(pending.get()))>
+                    {button_text}
                 </button>
             </form>
             <div class="pk-status" data-testid="withdraw-status" data-status=data_status aria-live="polite">
                 <ol class="pk-steps">{step_items}</ol>
-                <p class="pk-status-title">{move || status.with(|s| s.title.clone())}</p>
-                <p class="pk-status-text">{move || status.with(|s| s.text.clone())}</p>
+                <p class="pk-status-title">{status_title}</p>
+                <p class="pk-status-text">{status_text}</p>
             </div>
         </section>
     }
 }
 
 /// The withdrawal status panel in words.
-#[derive(Clone, Debug, PartialEq)]
 struct StatusWords {
     steps: Option<[(&'static str, &'static str); 3]>,
     title: String,

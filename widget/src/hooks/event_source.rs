@@ -15,12 +15,11 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::reactive::owner::Owner;
 use leptos::task::spawn_local;
-use pientegra_shared::api::UserEvent;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{Event, EventSource, MessageEvent};
 
-use crate::api::Client;
+use crate::api::{Client, EVENT_NAMES, UserEvent};
 use crate::browser::now_ms;
 use crate::feed::{Feed, Link, LogEntry};
 
@@ -117,7 +116,7 @@ impl Hub {
             return;
         };
         if self.poll.get().is_none() {
-            self.feed.link.set(Link::Connecting);
+            self.feed.set_link(Link::Connecting);
         }
 
         let mut listeners = Vec::new();
@@ -133,7 +132,7 @@ impl Hub {
         };
         listen("open", Box::new(|hub, _| hub.on_open()));
         listen("error", Box::new(|hub, _| hub.on_error()));
-        for name in [UserEvent::DEPOSIT_UPDATED, UserEvent::WITHDRAWAL_UPDATED, UserEvent::BALANCE_UPDATED] {
+        for name in EVENT_NAMES {
             listen(name, Box::new(move |hub, event| hub.on_message(name, event)));
         }
         *self.stream.borrow_mut() = Some(Stream { source, _listeners: listeners });
@@ -164,7 +163,7 @@ impl Hub {
 
     fn on_open(self: &Rc<Self>) {
         self.errors.set(0);
-        self.feed.link.set(Link::Live);
+        self.feed.set_link(Link::Live);
         self.stop_polling();
         if self.was_polling.replace(false) {
             // A fresh stream carries no Last-Event-ID: catch up once by hand.
@@ -178,7 +177,7 @@ impl Hub {
         if !closed && self.errors.get() < ERRORS_BEFORE_POLLING {
             // The browser is reconnecting by itself.
             if self.poll.get().is_none() {
-                self.feed.link.set(Link::Connecting);
+                self.feed.set_link(Link::Connecting);
             }
             return;
         }
@@ -206,12 +205,12 @@ impl Hub {
         };
         let data = message.data().as_string().unwrap_or_default();
         match UserEvent::from_sse(name, &data) {
-            Some(Ok(event)) => {
+            Some(Some(event)) => {
                 self.feed.apply(&event);
                 self.feed.log_event(LogEntry { id: message.last_event_id(), received_ms: now_ms(), event });
             }
-            Some(Err(err)) => {
-                web_sys::console::warn_1(&format!("pientegra: unreadable {name} event: {err}").into());
+            Some(None) => {
+                web_sys::console::warn_1(&format!("pientegra: unreadable {name} event").into());
             }
             None => {}
         }
@@ -228,7 +227,7 @@ impl Hub {
 
     fn start_polling(self: &Rc<Self>) {
         self.was_polling.set(true);
-        self.feed.link.set(Link::Polling);
+        self.feed.set_link(Link::Polling);
         if self.poll.get().is_some() {
             return;
         }
@@ -262,41 +261,44 @@ impl Hub {
         spawn_local(async move {
             match client.account().await {
                 Ok(account) => {
-                    let listed_deposits: Vec<_> = account.deposits.iter().map(|d| d.intent_id).collect();
-                    let listed_withdrawals: Vec<_> = account.withdrawals.iter().map(|w| w.withdrawal_id).collect();
+                    let listed_deposits: Vec<_> = account.deposits.iter().map(|d| d.intent_id.clone()).collect();
+                    let listed_withdrawals: Vec<_> =
+                        account.withdrawals.iter().map(|w| w.withdrawal_id.clone()).collect();
                     feed.apply_account(account);
                     let unlisted_deposits: Vec<_> = feed
-                        .deposits
-                        .try_with_untracked(|list| {
-                            list.iter()
+                        .with_untracked(|known| {
+                            known
+                                .deposits
+                                .iter()
                                 .filter(|d| !d.status.is_final() && !listed_deposits.contains(&d.intent_id))
-                                .map(|d| d.intent_id)
+                                .map(|d| d.intent_id.clone())
                                 .collect()
                         })
                         .unwrap_or_default();
                     for id in unlisted_deposits {
-                        if let Ok(deposit) = client.deposit(id).await {
+                        if let Ok(deposit) = client.deposit(&id).await {
                             feed.upsert_deposit(deposit);
                         }
                     }
                     let unlisted_withdrawals: Vec<_> = feed
-                        .withdrawals
-                        .try_with_untracked(|list| {
-                            list.iter()
+                        .with_untracked(|known| {
+                            known
+                                .withdrawals
+                                .iter()
                                 .filter(|w| !w.status.is_final() && !listed_withdrawals.contains(&w.withdrawal_id))
-                                .map(|w| w.withdrawal_id)
+                                .map(|w| w.withdrawal_id.clone())
                                 .collect()
                         })
                         .unwrap_or_default();
                     for id in unlisted_withdrawals {
-                        if let Ok(withdrawal) = client.withdrawal(id).await {
+                        if let Ok(withdrawal) = client.withdrawal(&id).await {
                             feed.upsert_withdrawal(withdrawal);
                         }
                     }
                 }
                 Err(failure) => {
                     let stop = failure.is_auth();
-                    feed.problem.set(Some(failure));
+                    feed.set_problem(failure);
                     if stop {
                         // A token the server refuses will not get better by asking again.
                         if let Some(hub) = weak.upgrade() {

@@ -3,5 +3,5 @@
 mod countdown;
 mod event_source;
 
-pub use countdown::{clock as countdown_clock, use_countdown};
+pub use countdown::use_countdown;
 pub use event_source::use_event_source;
