@@ -6,6 +6,7 @@
 mod claims;
 mod group_commit;
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 use pientegra_shared::wire::WithdrawalCreated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use self::claims::{Claims, Taken};
@@ -75,23 +76,30 @@ async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()
     Ok(())
 }
 
-/// Appends an event to the user's stream with the next sequence number.
-async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: &UserEvent) -> Result<()> {
-    ensure_account(conn, user_id).await?;
-    let seq: i64 =
-        sqlx::query_scalar("UPDATE accounts SET last_seq = last_seq + 1 WHERE user_id = ? RETURNING last_seq")
-            .bind(user_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::query("INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(user_id)
-        .bind(seq)
-        .bind(event.name())
-        .bind(event.data())
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
+/// Appends events to the user's stream with the next sequence numbers, in order.
+async fn push_events(conn: &mut SqliteConnection, user_id: &str, events: &[UserEvent]) -> Result<()> {
+    let Some(count) = std::num::NonZeroUsize::new(events.len()) else { return Ok(()) };
+    let count = i64::try_from(count.get())?;
+    // Creates the account on its first event: one statement either way.
+    let last: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts (user_id, last_seq) VALUES (?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
+    )
+    .bind(user_id)
+    .bind(count)
+    .fetch_one(&mut *conn)
+    .await?;
+    let now = now_ms();
+    let mut insert = QueryBuilder::new("INSERT INTO user_events (user_id, seq, name, data, created_at) ");
+    insert.push_values(events.iter().zip(last - count + 1..), |mut row, (event, seq)| {
+        row.push_bind(user_id).push_bind(seq).push_bind(event.name()).push_bind(event.data()).push_bind(now);
+    });
+    insert.build().execute(&mut *conn).await?;
     Ok(())
+}
+
+async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: &UserEvent) -> Result<()> {
+    push_events(conn, user_id, std::slice::from_ref(event)).await
 }
 
 async fn read_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<BalanceRow> {
@@ -103,9 +111,9 @@ async fn read_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<Bala
     Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
 }
 
-/// Applies a movement unless its business key was applied before. Returns whether it moved money.
-async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement) -> Result<bool> {
-    ensure_account(conn, user_id).await?;
+/// Applies a movement unless its business key was applied before. Returns the
+/// new balance when it moved money.
+async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement) -> Result<Option<BalanceRow>> {
     let inserted = sqlx::query(
         "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_key) DO NOTHING",
@@ -119,16 +127,25 @@ async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement
     .await?
     .rows_affected();
     if inserted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    sqlx::query("UPDATE accounts SET available = available + ?, reserved = reserved + ? WHERE user_id = ?")
+    let update = || {
+        sqlx::query_as(
+            "UPDATE accounts SET available = available + ?, reserved = reserved + ? WHERE user_id = ?
+             RETURNING available, reserved",
+        )
         .bind(m.available)
         .bind(m.reserved)
         .bind(user_id)
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("applying {}", m.business_key))?;
-    Ok(true)
+    };
+    let mut balance: Option<(i64, i64)> = update().fetch_optional(&mut *conn).await?;
+    if balance.is_none() {
+        // A user's first movement (accounts are normally made by their first event).
+        ensure_account(conn, user_id).await?;
+        balance = update().fetch_optional(&mut *conn).await?;
+    }
+    let (available, reserved) = balance.with_context(|| format!("applying {}", m.business_key))?;
+    Ok(Some(BalanceRow { available: amount(available)?, reserved: amount(reserved)? }))
 }
 
 async fn announce_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
@@ -189,12 +206,12 @@ async fn apply_event(
             .fetch_one(&mut *conn)
             .await?;
             let deposit = deposit_from_row(&updated)?;
-            push_event(conn, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            let mut events = vec![UserEvent::Deposit(deposit.view())];
             if let Some(credit) = credited {
-                if apply_movement(conn, &deposit.user_id, &ledger::deposit_credit(intent.id, credit)).await? {
-                    announce_balance(conn, &deposit.user_id).await?;
-                }
+                let credit = ledger::deposit_credit(intent.id, credit);
+                events.extend(apply_movement(conn, &deposit.user_id, &credit).await?.map(balance_event));
             }
+            push_events(conn, &deposit.user_id, &events).await?;
             touched.push(deposit.user_id);
             Ok(InboxOutcome::Applied)
         }
@@ -228,16 +245,13 @@ async fn apply_event(
             .fetch_one(&mut *conn)
             .await?;
             let record = withdrawal_from_row(&updated)?;
-            if let Some(view) = record.view() {
-                push_event(conn, &record.user_id, &UserEvent::Withdrawal(view)).await?;
-            }
-            let mut moved = false;
+            let mut events: Vec<UserEvent> = record.view().map(UserEvent::Withdrawal).into_iter().collect();
+            let mut balance = None;
             for m in &moves {
-                moved |= apply_movement(conn, &record.user_id, m).await?;
+                balance = apply_movement(conn, &record.user_id, m).await?.or(balance);
             }
-            if moved {
-                announce_balance(conn, &record.user_id).await?;
-            }
+            events.extend(balance.map(balance_event));
+            push_events(conn, &record.user_id, &events).await?;
             touched.push(record.user_id);
             Ok(InboxOutcome::Applied)
         }
@@ -265,37 +279,59 @@ async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &
     Ok(())
 }
 
-/// Dedupes by `eventId` and applies the event, inside the caller's transaction.
-async fn apply_webhook_in(
+/// A verified webhook: the parsed event and its raw body.
+pub(super) type Webhook<'a> = (&'a WebhookEvent, &'a [u8]);
+
+/// Dedupes by `eventId` (against the inbox and within `webhooks`), applies
+/// each event in order and records them all in the inbox, inside the caller's
+/// transaction. The inbox is read and written once for all of them.
+async fn apply_webhooks_in(
     conn: &mut SqliteConnection,
-    event: &WebhookEvent,
-    body: &[u8],
-) -> Result<Changed<InboxOutcome>> {
-    let fresh = sqlx::query(
-        "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
-             VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.event_id.to_string())
-    .bind(event.event_type())
-    .bind(subject_id(event).map(|id| id.to_string()))
-    .bind(body)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
+    webhooks: &[Webhook<'_>],
+) -> Result<Vec<Changed<InboxOutcome>>> {
+    let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
+    let mut seen = known_events(conn, &ids).await?;
+    let mut changes = Vec::with_capacity(webhooks.len());
+    let mut fresh = Vec::with_capacity(webhooks.len());
+    for (&(event, body), id) in webhooks.iter().zip(&ids) {
+        if !seen.insert(id.as_str()) {
+            changes.push(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
+            continue;
+        }
+        let mut touched = Vec::new();
+        let outcome = apply_event(conn, event, &mut touched).await?;
+        fresh.push((id, event, body, outcome));
+        changes.push(Changed { value: outcome, touched: dedup(touched) });
     }
-    let mut touched = Vec::new();
-    let outcome = apply_event(conn, event, &mut touched).await?;
-    sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
-        .bind(outcome.as_str())
-        .bind(now_ms())
-        .bind(event.event_id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(Changed { value: outcome, touched: dedup(touched) })
+    if !fresh.is_empty() {
+        let now = now_ms();
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at, applied_at) ",
+        );
+        insert.push_values(fresh, |mut row, (id, event, body, outcome)| {
+            row.push_bind(id.as_str())
+                .push_bind(event.event_type())
+                .push_bind(subject_id(event).map(|id| id.to_string()))
+                .push_bind(body)
+                .push_bind(outcome.as_str())
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(changes)
+}
+
+/// Which of `ids` the inbox holds already.
+async fn known_events<'a>(conn: &mut SqliteConnection, ids: &'a [String]) -> Result<HashSet<&'a str>> {
+    let mut query = QueryBuilder::new("SELECT event_id FROM webhook_inbox WHERE event_id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id.as_str());
+    }
+    query.push(")");
+    let known: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+    Ok(ids.iter().map(String::as_str).filter(|id| known.iter().any(|k| k == id)).collect())
 }
 
 /// Stores the final answer to an idempotency key.
@@ -580,6 +616,7 @@ impl Storage for SqliteStorage {
             if record.balance_model == BalanceModel::PreReserve
                 && apply_movement(&mut tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))
                     .await?
+                    .is_some()
             {
                 announce_balance(&mut tx, &record.user_id).await?;
                 touched.push(record.user_id.clone());
