@@ -29,8 +29,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !no_build {
         // Figures 6 and 7 measure these builds; a failure is reported by the
         // bench as "not measured" rather than stopping every other figure.
-        for dir in [root.clone(), root.join("bench").join("counter")] {
-            let built = run_checked(Command::new("trunk").current_dir(&dir).args(["build", "--release", "--offline"]));
+        super::tools()?;
+        // The counter gets its own target directory: a shared one would hand
+        // it the widget's wasm-bindgen snippets, and the bench would count them.
+        let counter_target = target_dir(&root).join("counter");
+        for (dir, target) in [(root.clone(), target_dir(&root)), (root.join("bench").join("counter"), counter_target)] {
+            let built = run_checked(Command::new("trunk").current_dir(&dir).env("CARGO_TARGET_DIR", &target).args([
+                "build",
+                "--release",
+                "--offline",
+            ]));
             if let Err(error) = built {
                 eprintln!("xtask: bench: trunk build in {} failed: {error:#}", dir.display());
             }
