@@ -7,7 +7,7 @@
 //! late, changes nothing. Amount mismatches are flagged, never corrected.
 //! Then DEAD and FAILED deliveries are replayed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::pientegra::{self, PientegraApi, PientegraError};
 use crate::sse::Hub;
-use crate::storage::{InboxOutcome, NewDeposit, Storage, WithdrawalState};
+use crate::storage::{DepositRecord, InboxOutcome, NewDeposit, Storage, WithdrawalState};
 
 /// Namespace of the event ids reconciliation makes up for missed transitions.
 const RECONCILE_NAMESPACE: Uuid = Uuid::from_u128(0x2d8e_61f0_7c4b_4a39_b5e2_93c1_0f6a_7d18);
@@ -155,16 +155,19 @@ impl Reconciler<'_> {
         let intents: Vec<Intent> = pientegra::all_intents(self.pientegra, window.clone()).try_collect().await?;
         report.intents_checked = intents.len();
         let seen: HashSet<Uuid> = intents.iter().map(|i| i.intent_id).collect();
+        // The window's local records in one query, not one lookup per intent.
+        let locals = self.storage.deposits_created_between(from, to).await?;
+        let by_id: HashMap<Uuid, &DepositRecord> = locals.iter().map(|d| (d.intent_id, d)).collect();
         for intent in &intents {
-            self.check_intent(intent, apply, &mut report).await?;
+            self.check_intent(intent, by_id.get(&intent.intent_id).copied(), apply, &mut report).await?;
         }
-        for local in self.storage.deposits_created_between(from, to).await? {
+        for local in &locals {
             if seen.contains(&local.intent_id) {
                 continue;
             }
             // Timestamps differ a little on both sides: ask before calling it unknown.
             match self.pientegra.get_intent(local.intent_id).await {
-                Ok(intent) => self.check_intent(&intent, apply, &mut report).await?,
+                Ok(intent) => self.check_intent(&intent, None, apply, &mut report).await?,
                 Err(PientegraError::NotFound) => report.findings.push(Finding {
                     category: Category::UnknownToPientegra,
                     kind: "intent",
@@ -205,8 +208,21 @@ impl Reconciler<'_> {
         Ok(report)
     }
 
-    async fn check_intent(&self, remote: &Intent, apply: bool, report: &mut Report) -> anyhow::Result<()> {
-        let mut local = self.storage.deposit(remote.intent_id).await?;
+    /// Compares one intent with its local record; `listed` is that record as read
+    /// with the whole window, if it was.
+    async fn check_intent(
+        &self,
+        remote: &Intent,
+        listed: Option<&DepositRecord>,
+        apply: bool,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        // A listed record that is up to date is used as is; one that looks behind
+        // is read again, as a webhook may have moved it since the window was read.
+        let mut local = match listed {
+            Some(deposit) if !deposit.status.can_advance_to(remote.status) => Some(deposit.clone()),
+            _ => self.storage.deposit(remote.intent_id).await?,
+        };
         let mut finding = Finding {
             category: Category::StatusBehind,
             kind: "intent",
