@@ -144,8 +144,22 @@ fn main() -> anyhow::Result<()> {
     if let Some(list) = &only {
         command.push_str(&format!(" --only {}", list.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
     }
-    std::fs::write(&out, report::markdown(&machine, &rows, &notes, &command))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let mut markdown = report::markdown(&machine, &rows, &notes, &command);
+    // The analysis of unmet targets is written by hand: a new run keeps it
+    // (check it against the new figures).
+    if let Some(analysis) = std::fs::read_to_string(&out).ok().and_then(|old| hand_written(&old)) {
+        markdown.push('\n');
+        markdown.push_str(&analysis);
+    }
+    std::fs::write(&out, markdown).with_context(|| format!("writing {}", out.display()))?;
     println!("\nwrote {}", out.display());
     Ok(())
 }
+
+/// The hand-written section of an existing BENCHMARKS.md, from its heading on.
+fn hand_written(old: &str) -> Option<String> {
+    old.find(HAND_WRITTEN).map(|at| old[at..].to_owned())
+}
+
+/// The heading of the section the bench does not write.
+const HAND_WRITTEN: &str = "## Shortfalls";
