@@ -294,18 +294,17 @@ async fn idempotency_follows_the_ietf_draft(options: Options) {
     let key = uuid::Uuid::new_v4().to_string();
     let (first_status, first) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "10000"})).await;
     assert_eq!(first_status, StatusCode::CREATED);
-    let replay = stack
-        .http
-        .post(&url)
-        .bearer_auth(&token)
-        .header("Idempotency-Key", &key)
-        .json(&json!({"amount": "10000"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), StatusCode::CREATED);
-    assert_eq!(replay.headers()["idempotency-replayed"], "true");
-    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    let replay = |stack: &Stack| {
+        let request = stack.http.post(&url).bearer_auth(&token).header("Idempotency-Key", &key);
+        let first = first.clone();
+        async move {
+            let replay = request.json(&json!({"amount": "10000"})).send().await.unwrap();
+            assert_eq!(replay.status(), StatusCode::CREATED);
+            assert_eq!(replay.headers()["idempotency-replayed"], "true");
+            assert_eq!(replay.json::<Value>().await.unwrap(), first);
+        }
+    };
+    replay(&stack).await;
     let (other_status, other) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "20000"})).await;
     assert_eq!(other_status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other["error"], "idempotency_key_reused");
@@ -313,18 +312,7 @@ async fn idempotency_follows_the_ietf_draft(options: Options) {
 
     // The stored answer (written with the deposit, in one commit) outlives the process.
     stack.restart_server().await;
-    let replay = stack
-        .http
-        .post(&url)
-        .bearer_auth(&token)
-        .header("Idempotency-Key", &key)
-        .json(&json!({"amount": "10000"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), StatusCode::CREATED);
-    assert_eq!(replay.headers()["idempotency-replayed"], "true");
-    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    replay(&stack).await;
     let (other_status, _) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "20000"})).await;
     assert_eq!(other_status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(stack.account(&token).await.deposits.len(), 1);
