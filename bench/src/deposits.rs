@@ -37,8 +37,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
         }],
         notes: vec![format!(
             "#4: sequential requests, {warmup} warm-up then {samples} of each, alternating a server request (widget \
-             token, fresh Idempotency-Key, amount 1,500.00 TRY, 10 users round robin; the server claims the key, calls \
-             the in-process sandbox, records the deposit, each step a durable SQLite commit) and a direct sandbox \
+             token, fresh Idempotency-Key, amount 1,500.00 TRY, 10 users round robin; the server claims the key in \
+             memory, calls the in-process sandbox, then records the deposit and its answer in one durable SQLite \
+             commit) and a direct sandbox \
              request with the same body shape, so both see the same machine noise. Overhead = server percentile − \
              direct percentile."
         )],

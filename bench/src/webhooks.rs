@@ -81,8 +81,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
         notes: vec![format!(
             "#1: the server is `pientegra-server serve` (release, separate process, SQLite WAL + synchronous=FULL, \
              RUST_LOG=info) with 60,000 RESERVED deposits seeded for 1,000 users; each request is a freshly signed \
-             `intent.approved` for a different deposit (so each one applies: status, ledger credit, two user events, \
-             one transaction, 2xx after commit); {used} were sent. Per level: {rounds} rounds of {round:?}, median \
+             `intent.approved` for a different deposit (so each one applies: status, ledger credit, two user events; \
+             webhooks waiting together share one transaction (group commit), each 2xx after that commit); {used} were sent. Per level: {rounds} rounds of {round:?}, median \
              rate, p50/p99 over all rounds. The baseline is one process looping `signature::verify` + one \
              `INSERT` into a 3-column table with a durable commit (sqlx, WAL, synchronous=FULL, one connection), \
              on a runtime worker; its rounds alternate with the server's rounds of the same level (median of \
