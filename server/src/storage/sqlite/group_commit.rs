@@ -7,7 +7,10 @@
 //! the others their commit. With one webhook waiting this is exactly one
 //! transaction per webhook.
 
+use std::panic::AssertUnwindSafe;
+
 use anyhow::anyhow;
+use futures::FutureExt;
 use pientegra_shared::event::WebhookEvent;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -51,26 +54,38 @@ impl WebhookWriter {
 }
 
 async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let webhooks: Vec<Webhook<'_>> = batch.iter().map(|job| (&job.event, job.body.as_slice())).collect();
-        let outcomes = match commit(&writer, &webhooks).await {
-            Ok(changes) => changes.into_iter().map(Ok).collect(),
-            Err(e) if webhooks.len() == 1 => vec![Err(e)],
-            // Rare (a storage error): find which one fails, commit the others.
-            Err(_) => {
-                let mut outcomes = Vec::with_capacity(webhooks.len());
-                for webhook in &webhooks {
-                    outcomes.push(commit(&writer, std::slice::from_ref(webhook)).await.map(|mut one| one.remove(0)));
-                }
-                outcomes
-            }
-        };
-        drop(webhooks);
-        for (job, outcome) in batch.drain(..).zip(outcomes) {
-            // The sender may have gone (its client hung up): the webhook stays applied.
-            let _ = job.reply.send(outcome);
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
         }
+        // Should a bug panic inside a batch, its transaction rolls back, its
+        // senders get an error (Pientegra retries) and the writer goes on.
+        if AssertUnwindSafe(write_batch(&writer, batch)).catch_unwind().await.is_err() {
+            tracing::error!("a batch of webhooks panicked; none of it was stored");
+        }
+    }
+}
+
+/// Applies and commits `batch`, then answers each job.
+async fn write_batch(writer: &SqlitePool, batch: Vec<Job>) {
+    let webhooks: Vec<Webhook<'_>> = batch.iter().map(|job| (&job.event, job.body.as_slice())).collect();
+    let outcomes = match commit(writer, &webhooks).await {
+        Ok(changes) => changes.into_iter().map(Ok).collect(),
+        Err(e) if webhooks.len() == 1 => vec![Err(e)],
+        // Rare (a storage error): find which one fails, commit the others.
+        Err(_) => {
+            let mut outcomes = Vec::with_capacity(webhooks.len());
+            for webhook in &webhooks {
+                outcomes.push(commit(writer, std::slice::from_ref(webhook)).await.map(|mut one| one.remove(0)));
+            }
+            outcomes
+        }
+    };
+    drop(webhooks);
+    for (job, outcome) in batch.into_iter().zip(outcomes) {
+        // The sender may have gone (its client hung up): the webhook stays applied.
+        let _ = job.reply.send(outcome);
     }
 }
 
