@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::pientegra::{self, PientegraApi, PientegraError};
 use crate::sse::Hub;
-use crate::storage::{DepositRecord, InboxOutcome, NewDeposit, Storage, WithdrawalState};
+use crate::storage::{DepositRecord, InboxOutcome, NewDeposit, Storage, WithdrawalRecord, WithdrawalState};
 
 /// Namespace of the event ids reconciliation makes up for missed transitions.
 const RECONCILE_NAMESPACE: Uuid = Uuid::from_u128(0x2d8e_61f0_7c4b_4a39_b5e2_93c1_0f6a_7d18);
@@ -183,13 +183,17 @@ impl Reconciler<'_> {
         let withdrawals: Vec<Withdrawal> = pientegra::all_withdrawals(self.pientegra, window).try_collect().await?;
         report.withdrawals_checked = withdrawals.len();
         let seen: HashSet<Uuid> = withdrawals.iter().map(|w| w.withdrawal_id).collect();
+        let locals = self.storage.withdrawals_created_between(from, to).await?;
+        let by_id: HashMap<Uuid, &WithdrawalRecord> =
+            locals.iter().filter_map(|w| Some((w.withdrawal_id?, w))).collect();
         for withdrawal in &withdrawals {
-            self.check_withdrawal(withdrawal, apply, &mut report).await?;
+            self.check_withdrawal(withdrawal, by_id.get(&withdrawal.withdrawal_id).copied(), apply, &mut report)
+                .await?;
         }
-        for local in self.storage.withdrawals_created_between(from, to).await? {
+        for local in &locals {
             let Some(id) = local.withdrawal_id.filter(|id| !seen.contains(id)) else { continue };
             match self.pientegra.get_withdrawal(id).await {
-                Ok(w) => self.check_withdrawal(&w, apply, &mut report).await?,
+                Ok(w) => self.check_withdrawal(&w, None, apply, &mut report).await?,
                 Err(PientegraError::NotFound) => report.findings.push(Finding {
                     category: Category::UnknownToPientegra,
                     kind: "withdrawal",
@@ -304,8 +308,23 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    async fn check_withdrawal(&self, remote: &Withdrawal, apply: bool, report: &mut Report) -> anyhow::Result<()> {
-        let Some(local) = self.storage.withdrawal(remote.withdrawal_id).await? else {
+    /// Compares one withdrawal with its local record; `listed` as for [`Self::check_intent`].
+    async fn check_withdrawal(
+        &self,
+        remote: &Withdrawal,
+        listed: Option<&WithdrawalRecord>,
+        apply: bool,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let up_to_date = |w: &WithdrawalRecord| match w.state {
+            WithdrawalState::Known(current) => !current.can_advance_to(remote.status),
+            _ => false,
+        };
+        let local = match listed {
+            Some(withdrawal) if up_to_date(withdrawal) => Some(withdrawal.clone()),
+            _ => self.storage.withdrawal(remote.withdrawal_id).await?,
+        };
+        let Some(local) = local else {
             // Requests whose answer was lost are settled by resubmission, which attaches the id.
             report.findings.push(Finding {
                 category: Category::MissingLocally,
