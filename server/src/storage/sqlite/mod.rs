@@ -258,14 +258,15 @@ async fn apply_event(
     }
 }
 
-/// Applies events that arrived before the record they are about.
-async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<()> {
+/// Applies events that arrived before the record they are about; says whether there were any.
+async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<bool> {
     let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT event_id, body FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan' ORDER BY received_at",
     )
     .bind(subject_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
+    let any = !orphans.is_empty();
     for (event_id, body) in orphans {
         let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
         let outcome = apply_event(conn, &event, touched).await?;
@@ -276,7 +277,7 @@ async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(any)
 }
 
 /// A verified webhook: the parsed event and its raw body.
@@ -436,7 +437,7 @@ impl Storage for SqliteStorage {
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                                    status, expires_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING RETURNING *",
         )
         .bind(d.intent_id.to_string())
         .bind(&d.user_id)
@@ -448,18 +449,23 @@ impl Storage for SqliteStorage {
         .bind(d.expires_at.timestamp_millis())
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        .fetch_optional(&mut *tx)
+        .await?;
         let mut touched = Vec::new();
-        if inserted {
-            let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just inserted")?;
-            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(record.view())).await?;
+        let mut record = None;
+        if let Some(row) = inserted {
+            let inserted = deposit_from_row(&row)?;
+            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(inserted.view())).await?;
             touched.push(d.user_id.clone());
-            apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
+            // Events that arrived first move it on: then read it again.
+            if !apply_orphans(&mut tx, d.intent_id, &mut touched).await? {
+                record = Some(inserted);
+            }
         }
-        let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
+        let record = match record {
+            Some(record) => record,
+            None => deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?,
+        };
         if let Some(reply) = reply {
             store_reply(&mut tx, reply, &record.reply_body()).await?;
         }
