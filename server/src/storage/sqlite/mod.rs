@@ -6,7 +6,7 @@
 mod claims;
 mod group_commit;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -76,30 +76,64 @@ async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()
     Ok(())
 }
 
-/// Appends events to the user's stream with the next sequence numbers, in order.
-async fn push_events(conn: &mut SqliteConnection, user_id: &str, events: &[UserEvent]) -> Result<()> {
-    let Some(count) = std::num::NonZeroUsize::new(events.len()) else { return Ok(()) };
-    let count = i64::try_from(count.get())?;
-    // Creates the account on its first event: one statement either way.
-    let last: i64 = sqlx::query_scalar(
-        "INSERT INTO accounts (user_id, last_seq) VALUES (?, ?)
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
-    )
-    .bind(user_id)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
-    let now = now_ms();
-    let mut insert = QueryBuilder::new("INSERT INTO user_events (user_id, seq, name, data, created_at) ");
-    insert.push_values(events.iter().zip(last - count + 1..), |mut row, (event, seq)| {
-        row.push_bind(user_id).push_bind(seq).push_bind(event.name()).push_bind(event.data()).push_bind(now);
-    });
-    insert.build().execute(&mut *conn).await?;
-    Ok(())
+/// Stream events a transaction produced, in order, to be written together:
+/// one sequence bump for all their users and one insert for all the events.
+#[derive(Default)]
+struct Outbox {
+    events: Vec<(String, UserEvent)>,
+}
+
+impl Outbox {
+    fn push(&mut self, user_id: &str, event: UserEvent) {
+        self.events.push((user_id.to_owned(), event));
+    }
+
+    /// The users with events from the `from`-th on, each once (to wake after commit).
+    fn users_from(&self, from: usize) -> Vec<String> {
+        dedup(self.events[from..].iter().map(|(user, _)| user.clone()).collect())
+    }
+
+    /// Appends every event to its user's stream with the next sequence numbers, in order.
+    async fn write(&self, conn: &mut SqliteConnection) -> Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let mut counts: Vec<(&str, i64)> = Vec::new();
+        for (user, _) in &self.events {
+            match counts.iter_mut().find(|(seen, _)| seen == user) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((user, 1)),
+            }
+        }
+        // Creates an account on its first event: one statement either way.
+        let mut bump = QueryBuilder::new("INSERT INTO accounts (user_id, last_seq) ");
+        bump.push_values(&counts, |mut row, (user, count)| {
+            row.push_bind(*user).push_bind(*count);
+        });
+        bump.push(" ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq");
+        bump.push(" RETURNING user_id, last_seq");
+        let lasts: Vec<(String, i64)> = bump.build_query_as().fetch_all(&mut *conn).await?;
+        let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
+        for (user, count) in &counts {
+            let (_, last) = lasts.iter().find(|(u, _)| u == user).context("an account's sequence")?;
+            next.insert(user, last - count + 1);
+        }
+        let now = now_ms();
+        let mut insert = QueryBuilder::new("INSERT INTO user_events (user_id, seq, name, data, created_at) ");
+        insert.push_values(&self.events, |mut row, (user, event)| {
+            let seq = next.get_mut(user.as_str()).expect("every user was counted");
+            row.push_bind(user.as_str()).push_bind(*seq).push_bind(event.name()).push_bind(event.data()).push_bind(now);
+            *seq += 1;
+        });
+        insert.build().execute(&mut *conn).await?;
+        Ok(())
+    }
 }
 
 async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: &UserEvent) -> Result<()> {
-    push_events(conn, user_id, std::slice::from_ref(event)).await
+    let mut outbox = Outbox::default();
+    outbox.push(user_id, event.clone());
+    outbox.write(conn).await
 }
 
 async fn read_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<BalanceRow> {
@@ -175,11 +209,7 @@ async fn withdrawal_in(conn: &mut SqliteConnection, column: &str, id: &str) -> R
 }
 
 /// The heart of the webhook path: one event against the local records.
-async fn apply_event(
-    conn: &mut SqliteConnection,
-    event: &WebhookEvent,
-    touched: &mut Vec<String>,
-) -> Result<InboxOutcome> {
+async fn apply_event(conn: &mut SqliteConnection, event: &WebhookEvent, outbox: &mut Outbox) -> Result<InboxOutcome> {
     match &event.kind {
         EventKind::Unknown { .. } => Ok(InboxOutcome::Ignored),
         EventKind::Intent { event: kind, intent } => {
@@ -206,13 +236,13 @@ async fn apply_event(
             .fetch_one(&mut *conn)
             .await?;
             let deposit = deposit_from_row(&updated)?;
-            let mut events = vec![UserEvent::Deposit(deposit.view())];
+            outbox.push(&deposit.user_id, UserEvent::Deposit(deposit.view()));
             if let Some(credit) = credited {
                 let credit = ledger::deposit_credit(intent.id, credit);
-                events.extend(apply_movement(conn, &deposit.user_id, &credit).await?.map(balance_event));
+                if let Some(balance) = apply_movement(conn, &deposit.user_id, &credit).await? {
+                    outbox.push(&deposit.user_id, balance_event(balance));
+                }
             }
-            push_events(conn, &deposit.user_id, &events).await?;
-            touched.push(deposit.user_id);
             Ok(InboxOutcome::Applied)
         }
         EventKind::Withdrawal { event: kind, withdrawal: snapshot } => {
@@ -245,21 +275,23 @@ async fn apply_event(
             .fetch_one(&mut *conn)
             .await?;
             let record = withdrawal_from_row(&updated)?;
-            let mut events: Vec<UserEvent> = record.view().map(UserEvent::Withdrawal).into_iter().collect();
+            if let Some(view) = record.view() {
+                outbox.push(&record.user_id, UserEvent::Withdrawal(view));
+            }
             let mut balance = None;
             for m in &moves {
                 balance = apply_movement(conn, &record.user_id, m).await?.or(balance);
             }
-            events.extend(balance.map(balance_event));
-            push_events(conn, &record.user_id, &events).await?;
-            touched.push(record.user_id);
+            if let Some(balance) = balance {
+                outbox.push(&record.user_id, balance_event(balance));
+            }
             Ok(InboxOutcome::Applied)
         }
     }
 }
 
 /// Applies events that arrived before the record they are about; says whether there were any.
-async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<bool> {
+async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<bool> {
     let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT event_id, body FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan' ORDER BY received_at",
     )
@@ -269,7 +301,7 @@ async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, touched: &
     let any = !orphans.is_empty();
     for (event_id, body) in orphans {
         let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
-        let outcome = apply_event(conn, &event, touched).await?;
+        let outcome = apply_event(conn, &event, outbox).await?;
         sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
             .bind(outcome.as_str())
             .bind(now_ms())
@@ -294,15 +326,16 @@ async fn apply_webhooks_in(
     let mut seen = known_events(conn, &ids).await?;
     let mut changes = Vec::with_capacity(webhooks.len());
     let mut fresh = Vec::with_capacity(webhooks.len());
+    let mut outbox = Outbox::default();
     for (&(event, body), id) in webhooks.iter().zip(&ids) {
         if !seen.insert(id.as_str()) {
             changes.push(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
             continue;
         }
-        let mut touched = Vec::new();
-        let outcome = apply_event(conn, event, &mut touched).await?;
+        let from = outbox.events.len();
+        let outcome = apply_event(conn, event, &mut outbox).await?;
         fresh.push((id, event, body, outcome));
-        changes.push(Changed { value: outcome, touched: dedup(touched) });
+        changes.push(Changed { value: outcome, touched: outbox.users_from(from) });
     }
     if !fresh.is_empty() {
         let now = now_ms();
@@ -320,6 +353,7 @@ async fn apply_webhooks_in(
         });
         insert.build().execute(&mut *conn).await?;
     }
+    outbox.write(conn).await?;
     Ok(changes)
 }
 
@@ -458,9 +492,12 @@ impl Storage for SqliteStorage {
             push_event(&mut tx, &d.user_id, &UserEvent::Deposit(inserted.view())).await?;
             touched.push(d.user_id.clone());
             // Events that arrived first move it on: then read it again.
-            if !apply_orphans(&mut tx, d.intent_id, &mut touched).await? {
+            let mut outbox = Outbox::default();
+            if !apply_orphans(&mut tx, d.intent_id, &mut outbox).await? {
                 record = Some(inserted);
             }
+            outbox.write(&mut tx).await?;
+            touched.extend(outbox.users_from(0));
         }
         let record = match record {
             Some(record) => record,
@@ -599,7 +636,10 @@ impl Storage for SqliteStorage {
                 push_event(&mut tx, &record.user_id, &UserEvent::Withdrawal(view)).await?;
             }
             touched.push(record.user_id.clone());
-            apply_orphans(&mut tx, created.withdrawal_id, &mut touched).await?;
+            let mut outbox = Outbox::default();
+            apply_orphans(&mut tx, created.withdrawal_id, &mut outbox).await?;
+            outbox.write(&mut tx).await?;
+            touched.extend(outbox.users_from(0));
         }
         let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the withdrawal")?;
         tx.commit().await?;
