@@ -9,23 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 /// Builds, then runs the benchmarks with `args` passed through.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask sits in the workspace")?.to_path_buf();
+    let root = super::root();
     let no_build = args.iter().any(|a| a == "--no-build");
     let passed: Vec<&String> = args.iter().filter(|a| *a != "--no-build").collect();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
-    run_checked(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "pientegra-server",
-        "-p",
-        "pientegra-bench",
-    ]))?;
+    super::run(super::cargo().args(["build", "--release", "-p", "pientegra-server", "-p", "pientegra-bench"]))?;
     if !no_build {
         // Figures 6 and 7 measure these builds; a failure is reported by the
         // bench as "not measured" rather than stopping every other figure.
@@ -34,7 +24,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         // it the widget's wasm-bindgen snippets, and the bench would count them.
         let counter_target = target_dir(&root).join("counter");
         for (dir, target) in [(root.clone(), target_dir(&root)), (root.join("bench").join("counter"), counter_target)] {
-            let built = run_checked(Command::new("trunk").current_dir(&dir).env("CARGO_TARGET_DIR", &target).args([
+            let built = super::run(Command::new("trunk").current_dir(&dir).env("CARGO_TARGET_DIR", &target).args([
                 "build",
                 "--release",
                 "--offline",
@@ -59,7 +49,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .arg("--server-bin")
         .arg(&server)
         .args(passed);
-    run_checked(&mut cmd)
+    super::run(&mut cmd)
 }
 
 /// Where cargo puts its builds: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
@@ -68,13 +58,4 @@ fn target_dir(root: &Path) -> PathBuf {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),
     }
-}
-
-fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }
