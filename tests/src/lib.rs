@@ -438,6 +438,22 @@ impl Stack {
         assert!(response.status().is_success(), "sandbox config: {}", response.status());
     }
 
+    /// Creates a deposit intent straight at Pientegra, bypassing the server (as
+    /// if the server crashed before recording it).
+    pub async fn create_intent_directly(&self, user: &str, amount: &str) -> pientegra_shared::wire::DepositCreated {
+        self.http
+            .post(format!("{}/external/deposits", self.sandbox.api_base()))
+            .bearer_auth(self.sandbox.api_key())
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({"externalUserId": user, "amount": amount}))
+            .send()
+            .await
+            .expect("sandbox create")
+            .json()
+            .await
+            .expect("sandbox create body")
+    }
+
     /// Confirms and approves an intent in the sandbox.
     pub async fn pay_and_approve(&self, intent_id: uuid::Uuid) {
         self.control(&format!("intents/{intent_id}/confirm"), json!({})).await;

@@ -140,19 +140,7 @@ async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_app
     let token = stack.token("orphan").await;
     // Create the intent straight at Pientegra, as if our server crashed before recording it.
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
-    let key = Uuid::new_v4();
-    let created: DepositCreated = stack
-        .http
-        .post(format!("{}/external/deposits", stack.sandbox.api_base()))
-        .bearer_auth(stack.sandbox.api_key())
-        .header("Idempotency-Key", key.to_string())
-        .json(&json!({"externalUserId": "orphan", "amount": "7000"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = stack.create_intent_directly("orphan", "7000").await;
     stack.pay_and_approve(created.intent_id).await;
     let event = pientegra_shared::event::WebhookEvent {
         event_id: Uuid::now_v7(),

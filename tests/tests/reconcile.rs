@@ -132,19 +132,7 @@ async fn an_intent_missing_locally_is_recorded_and_credited(options: Options) {
     let stack = Stack::with(options).await;
     let token = stack.token("lost").await;
     stack.sandbox_config(json!({"webhooksEnabled": false})).await;
-    let created: Value = stack
-        .http
-        .post(format!("{}/external/deposits", stack.sandbox.api_base()))
-        .bearer_auth(stack.sandbox.api_key())
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"externalUserId": "lost", "amount": "4500"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id: uuid::Uuid = created["intentId"].as_str().unwrap().parse().unwrap();
+    let id = stack.create_intent_directly("lost", "4500").await.intent_id;
     stack.pay_and_approve(id).await;
     let report = reconcile(&stack, true).await;
     assert_eq!(report.count(Category::MissingLocally), 1, "{}", report.table());
