@@ -63,6 +63,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Stored, AppError>>,
 {
+    let reply = |status: StatusCode| Reply { scope, request_hash: fingerprint, status: status.as_u16() };
     match state.storage.claim_idempotency(scope, fingerprint, LEASE_MS).await? {
         IdempotencyClaim::Mismatch => Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,13 +85,11 @@ where
                 Ok(json_response(status, body, false))
             }
             Ok(Stored { status, body, kept: false }) => {
-                let reply = Reply { scope, request_hash: fingerprint, status: status.as_u16() };
-                state.storage.finish_idempotency(&reply, &body).await?;
+                state.storage.finish_idempotency(&reply(status), &body).await?;
                 Ok(json_response(status, body, false))
             }
             Err(err) if err.is_definite() => {
-                let reply = Reply { scope, request_hash: fingerprint, status: err.status.as_u16() };
-                state.storage.finish_idempotency(&reply, &err.body()).await?;
+                state.storage.finish_idempotency(&reply(err.status), &err.body()).await?;
                 Err(err)
             }
             Err(err) => {

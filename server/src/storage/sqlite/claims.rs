@@ -5,6 +5,7 @@
 //! transaction as the change they report where the route allows it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use super::super::IdempotencyScope;
@@ -42,11 +43,20 @@ impl Claims {
     pub(super) fn take(&self, scope: &IdempotencyScope<'_>, request_hash: &str, now: i64, lease_ms: i64) -> Taken {
         let mut in_flight = self.in_flight.lock().expect("claims");
         let claim = Claim { request_hash: request_hash.to_owned(), locked_until: now + lease_ms };
-        match in_flight.get(&key(scope)) {
-            Some(held) if held.locked_until > now && held.request_hash != request_hash => Taken::Mismatch,
-            Some(held) if held.locked_until > now => Taken::InFlight,
-            _ => {
-                in_flight.insert(key(scope), claim);
+        match in_flight.entry(key(scope)) {
+            Entry::Occupied(held) if held.get().locked_until > now => {
+                if held.get().request_hash == request_hash {
+                    Taken::InFlight
+                } else {
+                    Taken::Mismatch
+                }
+            }
+            Entry::Occupied(mut expired) => {
+                expired.insert(claim);
+                Taken::Claimed
+            }
+            Entry::Vacant(free) => {
+                free.insert(claim);
                 Taken::Claimed
             }
         }

@@ -365,8 +365,8 @@ async fn known_events<'a>(conn: &mut SqliteConnection, ids: &'a [String]) -> Res
         list.push_bind(id.as_str());
     }
     query.push(")");
-    let known: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
-    Ok(ids.iter().map(String::as_str).filter(|id| known.iter().any(|k| k == id)).collect())
+    let known: HashSet<String> = query.build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
+    Ok(ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect())
 }
 
 /// Stores the final answer to an idempotency key.
