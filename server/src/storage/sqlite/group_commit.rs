@@ -15,7 +15,7 @@ use pientegra_shared::event::WebhookEvent;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Webhook, apply_webhooks_in};
+use super::{Webhook, apply_webhooks_in, write_transaction};
 use crate::storage::{Changed, InboxOutcome, Result};
 
 /// At most this many webhooks share one commit.
@@ -91,7 +91,7 @@ async fn write_batch(writer: &SqlitePool, batch: Vec<Job>) {
 
 /// Applies `webhooks` in one transaction and commits it.
 async fn commit(writer: &SqlitePool, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
-    let mut tx = writer.begin().await?;
+    let mut tx = write_transaction(writer).await?;
     let changes = apply_webhooks_in(&mut tx, webhooks).await?;
     tx.commit().await?;
     Ok(changes)
@@ -101,14 +101,24 @@ async fn commit(writer: &SqlitePool, webhooks: &[Webhook<'_>]) -> Result<Vec<Cha
 mod tests {
     use chrono::Utc;
     use pientegra_shared::Amount;
-    use pientegra_shared::event::{EventKind, IntentEvent, IntentSnapshot, WebhookEvent};
+    use pientegra_shared::api::UserEvent;
+    use pientegra_shared::event::{
+        EventKind, IntentEvent, IntentSnapshot, WebhookEvent, WithdrawalEvent, WithdrawalSnapshot,
+    };
     use pientegra_shared::status::IntentStatus;
+    use pientegra_shared::wire::WithdrawalCreated;
     use uuid::Uuid;
 
     use super::super::SqliteStorage;
-    use crate::storage::{InboxOutcome, NewDeposit, Storage};
+    use super::Outcome;
+    use crate::ledger::BalanceModel;
+    use crate::storage::{BalanceRow, InboxOutcome, NewDeposit, NewWithdrawal, Storage};
 
     fn approved(intent_id: Uuid) -> WebhookEvent {
+        approved_for(intent_id, 1_000)
+    }
+
+    fn approved_for(intent_id: Uuid, minor: u64) -> WebhookEvent {
         WebhookEvent {
             event_id: Uuid::now_v7(),
             occurred_at: Utc::now(),
@@ -118,8 +128,8 @@ mod tests {
                     id: intent_id,
                     reference_no: "REF".into(),
                     external_user_id: "u".into(),
-                    requested_amount: Amount::from_minor(1_000),
-                    amount: Amount::from_minor(1_000),
+                    requested_amount: Amount::from_minor(minor),
+                    amount: Amount::from_minor(minor),
                     currency: "TRY".into(),
                     status: IntentStatus::Approved,
                     rejected_reason: None,
@@ -128,26 +138,130 @@ mod tests {
         }
     }
 
+    fn withdrawal(event: WithdrawalEvent, withdrawal_id: Uuid, minor: u64) -> WebhookEvent {
+        WebhookEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: Utc::now(),
+            kind: EventKind::Withdrawal {
+                event,
+                withdrawal: WithdrawalSnapshot {
+                    id: withdrawal_id,
+                    reference_no: "W-REF".into(),
+                    external_user_id: "u".into(),
+                    amount: Amount::from_minor(minor),
+                    currency: "TRY".into(),
+                    status: event.status(),
+                    rejected_reason: None,
+                },
+            },
+        }
+    }
+
+    async fn storage_with_deposit(dir: &tempfile::TempDir, minor: u64) -> (SqliteStorage, Uuid) {
+        let storage = SqliteStorage::connect(&format!("sqlite://{}", dir.path().join("db").display())).await.unwrap();
+        let intent_id = record_deposit(&storage, minor).await;
+        (storage, intent_id)
+    }
+
+    async fn record_deposit(storage: &SqliteStorage, minor: u64) -> Uuid {
+        let intent_id = Uuid::new_v4();
+        let deposit = NewDeposit {
+            intent_id,
+            user_id: "u".into(),
+            reference_no: "REF".into(),
+            deposit_url: String::new(),
+            requested_amount: Amount::from_minor(minor),
+            amount: Amount::from_minor(minor),
+            currency: "TRY".into(),
+            expires_at: Utc::now(),
+        };
+        storage.record_deposit(deposit, None).await.unwrap();
+        intent_id
+    }
+
+    /// Applies `events` as one batch: the writer is held until all are queued.
+    async fn one_batch(storage: &SqliteStorage, events: &[WebhookEvent]) -> Vec<Outcome> {
+        let held = storage.writer.acquire().await.unwrap();
+        let applying = futures::future::join_all(events.iter().map(|e| storage.apply_webhook(e, b"{}")));
+        let release = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(held);
+        };
+        let (outcomes, ()) = tokio::join!(applying, release);
+        outcomes
+    }
+
+    /// Events about the same deposit or withdrawal in one batch each see what
+    /// the ones before them did: money moves once, in order, and the stream
+    /// tells it in that order.
+    #[tokio::test]
+    async fn events_in_one_batch_see_the_ones_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, funding) = storage_with_deposit(&dir, 5_000).await;
+        storage.apply_webhook(&approved_for(funding, 5_000), b"{}").await.unwrap();
+        let request = NewWithdrawal {
+            user_id: "u".into(),
+            idempotency_key: "w-1".into(),
+            amount: Amount::from_minor(2_000),
+            currency: "TRY".into(),
+            iban: "TR330006100519786457841326".into(),
+            holder_name: "U".into(),
+            balance_model: BalanceModel::PreReserve,
+        };
+        let reserved = storage.reserve_withdrawal(request).await.unwrap().unwrap().value;
+        let withdrawal_id = Uuid::new_v4();
+        let created = WithdrawalCreated {
+            withdrawal_id,
+            reference_no: "W-REF".into(),
+            status: None,
+            amount: None,
+            currency: None,
+        };
+        storage.withdrawal_accepted(reserved.local_id, &created).await.unwrap();
+        let deposit = record_deposit(&storage, 1_000).await;
+        let seq_before = storage.last_event_seq("u").await.unwrap();
+
+        let outcomes: Vec<InboxOutcome> = one_batch(
+            &storage,
+            &[
+                approved(deposit),
+                approved(deposit),
+                withdrawal(WithdrawalEvent::Sent, withdrawal_id, 2_000),
+                withdrawal(WithdrawalEvent::Returned, withdrawal_id, 2_000),
+                withdrawal(WithdrawalEvent::Sent, withdrawal_id, 2_000),
+            ],
+        )
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().value)
+        .collect();
+
+        use InboxOutcome::{Applied, Stale};
+        assert_eq!(outcomes, [Applied, Stale, Applied, Applied, Stale]);
+        let balance = storage.balance("u").await.unwrap();
+        let expected = BalanceRow { available: Amount::from_minor(6_000), reserved: Amount::ZERO };
+        assert_eq!(balance, expected);
+        assert_eq!(storage.ledger_sum("u").await.unwrap(), (6_000, 0));
+        let events = storage.events_after("u", seq_before, 100).await.unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        let (deposit, withdrawal, balance) =
+            (UserEvent::DEPOSIT_UPDATED, UserEvent::WITHDRAWAL_UPDATED, UserEvent::BALANCE_UPDATED);
+        assert_eq!(names, [deposit, balance, withdrawal, balance, withdrawal, balance]);
+        // The balance events count the money as it moved: 4,000 after the credit, 4,000
+        // after SENT (the reservation goes), 6,000 after RETURNED.
+        let available: Vec<&str> = events.iter().filter(|e| e.name == balance).map(|e| e.data.as_str()).collect();
+        assert!(available[0].contains("\"available\":\"4000\""), "{available:?}");
+        assert!(available[2].contains("\"available\":\"6000\""), "{available:?}");
+    }
+
     /// One webhook that fails inside a batch costs the others nothing.
     #[tokio::test]
     async fn a_failing_webhook_in_a_batch_leaves_the_others_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = SqliteStorage::connect(&format!("sqlite://{}", dir.path().join("db").display())).await.unwrap();
-        let mut intents = Vec::new();
-        for _ in 0..5 {
-            let intent_id = Uuid::new_v4();
-            let deposit = NewDeposit {
-                intent_id,
-                user_id: "u".into(),
-                reference_no: "REF".into(),
-                deposit_url: String::new(),
-                requested_amount: Amount::from_minor(1_000),
-                amount: Amount::from_minor(1_000),
-                currency: "TRY".into(),
-                expires_at: Utc::now(),
-            };
-            storage.record_deposit(deposit, None).await.unwrap();
-            intents.push(intent_id);
+        let (storage, first) = storage_with_deposit(&dir, 1_000).await;
+        let mut intents = vec![first];
+        for _ in 1..5 {
+            intents.push(record_deposit(&storage, 1_000).await);
         }
         // A row this server cannot read makes the webhook about it fail.
         sqlx::query("UPDATE deposits SET status = 'BROKEN' WHERE intent_id = ?")
@@ -157,14 +271,7 @@ mod tests {
             .unwrap();
         let events: Vec<WebhookEvent> = intents.iter().map(|&id| approved(id)).collect();
 
-        // Hold the writer, so the webhooks queue up and go in together.
-        let held = storage.writer.acquire().await.unwrap();
-        let applying = futures::future::join_all(events.iter().map(|e| storage.apply_webhook(e, b"{}")));
-        let release = async {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            drop(held);
-        };
-        let (outcomes, ()) = tokio::join!(applying, release);
+        let outcomes = one_batch(&storage, &events).await;
 
         for (i, outcome) in outcomes.iter().enumerate() {
             match outcome {

@@ -3,6 +3,7 @@
 //! (readers run beside it on their own pool). Webhooks share commits
 //! ([`group_commit`]); idempotency claims in flight live in memory ([`claims`]).
 
+mod apply;
 mod claims;
 mod group_commit;
 
@@ -15,12 +16,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
-use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use pientegra_shared::status::WithdrawalStatus;
 use pientegra_shared::wire::WithdrawalCreated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
+use self::apply::apply_events;
 use self::claims::{Claims, Taken};
 use self::group_commit::WebhookWriter;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
@@ -67,6 +69,14 @@ impl SqliteStorage {
 }
 
 // ---- statements run inside a write transaction -------------------------------------
+
+/// Opens a write transaction holding SQLite's write lock from its first
+/// statement. A deferred one that reads first could not take the lock later if
+/// another connection (the PGM facade has its own) wrote in between: SQLite
+/// fails that at once (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+async fn write_transaction(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+    Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
+}
 
 async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
     sqlx::query("INSERT INTO accounts (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING")
@@ -208,88 +218,6 @@ async fn withdrawal_in(conn: &mut SqliteConnection, column: &str, id: &str) -> R
         .transpose()
 }
 
-/// The heart of the webhook path: one event against the local records.
-async fn apply_event(conn: &mut SqliteConnection, event: &WebhookEvent, outbox: &mut Outbox) -> Result<InboxOutcome> {
-    match &event.kind {
-        EventKind::Unknown { .. } => Ok(InboxOutcome::Ignored),
-        EventKind::Intent { event: kind, intent } => {
-            let Some(deposit) = deposit_in(conn, intent.id).await? else {
-                return Ok(InboxOutcome::Orphan);
-            };
-            if let Some(why) = ledger::refuse_snapshot(&deposit.user_id, &intent.external_user_id, intent.amount) {
-                tracing::error!(intent_id = %intent.id, why, "webhook not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
-                return Ok(InboxOutcome::Stale);
-            };
-            let credited = (next == IntentStatus::Approved).then_some(intent.amount);
-            let updated = sqlx::query(
-                "UPDATE deposits SET status = ?, rejected_reason = COALESCE(?, rejected_reason),
-                 credited_amount = COALESCE(?, credited_amount), updated_at = ? WHERE intent_id = ? RETURNING *",
-            )
-            .bind(next.as_str())
-            .bind(intent.rejected_reason.as_deref())
-            .bind(credited.map(minor))
-            .bind(now_ms())
-            .bind(intent.id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
-            let deposit = deposit_from_row(&updated)?;
-            outbox.push(&deposit.user_id, UserEvent::Deposit(deposit.view()));
-            if let Some(credit) = credited {
-                let credit = ledger::deposit_credit(intent.id, credit);
-                if let Some(balance) = apply_movement(conn, &deposit.user_id, &credit).await? {
-                    outbox.push(&deposit.user_id, balance_event(balance));
-                }
-            }
-            Ok(InboxOutcome::Applied)
-        }
-        EventKind::Withdrawal { event: kind, withdrawal: snapshot } => {
-            let Some(record) = withdrawal_in(conn, "withdrawal_id", &snapshot.id.to_string()).await? else {
-                return Ok(InboxOutcome::Orphan);
-            };
-            if let Some(why) = ledger::refuse_snapshot(&record.user_id, &snapshot.external_user_id, snapshot.amount) {
-                tracing::error!(withdrawal_id = %snapshot.id, why, "webhook not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            let WithdrawalState::Known(current) = record.state else {
-                return Ok(InboxOutcome::Stale);
-            };
-            if snapshot.amount != record.amount {
-                tracing::warn!(withdrawal_id = %snapshot.id, "webhook amount differs from the requested amount; the local amount is used");
-            }
-            let Some(moves) =
-                ledger::plan_withdrawal(current, kind.status(), record.balance_model, snapshot.id, record.amount)
-            else {
-                return Ok(InboxOutcome::Stale);
-            };
-            let updated = sqlx::query(
-                "UPDATE withdrawals SET status = ?, rejected_reason = COALESCE(?, rejected_reason), updated_at = ?
-                 WHERE local_id = ? RETURNING *",
-            )
-            .bind(kind.status().as_str())
-            .bind(snapshot.rejected_reason.as_deref())
-            .bind(now_ms())
-            .bind(record.local_id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
-            let record = withdrawal_from_row(&updated)?;
-            if let Some(view) = record.view() {
-                outbox.push(&record.user_id, UserEvent::Withdrawal(view));
-            }
-            let mut balance = None;
-            for m in &moves {
-                balance = apply_movement(conn, &record.user_id, m).await?.or(balance);
-            }
-            if let Some(balance) = balance {
-                outbox.push(&record.user_id, balance_event(balance));
-            }
-            Ok(InboxOutcome::Applied)
-        }
-    }
-}
-
 /// Applies events that arrived before the record they are about; says whether there were any.
 async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<bool> {
     let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
@@ -298,18 +226,21 @@ async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, outbox: &m
     .bind(subject_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
-    let any = !orphans.is_empty();
-    for (event_id, body) in orphans {
-        let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
-        let outcome = apply_event(conn, &event, outbox).await?;
+    let events = orphans
+        .iter()
+        .map(|(_, body)| WebhookEvent::parse(body).context("re-reading a stored webhook"))
+        .collect::<Result<Vec<_>>>()?;
+    let changes = apply_events(conn, &events.iter().collect::<Vec<_>>(), outbox).await?;
+    let now = now_ms();
+    for ((event_id, _), changed) in orphans.iter().zip(changes) {
         sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
-            .bind(outcome.as_str())
-            .bind(now_ms())
+            .bind(changed.value.as_str())
+            .bind(now)
             .bind(event_id)
             .execute(&mut *conn)
             .await?;
     }
-    Ok(any)
+    Ok(!orphans.is_empty())
 }
 
 /// A verified webhook: the parsed event and its raw body.
@@ -324,49 +255,55 @@ async fn apply_webhooks_in(
 ) -> Result<Vec<Changed<InboxOutcome>>> {
     let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
     let mut seen = known_events(conn, &ids).await?;
-    let mut changes = Vec::with_capacity(webhooks.len());
-    let mut fresh = Vec::with_capacity(webhooks.len());
+    // Whether each webhook's eventId is new (not in the inbox, nor earlier in `webhooks`).
+    let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
+    let fresh: Vec<(&String, Webhook<'_>)> =
+        ids.iter().zip(webhooks).zip(&first).filter(|(_, first)| **first).map(|((id, &w), _)| (id, w)).collect();
+    let events: Vec<&WebhookEvent> = fresh.iter().map(|(_, (event, _))| *event).collect();
     let mut outbox = Outbox::default();
-    for (&(event, body), id) in webhooks.iter().zip(&ids) {
-        if !seen.insert(id.as_str()) {
-            changes.push(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
-            continue;
-        }
-        let from = outbox.events.len();
-        let outcome = apply_event(conn, event, &mut outbox).await?;
-        fresh.push((id, event, body, outcome));
-        changes.push(Changed { value: outcome, touched: outbox.users_from(from) });
-    }
+    let applied = apply_events(conn, &events, &mut outbox).await?;
     if !fresh.is_empty() {
         let now = now_ms();
         let mut insert = QueryBuilder::new(
             "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at, applied_at) ",
         );
-        insert.push_values(fresh, |mut row, (id, event, body, outcome)| {
+        insert.push_values(fresh.iter().zip(&applied), |mut row, ((id, (event, body)), changed)| {
             row.push_bind(id.as_str())
                 .push_bind(event.event_type())
                 .push_bind(subject_id(event).map(|id| id.to_string()))
-                .push_bind(body)
-                .push_bind(outcome.as_str())
+                .push_bind(*body)
+                .push_bind(changed.value.as_str())
                 .push_bind(now)
                 .push_bind(now);
         });
         insert.build().execute(&mut *conn).await?;
     }
     outbox.write(conn).await?;
-    Ok(changes)
+    let mut applied = applied.into_iter();
+    let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
+    Ok(first
+        .into_iter()
+        .map(|first| if first { applied.next().expect("one per new webhook") } else { duplicate() })
+        .collect())
 }
 
 /// Which of `ids` the inbox holds already.
 async fn known_events<'a>(conn: &mut SqliteConnection, ids: &'a [String]) -> Result<HashSet<&'a str>> {
-    let mut query = QueryBuilder::new("SELECT event_id FROM webhook_inbox WHERE event_id IN (");
+    let select = "SELECT event_id FROM webhook_inbox WHERE event_id IN (";
+    let known: HashSet<String> =
+        select_in(select, ids).build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
+    Ok(ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect())
+}
+
+/// `select` followed by one bound parameter per value and a closing parenthesis.
+fn select_in<'a>(select: &str, values: &'a [String]) -> QueryBuilder<'a, Sqlite> {
+    let mut query = QueryBuilder::new(select);
     let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(id.as_str());
+    for value in values {
+        list.push_bind(value.as_str());
     }
     query.push(")");
-    let known: HashSet<String> = query.build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
-    Ok(ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect())
+    query
 }
 
 /// Stores the final answer to an idempotency key.
@@ -466,7 +403,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_transaction(&self.writer).await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
@@ -516,7 +453,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_transaction(&self.writer).await?;
         let updated = sqlx::query(
             "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = ? WHERE intent_id = ? AND status = 'RESERVED'
              RETURNING *",
@@ -563,7 +500,7 @@ impl Storage for SqliteStorage {
         &self,
         w: NewWithdrawal,
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_transaction(&self.writer).await?;
         if let Some(existing) = withdrawal_by_key_in(&mut tx, &w.user_id, &w.idempotency_key).await? {
             return Ok(Ok(Changed { value: existing, touched: vec![] }));
         }
@@ -616,7 +553,7 @@ impl Storage for SqliteStorage {
         local_id: Uuid,
         created: &WithdrawalCreated,
     ) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_transaction(&self.writer).await?;
         let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
         let mut touched = Vec::new();
         if record.state == WithdrawalState::Submitting {
@@ -647,7 +584,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_transaction(&self.writer).await?;
         let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
         let mut touched = Vec::new();
         if record.state == WithdrawalState::Submitting {
@@ -798,4 +735,54 @@ async fn withdrawal_by_key_in(
         .as_ref()
         .map(withdrawal_from_row)
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use pientegra_shared::Amount;
+
+    use super::*;
+
+    /// The PGM facade writes to the same file through a connection of its
+    /// own; the storage's transactions, which read before they write, must
+    /// wait for it rather than fail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_connection_writing_never_fails_a_write_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let storage = SqliteStorage::connect(&url).await.unwrap();
+        let other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::from_str(&url).unwrap().busy_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE other_writes (n INTEGER)").execute(&other).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writing = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    sqlx::query("INSERT INTO other_writes VALUES (1)").execute(&other).await.unwrap();
+                }
+            }
+        });
+        for i in 0..300 {
+            let request = NewWithdrawal {
+                user_id: "u".into(),
+                idempotency_key: format!("key-{i}"),
+                amount: Amount::from_minor(1_000),
+                currency: "TRY".into(),
+                iban: "TR330006100519786457841326".into(),
+                holder_name: "U".into(),
+                balance_model: BalanceModel::PreReserve,
+            };
+            let refused = storage.reserve_withdrawal(request).await.unwrap_or_else(|e| panic!("request {i}: {e:#}"));
+            assert!(refused.is_err(), "nothing to withdraw from");
+        }
+        stop.store(true, Ordering::Relaxed);
+        writing.await.unwrap();
+    }
 }
