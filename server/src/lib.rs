@@ -60,7 +60,10 @@ pub async fn run_with(
     };
     let jobs = jobs::spawn(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
-    axum::serve(listener, http::app(state))
+    let app = http::app(state);
+    // Event streams are served beside hyper, lighter; everything else by hyper.
+    let listener = http::streams::Listener::new(listener, app.clone(), shutdown.clone())?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("serving HTTP")?;

@@ -504,3 +504,87 @@ async fn a_watched_deposit_shows_under_review_once_the_user_confirms() {
     stack.control(&format!("intents/{}/approve", deposit.intent_id), json!({})).await;
     events.until(WAIT, |e| e.event == "balance.updated" && e.json()["available"] == "15000").await.unwrap();
 }
+
+/// Sends `request` in `parts` (with a pause between them) over a raw
+/// connection and returns it, for reading the answer.
+async fn raw_request(stack: &Stack, parts: &[&str]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(stack.server.addr).await.unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        socket.write_all(part.as_bytes()).await.unwrap();
+    }
+    socket
+}
+
+/// Reads from `socket` until `seen` holds `needle` (or the connection ends).
+async fn read_until(socket: &mut tokio::net::TcpStream, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let reading = async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            match socket.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, reading).await.unwrap_or_else(|_| panic!("no {needle:?} in {seen:?}"));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+async fn open_streams(stack: &Stack) -> u64 {
+    let metrics = stack.http.get(format!("{}/metrics", stack.server.url())).send().await.unwrap().text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with("pientegra_sse_connections ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Event streams are served beside hyper (lighter per connection): on the
+/// wire they must be the same HTTP/1.1, with the router's headers, and a
+/// client that leaves must be let go at once.
+#[tokio::test]
+async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
+    let stack = Stack::start().await;
+    let token = stack.token("wire").await;
+    let request = format!("GET /api/events?token={token} HTTP/1.1\r\nHost: x\r\nOrigin: http://partner.test\r\n\r\n");
+    let mut socket = raw_request(&stack, &[&request]).await;
+    let answer = read_until(&mut socket, "event: balance.updated").await.to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200 ok\r\n"), "{answer}");
+    for header in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "access-control-allow-origin: http://partner.test",
+        "x-content-type-options: nosniff",
+        "content-security-policy: ",
+        "cache-control: no-cache",
+        "x-accel-buffering: no",
+        "connection: close",
+        "date: ",
+    ] {
+        assert!(answer.contains(&format!("\r\n{header}")), "no {header:?} in {answer}");
+    }
+    assert!(answer.contains(r#"data: {"available":"0","#), "{answer}");
+    assert_eq!(open_streams(&stack).await, 1);
+    drop(socket);
+    // Noticed at once, not at the next keep-alive comment 15 s later.
+    wait_for(Duration::from_secs(3), || async { open_streams(&stack).await == 0 }).await.unwrap();
+
+    // Refused before any stream starts: a complete answer, then the connection closes.
+    let mut socket = raw_request(&stack, &["GET /api/events?token=garbage HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
+    let answer = read_until(&mut socket, "\u{0}never").await;
+    assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer}");
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(answer.contains(&format!("content-length: {}\r\n", body.len())), "{answer}");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["error"], "unauthorized");
+
+    // A request line that arrives in pieces, and other paths, are hyper's, as before.
+    let rest = format!("ents?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut socket = raw_request(&stack, &["GET /api/ev", &rest]).await;
+    let answer = read_until(&mut socket, "event: balance.updated").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let mut socket = raw_request(&stack, &["GET /api/eventsX HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]).await;
+    assert!(read_until(&mut socket, "\u{0}never").await.starts_with("HTTP/1.1 404 Not Found\r\n"));
+}

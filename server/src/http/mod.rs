@@ -13,6 +13,7 @@ mod ops;
 mod pgm;
 mod session;
 mod site;
+pub mod streams;
 mod webhooks;
 
 use std::sync::Arc;
