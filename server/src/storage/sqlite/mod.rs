@@ -19,7 +19,7 @@ use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::WithdrawalStatus;
 use pientegra_shared::wire::WithdrawalCreated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use self::apply::apply_events;
@@ -51,8 +51,11 @@ impl SqliteStorage {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // The file is local: a connection cannot go stale between uses, and the
+        // ping sqlx would send before lending one is a round trip to its thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .context("opening the SQLite database")?;
@@ -60,6 +63,7 @@ impl SqliteStorage {
 
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
@@ -405,10 +409,12 @@ impl Storage for SqliteStorage {
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
         let mut tx = write_transaction(&self.writer).await?;
         let now = now_ms();
+        // The insert also tells whether events about the intent arrived before it (orphans).
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                                    status, expires_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING RETURNING *",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
+             RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans",
         )
         .bind(d.intent_id.to_string())
         .bind(&d.user_id)
@@ -420,17 +426,18 @@ impl Storage for SqliteStorage {
         .bind(d.expires_at.timestamp_millis())
         .bind(now)
         .bind(now)
+        .bind(d.intent_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
         let mut touched = Vec::new();
         let mut record = None;
         if let Some(row) = inserted {
             let inserted = deposit_from_row(&row)?;
-            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(inserted.view())).await?;
-            touched.push(d.user_id.clone());
-            // Events that arrived first move it on: then read it again.
             let mut outbox = Outbox::default();
-            if !apply_orphans(&mut tx, d.intent_id, &mut outbox).await? {
+            outbox.push(&d.user_id, UserEvent::Deposit(inserted.view()));
+            // Events that arrived first move it on: then read it again.
+            let moved_on = row.try_get("orphans")? && apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
+            if !moved_on {
                 record = Some(inserted);
             }
             outbox.write(&mut tx).await?;
