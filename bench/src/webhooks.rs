@@ -15,6 +15,7 @@ use crate::stack::{self, Seeded, ServerProcess};
 use crate::{Ctx, Figure};
 
 const LEVELS: [usize; 3] = [1, 16, 64];
+const SEEDED: usize = 150_000;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
     let round = if ctx.quick { Duration::from_millis(1_000) } else { Duration::from_secs(2) };
@@ -28,7 +29,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
     // The server: intent.approved webhooks crediting seeded deposits.
     let sandbox = stack::sandbox(50).await?;
     let db = stack::fresh_database(dir.path(), "server.db").await?;
-    let seeded: Vec<Seeded> = (0..60_000).map(|i| Seeded::new(&format!("wh-{}", i % 1_000), 10_000)).collect();
+    // Enough for every round (about 62,000 were used at 5,000/s); running out fails the figure.
+    let seeded: Vec<Seeded> = (0..SEEDED).map(|i| Seeded::new(&format!("wh-{}", i % 1_000), 10_000)).collect();
     stack::seed_deposits(&db, &seeded).await?;
     let server = ServerProcess::serve(&ctx.server_bin, &sandbox, &db, &dir.path().join("server.log")).await?;
     let seeded = Arc::new(seeded);
@@ -80,7 +82,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
         rows,
         notes: vec![format!(
             "#1: the server is `pientegra-server serve` (release, separate process, SQLite WAL + synchronous=FULL, \
-             RUST_LOG=info) with 60,000 RESERVED deposits seeded for 1,000 users; each request is a freshly signed \
+             RUST_LOG=info) with {SEEDED} RESERVED deposits seeded for 1,000 users; each request is a freshly signed \
              `intent.approved` for a different deposit (so each one applies: status, ledger credit, two user events; \
              webhooks waiting together share one transaction (group commit), each 2xx after that commit); {used} were sent. Per level: {rounds} rounds of {round:?}, median \
              rate, p50/p99 over all rounds. The baseline is one process looping `signature::verify` + one \
@@ -93,7 +95,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
 }
 
 async fn baseline_database(path: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
-    // The same pragmas as server/src/storage/sqlite.rs.
+    // The same pragmas as server/src/storage/sqlite/mod.rs.
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -140,7 +142,7 @@ async fn baseline_loop(pool: &sqlx::SqlitePool, secret: &str, time: Duration) ->
     Ok((f64::from(done) / total, inserting.as_secs_f64() / total))
 }
 
-/// `concurrency` senders for `time` (or until the seeded deposits run out):
+/// `concurrency` senders for `time` (an error should the seeded deposits run out):
 /// the rate of 2xx answers per second and each one's latency.
 async fn load(
     server: &str,
@@ -161,7 +163,7 @@ async fn load(
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(d) = seeded.get(i) else { break };
+                let Some(d) = seeded.get(i) else { bail!("the {SEEDED} seeded deposits ran out: raise SEEDED") };
                 let sent = Instant::now();
                 let outcome = stack::post_webhook(&http, &server, &secret, stack::approved_body(d)).await?;
                 latencies.push(sent.elapsed());

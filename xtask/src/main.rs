@@ -107,7 +107,9 @@ fn tools() -> anyhow::Result<()> {
     }
     let trunk = output("trunk", &["--version"]).unwrap_or_default();
     if !trunk.contains(TRUNK_VERSION) {
-        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+        // --debug: trunk's release profile is fat LTO with one codegen unit, which took
+        // about 5 minutes of a fresh CI run; the debug build takes 3 and trunk's own work is light.
+        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--debug"]))?;
     }
     let bindgen = wasm_bindgen_version()?;
     let cli = output("wasm-bindgen", &["--version"]).unwrap_or_default();

@@ -16,6 +16,7 @@ use anyhow::bail;
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::IntentStatus;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
@@ -88,30 +89,12 @@ impl Records {
                 EventKind::Unknown { .. } => {}
             }
         }
-        let mut deposits = HashMap::new();
-        if !intent_ids.is_empty() {
-            let rows = select_in("SELECT * FROM deposits WHERE intent_id IN (", &intent_ids)
-                .build()
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in &rows {
-                let deposit = deposit_from_row(row)?;
-                deposits.insert(deposit.intent_id, deposit);
-            }
-        }
-        let mut withdrawals = HashMap::new();
-        if !withdrawal_ids.is_empty() {
-            let rows = select_in("SELECT * FROM withdrawals WHERE withdrawal_id IN (", &withdrawal_ids)
-                .build()
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in &rows {
-                let record = withdrawal_from_row(row)?;
-                if let Some(id) = record.withdrawal_id {
-                    withdrawals.insert(id, record);
-                }
-            }
-        }
+        let select = "SELECT * FROM deposits WHERE intent_id IN (";
+        let deposits = rows_in(conn, select, &intent_ids, |row| deposit_from_row(row)).await?;
+        let deposits = deposits.into_iter().map(|deposit| (deposit.intent_id, deposit)).collect();
+        let select = "SELECT * FROM withdrawals WHERE withdrawal_id IN (";
+        let withdrawals = rows_in(conn, select, &withdrawal_ids, |row| withdrawal_from_row(row)).await?;
+        let withdrawals = withdrawals.into_iter().filter_map(|record| Some((record.withdrawal_id?, record))).collect();
         Ok(Records { deposits, withdrawals, changed_deposits: Vec::new(), changed_withdrawals: Vec::new() })
     }
 
@@ -300,6 +283,19 @@ impl Money {
         upsert.build().execute(&mut *conn).await?;
         Ok(())
     }
+}
+
+/// The rows `select` (ending in `IN (`) finds for `values`, read with `from_row`.
+async fn rows_in<T>(
+    conn: &mut SqliteConnection,
+    select: &str,
+    values: &[String],
+    from_row: impl Fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    select_in(select, values).build().fetch_all(&mut *conn).await?.iter().map(from_row).collect()
 }
 
 /// Adds `item` unless it is there already (the lists here are a batch long).
