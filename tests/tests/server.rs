@@ -572,6 +572,16 @@ async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     // Noticed at once, not at the next keep-alive comment 15 s later.
     wait_for(Duration::from_secs(3), || async { open_streams(&stack).await == 0 }).await.unwrap();
 
+    // An HTTP/1.0 client knows no chunks: the frames come as they are, and end with the connection.
+    let request = format!("GET /api/events?token={token} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut socket = raw_request(&stack, &[&request]).await;
+    let answer = read_until(&mut socket, "event: balance.updated").await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{answer}");
+    let first_line = body.lines().next().unwrap_or_default();
+    assert!(u64::from_str_radix(first_line.trim(), 16).is_err(), "a chunk size in {answer}");
+    drop(socket);
+
     // Refused before any stream starts: a complete answer, then the connection closes.
     let mut socket = raw_request(&stack, &["GET /api/events?token=garbage HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
     let answer = read_until(&mut socket, "\u{0}never").await;

@@ -103,16 +103,19 @@ async fn serve_stream(mut socket: TcpStream, app: Router) {
     // Boxed, so what only the start needs is freed once the stream runs.
     let answer = Box::pin(async {
         match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut socket)).await {
-            Ok(Ok(request)) => Some(app.oneshot(request).await.unwrap_or_else(|never| match never {})),
-            Ok(Err(Some(status))) => Some(plain(status)),
+            Ok(Ok(request)) => {
+                let version = request.version();
+                Some((app.oneshot(request).await.unwrap_or_else(|never| match never {}), version))
+            }
+            Ok(Err(Some(status))) => Some((plain(status), Version::HTTP_11)),
             Ok(Err(None)) => None,
-            Err(_) => Some(plain(StatusCode::REQUEST_TIMEOUT)),
+            Err(_) => Some((plain(StatusCode::REQUEST_TIMEOUT), Version::HTTP_11)),
         }
     })
     .await;
-    if let Some(response) = answer {
+    if let Some((response, version)) = answer {
         // An error here is the client gone: nothing is left to tell it.
-        let _ = write_response(&mut socket, response).await;
+        let _ = write_response(&mut socket, response, version).await;
     }
 }
 
@@ -171,11 +174,13 @@ fn plain(status: StatusCode) -> Response<Body> {
     response
 }
 
-/// Writes `response` as HTTP/1.1, its body chunked when its length is not
-/// known, and returns when the body ends or the client leaves.
-async fn write_response(socket: &mut TcpStream, response: Response<Body>) -> io::Result<()> {
+/// Writes `response` as HTTP/1.1 and returns when the body ends or the client
+/// leaves. A body of unknown length is chunked, or, for an HTTP/1.0 client
+/// (which knows no chunks), ends when the connection closes.
+async fn write_response(socket: &mut TcpStream, response: Response<Body>, version: Version) -> io::Result<()> {
     let (parts, body) = response.into_parts();
     let length = body.size_hint().exact();
+    let chunked = length.is_none() && version != Version::HTTP_10;
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("HTTP/1.1 {}\r\n", parts.status).as_bytes());
     for (name, value) in &parts.headers {
@@ -184,9 +189,10 @@ async fn write_response(socket: &mut TcpStream, response: Response<Body>) -> io:
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    match length {
-        Some(length) => head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes()),
-        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    if let Some(length) = length {
+        head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+    } else if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(format!("date: {}\r\n", httpdate::fmt_http_date(SystemTime::now())).as_bytes());
     head.extend_from_slice(b"connection: close\r\n\r\n");
@@ -200,7 +206,7 @@ async fn write_response(socket: &mut TcpStream, response: Response<Body>) -> io:
         tokio::select! {
             data = body.next() => match data {
                 Some(Ok(data)) if data.is_empty() => {}
-                Some(Ok(data)) if length.is_some() => writer.write_all(&data).await?,
+                Some(Ok(data)) if !chunked => writer.write_all(&data).await?,
                 Some(Ok(data)) => {
                     let mut chunk = Vec::with_capacity(data.len() + 12);
                     chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -209,7 +215,7 @@ async fn write_response(socket: &mut TcpStream, response: Response<Body>) -> io:
                     writer.write_all(&chunk).await?;
                 }
                 None => {
-                    if length.is_none() {
+                    if chunked {
                         writer.write_all(b"0\r\n\r\n").await?;
                     }
                     return writer.shutdown().await;
