@@ -1,7 +1,8 @@
 //! SQLite storage: WAL, `synchronous = FULL` so a commit is durable before the
 //! webhook's 2xx, and one writer connection so write transactions never race
 //! (readers run beside it on their own pool). Webhooks share commits
-//! ([`group_commit`]); idempotency claims in flight live in memory ([`claims`]).
+//! ([`group_commit`]) and are applied as a set ([`apply`]); idempotency claims
+//! in flight live in memory ([`claims`]).
 
 mod apply;
 mod claims;
@@ -77,7 +78,7 @@ impl SqliteStorage {
 /// Opens a write transaction holding SQLite's write lock from its first
 /// statement. A deferred one that reads first could not take the lock later if
 /// another connection (the PGM facade has its own) wrote in between: SQLite
-/// fails that at once (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+/// fails that at once ("database is locked") instead of waiting.
 async fn write_transaction(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
 }
