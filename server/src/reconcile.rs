@@ -7,6 +7,7 @@
 //! late, changes nothing. Amount mismatches are flagged, never corrected.
 //! Then DEAD and FAILED deliveries are replayed.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -224,8 +225,8 @@ impl Reconciler<'_> {
         // A listed record that is up to date is used as is; one that looks behind
         // is read again, as a webhook may have moved it since the window was read.
         let mut local = match listed {
-            Some(deposit) if !deposit.status.can_advance_to(remote.status) => Some(deposit.clone()),
-            _ => self.storage.deposit(remote.intent_id).await?,
+            Some(deposit) if !deposit.status.can_advance_to(remote.status) => Some(Cow::Borrowed(deposit)),
+            _ => self.storage.deposit(remote.intent_id).await?.map(Cow::Owned),
         };
         let mut finding = Finding {
             category: Category::StatusBehind,
@@ -258,7 +259,7 @@ impl Reconciler<'_> {
                         .await?;
                     self.hub.notify(&changed.touched);
                     finding.applied = true;
-                    local = Some(changed.value);
+                    local = Some(Cow::Owned(changed.value));
                 }
             }
         }
@@ -321,8 +322,8 @@ impl Reconciler<'_> {
             _ => false,
         };
         let local = match listed {
-            Some(withdrawal) if up_to_date(withdrawal) => Some(withdrawal.clone()),
-            _ => self.storage.withdrawal(remote.withdrawal_id).await?,
+            Some(withdrawal) if up_to_date(withdrawal) => Some(Cow::Borrowed(withdrawal)),
+            _ => self.storage.withdrawal(remote.withdrawal_id).await?.map(Cow::Owned),
         };
         let Some(local) = local else {
             // Requests whose answer was lost are settled by resubmission, which attaches the id.

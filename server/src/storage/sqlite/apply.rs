@@ -74,8 +74,8 @@ struct Records {
     deposits: HashMap<Uuid, DepositRecord>,
     /// By Pientegra's `withdrawalId`.
     withdrawals: HashMap<Uuid, WithdrawalRecord>,
-    changed_deposits: Vec<Uuid>,
-    changed_withdrawals: Vec<Uuid>,
+    changed_deposits: HashSet<Uuid>,
+    changed_withdrawals: HashSet<Uuid>,
 }
 
 impl Records {
@@ -95,7 +95,7 @@ impl Records {
         let select = "SELECT * FROM withdrawals WHERE withdrawal_id IN (";
         let withdrawals = rows_in(conn, select, &withdrawal_ids, |row| withdrawal_from_row(row)).await?;
         let withdrawals = withdrawals.into_iter().filter_map(|record| Some((record.withdrawal_id?, record))).collect();
-        Ok(Records { deposits, withdrawals, changed_deposits: Vec::new(), changed_withdrawals: Vec::new() })
+        Ok(Records { deposits, withdrawals, changed_deposits: HashSet::new(), changed_withdrawals: HashSet::new() })
     }
 
     /// The heart of the webhook path: one event against the local records.
@@ -118,7 +118,7 @@ impl Records {
                 deposit.rejected_reason = intent.rejected_reason.clone().or(deposit.rejected_reason.take());
                 deposit.credited_amount = credited.or(deposit.credited_amount);
                 deposit.updated_at = time(now);
-                once(&mut self.changed_deposits, intent.id);
+                self.changed_deposits.insert(intent.id);
                 Decision {
                     outcome: InboxOutcome::Applied,
                     user_id: deposit.user_id.clone(),
@@ -149,7 +149,7 @@ impl Records {
                 record.state = WithdrawalState::Known(kind.status());
                 record.rejected_reason = snapshot.rejected_reason.clone().or(record.rejected_reason.take());
                 record.updated_at = time(now);
-                once(&mut self.changed_withdrawals, snapshot.id);
+                self.changed_withdrawals.insert(snapshot.id);
                 Decision {
                     outcome: InboxOutcome::Applied,
                     user_id: record.user_id.clone(),
@@ -204,8 +204,8 @@ struct Money {
     /// (available, reserved) of each user a movement is planned for.
     balances: HashMap<String, (i64, i64)>,
     entries: Vec<(String, Movement)>,
-    /// Users whose balance moved, each once, in order.
-    moved: Vec<String>,
+    /// Users whose balance moved.
+    moved: HashSet<String>,
 }
 
 impl Money {
@@ -216,7 +216,7 @@ impl Money {
         users.sort();
         users.dedup();
         let mut money =
-            Money { applied: HashSet::new(), balances: HashMap::new(), entries: Vec::new(), moved: Vec::new() };
+            Money { applied: HashSet::new(), balances: HashMap::new(), entries: Vec::new(), moved: HashSet::new() };
         if keys.is_empty() {
             return Ok(money);
         }
@@ -251,7 +251,7 @@ impl Money {
         if !moved {
             return Ok(None);
         }
-        once(&mut self.moved, user_id.to_owned());
+        self.moved.insert(user_id.to_owned());
         let (available, reserved) = self.balances[user_id];
         Ok(Some(BalanceRow { available: amount(available)?, reserved: amount(reserved)? }))
     }
@@ -296,11 +296,4 @@ async fn rows_in<T>(
         return Ok(Vec::new());
     }
     select_in(select, values).build().fetch_all(&mut *conn).await?.iter().map(from_row).collect()
-}
-
-/// Adds `item` unless it is there already (the lists here are a batch long).
-fn once<T: PartialEq>(list: &mut Vec<T>, item: T) {
-    if !list.contains(&item) {
-        list.push(item);
-    }
 }

@@ -113,12 +113,9 @@ impl Outbox {
         if self.events.is_empty() {
             return Ok(());
         }
-        let mut counts: Vec<(&str, i64)> = Vec::new();
+        let mut counts: HashMap<&str, i64> = HashMap::new();
         for (user, _) in &self.events {
-            match counts.iter_mut().find(|(seen, _)| seen == user) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((user, 1)),
-            }
+            *counts.entry(user.as_str()).or_default() += 1;
         }
         // Creates an account on its first event: one statement either way.
         let mut bump = QueryBuilder::new("INSERT INTO accounts (user_id, last_seq) ");
@@ -129,8 +126,8 @@ impl Outbox {
         bump.push(" RETURNING user_id, last_seq");
         let lasts: Vec<(String, i64)> = bump.build_query_as().fetch_all(&mut *conn).await?;
         let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
-        for (user, count) in &counts {
-            let (_, last) = lasts.iter().find(|(u, _)| u == user).context("an account's sequence")?;
+        for (user, last) in &lasts {
+            let (user, count) = counts.get_key_value(user.as_str()).context("an account's sequence")?;
             next.insert(user, last - count + 1);
         }
         let now = now_ms();
@@ -145,9 +142,9 @@ impl Outbox {
     }
 }
 
-async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: &UserEvent) -> Result<()> {
+async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: UserEvent) -> Result<()> {
     let mut outbox = Outbox::default();
-    outbox.push(user_id, event.clone());
+    outbox.push(user_id, event);
     outbox.write(conn).await
 }
 
@@ -199,7 +196,7 @@ async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement
 
 async fn announce_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
     let balance = read_balance(conn, user_id).await?;
-    push_event(conn, user_id, &balance_event(balance)).await
+    push_event(conn, user_id, balance_event(balance)).await
 }
 
 async fn deposit_in(conn: &mut SqliteConnection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
@@ -473,7 +470,7 @@ impl Storage for SqliteStorage {
         let mut touched = Vec::new();
         if let Some(row) = updated {
             let deposit = deposit_from_row(&row)?;
-            push_event(&mut tx, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
+            push_event(&mut tx, &deposit.user_id, UserEvent::Deposit(deposit.view())).await?;
             touched.push(deposit.user_id);
         }
         tx.commit().await?;
@@ -578,7 +575,7 @@ impl Storage for SqliteStorage {
             .await?;
             let record = withdrawal_from_row(&updated)?;
             if let Some(view) = record.view() {
-                push_event(&mut tx, &record.user_id, &UserEvent::Withdrawal(view)).await?;
+                push_event(&mut tx, &record.user_id, UserEvent::Withdrawal(view)).await?;
             }
             touched.push(record.user_id.clone());
             let mut outbox = Outbox::default();
