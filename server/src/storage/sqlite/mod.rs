@@ -7,6 +7,7 @@
 mod apply;
 mod claims;
 mod group_commit;
+mod new_deposit;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 use self::apply::apply_events;
 use self::claims::{Claims, Taken};
 use self::group_commit::WebhookWriter;
+use self::new_deposit::{NewDeposits, blocking_here};
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
     BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
@@ -38,6 +40,7 @@ pub struct SqliteStorage {
     writer: SqlitePool,
     reader: SqlitePool,
     webhooks: WebhookWriter,
+    new_deposits: NewDeposits,
     claims: Claims,
     /// One SQLite file serves one instance, so its locks are in-process.
     locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
@@ -46,12 +49,18 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStorage> {
+        // The server's connections share one file; an in-memory database would be one per connection.
+        anyhow::ensure!(
+            !url.contains(":memory:") && !url.contains("mode=memory"),
+            "DATABASE_URL: SQLite storage needs a file (sqlite://path.db), not an in-memory database"
+        );
+        let busy_timeout = Duration::from_secs(10);
         let options = SqliteConnectOptions::from_str(url)
             .context("DATABASE_URL is not a valid sqlite: URL")?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(busy_timeout);
         // The file is local: a connection cannot go stale between uses, and the
         // ping sqlx would send before lending one is a round trip to its thread.
         let writer = SqlitePoolOptions::new()
@@ -65,11 +74,19 @@ impl SqliteStorage {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
+        let new_deposits = NewDeposits::open(options.get_filename(), busy_timeout)?;
         let webhooks = WebhookWriter::spawn(writer.clone());
-        Ok(SqliteStorage { writer, reader, webhooks, claims: Claims::default(), locks: Default::default() })
+        Ok(SqliteStorage {
+            writer,
+            reader,
+            webhooks,
+            new_deposits,
+            claims: Claims::default(),
+            locks: Default::default(),
+        })
     }
 }
 
@@ -82,6 +99,14 @@ impl SqliteStorage {
 async fn write_transaction(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
 }
+
+/// Inserts a RESERVED deposit unless its intent is known, returning the row and
+/// whether events about the intent arrived before it (orphans).
+const INSERT_DEPOSIT: &str =
+    "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                           status, expires_at, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
+     RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans";
 
 async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
     sqlx::query("INSERT INTO accounts (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING")
@@ -309,23 +334,23 @@ fn select_in<'a>(select: &str, values: &'a [String]) -> QueryBuilder<'a, Sqlite>
 }
 
 /// Stores the final answer to an idempotency key.
+const STORE_REPLY: &str = "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until,
+                                 response_status, response_body, created_at)
+     VALUES (?, ?, ?, ?, 'done', 0, ?, ?, ?)
+     ON CONFLICT (user_id, route, key) DO UPDATE SET
+         state = 'done', response_status = excluded.response_status, response_body = excluded.response_body";
+
 async fn store_reply(conn: &mut SqliteConnection, reply: &Reply<'_>, body: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
-                                  response_body, created_at)
-         VALUES (?, ?, ?, ?, 'done', 0, ?, ?, ?)
-         ON CONFLICT (user_id, route, key) DO UPDATE SET
-             state = 'done', response_status = excluded.response_status, response_body = excluded.response_body",
-    )
-    .bind(reply.scope.user_id)
-    .bind(reply.scope.route)
-    .bind(reply.scope.key)
-    .bind(reply.request_hash)
-    .bind(i64::from(reply.status))
-    .bind(body)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(STORE_REPLY)
+        .bind(reply.scope.user_id)
+        .bind(reply.scope.route)
+        .bind(reply.scope.key)
+        .bind(reply.request_hash)
+        .bind(i64::from(reply.status))
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -405,28 +430,31 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
+        // The common case, in this thread ([`new_deposit`]); holding the writer pool's
+        // one connection keeps every other write out meanwhile.
+        let turn = self.writer.acquire().await?;
+        if let Some(record) = blocking_here(|| self.new_deposits.record(&d, reply))? {
+            let touched = vec![record.user_id.clone()];
+            return Ok(Changed { value: record, touched });
+        }
+        drop(turn);
+
         let mut tx = write_transaction(&self.writer).await?;
         let now = now_ms();
-        // The insert also tells whether events about the intent arrived before it (orphans).
-        let inserted = sqlx::query(
-            "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
-                                   status, expires_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
-             RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans",
-        )
-        .bind(d.intent_id.to_string())
-        .bind(&d.user_id)
-        .bind(&d.reference_no)
-        .bind(&d.deposit_url)
-        .bind(minor(d.requested_amount))
-        .bind(minor(d.amount))
-        .bind(&d.currency)
-        .bind(d.expires_at.timestamp_millis())
-        .bind(now)
-        .bind(now)
-        .bind(d.intent_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let inserted = sqlx::query(INSERT_DEPOSIT)
+            .bind(d.intent_id.to_string())
+            .bind(&d.user_id)
+            .bind(&d.reference_no)
+            .bind(&d.deposit_url)
+            .bind(minor(d.requested_amount))
+            .bind(minor(d.amount))
+            .bind(&d.currency)
+            .bind(d.expires_at.timestamp_millis())
+            .bind(now)
+            .bind(now)
+            .bind(d.intent_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut touched = Vec::new();
         let mut record = None;
         if let Some(row) = inserted {
@@ -748,6 +776,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use pientegra_shared::Amount;
+    use pientegra_shared::status::IntentStatus;
 
     use super::*;
 
@@ -789,5 +818,56 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         writing.await.unwrap();
+    }
+    /// A new deposit recorded in the calling thread ([`new_deposit`]) is what
+    /// the general path would have stored: the row, its stream event and the
+    /// stored answer read back as returned, and recording it again changes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_deposit_recorded_in_thread_reads_back_as_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::connect(&format!("sqlite://{}", dir.path().join("db").display())).await.unwrap();
+        let deposit = NewDeposit {
+            intent_id: Uuid::new_v4(),
+            user_id: "u".into(),
+            reference_no: "REF-1".into(),
+            deposit_url: "https://pay.example/d/1".into(),
+            requested_amount: Amount::from_minor(150_000),
+            amount: Amount::from_minor(150_001),
+            currency: "TRY".into(),
+            expires_at: Utc::now() + chrono::Duration::minutes(30),
+        };
+        let scope = IdempotencyScope { user_id: "u", route: "deposits", key: "k-1" };
+        let reply = Reply { scope: &scope, request_hash: "h", status: 201 };
+        assert!(matches!(storage.claim_idempotency(&scope, "h", 60_000).await.unwrap(), IdempotencyClaim::Claimed));
+
+        let recorded = storage.record_deposit(deposit.clone(), Some(&reply)).await.unwrap();
+        storage.settle_idempotency(&scope).await.unwrap();
+
+        assert_eq!(recorded.touched, ["u"]);
+        let record = recorded.value;
+        assert_eq!(
+            (record.status, record.credited_amount, record.amount),
+            (IntentStatus::Reserved, None, deposit.amount)
+        );
+        assert_eq!(storage.deposit(deposit.intent_id).await.unwrap().as_ref(), Some(&record));
+        let events = storage.events_after("u", 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].seq, events[0].name.as_str()), (1, UserEvent::DEPOSIT_UPDATED));
+        assert_eq!(events[0].data, UserEvent::Deposit(record.view()).data());
+        match storage.claim_idempotency(&scope, "h", 60_000).await.unwrap() {
+            IdempotencyClaim::Done { status, body } => assert_eq!((status, body), (201, record.reply_body())),
+            _ => panic!("the answer was stored with the deposit"),
+        }
+
+        // Known already: the general path answers with the stored row and adds no event.
+        let again = storage.record_deposit(deposit, None).await.unwrap();
+        assert_eq!((again.value, again.touched), (record, vec![]));
+        assert_eq!(storage.last_event_seq("u").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_refused_with_the_reason() {
+        let Err(error) = SqliteStorage::connect("sqlite::memory:").await else { panic!("connected") };
+        assert!(error.to_string().contains("needs a file"), "{error}");
     }
 }
