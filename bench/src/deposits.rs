@@ -107,6 +107,10 @@ async fn measure(
     Ok((via_server, direct, commits))
 }
 
+/// 100 bytes, about the text of a deposit row.
+const ROW_DATA: &str =
+    "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";
+
 /// A scratch SQLite file with the server's durability settings.
 struct Floor(rusqlite::Connection);
 
@@ -123,7 +127,7 @@ impl Floor {
     fn commit(&self, n: usize) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         self.0.execute_batch("BEGIN IMMEDIATE")?;
-        self.0.prepare_cached("INSERT INTO rows VALUES (?, ?)")?.execute(rusqlite::params![n, "x".repeat(100)])?;
+        self.0.prepare_cached("INSERT INTO rows VALUES (?, ?)")?.execute(rusqlite::params![n, ROW_DATA])?;
         self.0.execute_batch("COMMIT")?;
         Ok(t0.elapsed())
     }

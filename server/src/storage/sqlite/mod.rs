@@ -21,7 +21,7 @@ use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::WithdrawalStatus;
 use pientegra_shared::wire::WithdrawalCreated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use self::apply::apply_events;
@@ -92,12 +92,15 @@ impl SqliteStorage {
 
 // ---- statements run inside a write transaction -------------------------------------
 
-/// Opens a write transaction holding SQLite's write lock from its first
+/// Begins a write transaction holding SQLite's write lock from its first
 /// statement. A deferred one that reads first could not take the lock later if
 /// another connection (the PGM facade has its own) wrote in between: SQLite
 /// fails that at once ("database is locked") instead of waiting.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// A write transaction ([`BEGIN_WRITE`]) on the writer pool's connection.
 async fn write_transaction(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
+    Ok(writer.begin_with(BEGIN_WRITE).await?)
 }
 
 /// Inserts a RESERVED deposit unless its intent is known, returning the row and
@@ -432,14 +435,14 @@ impl Storage for SqliteStorage {
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
         // The common case, in this thread ([`new_deposit`]); holding the writer pool's
         // one connection keeps every other write out meanwhile.
-        let turn = self.writer.acquire().await?;
+        let mut writer = self.writer.acquire().await?;
         if let Some(record) = blocking_here(|| self.new_deposits.record(&d, reply))? {
             let touched = vec![record.user_id.clone()];
             return Ok(Changed { value: record, touched });
         }
-        drop(turn);
 
-        let mut tx = write_transaction(&self.writer).await?;
+        // The general path, on the connection already held.
+        let mut tx = writer.begin_with(BEGIN_WRITE).await?;
         let now = now_ms();
         let inserted = sqlx::query(INSERT_DEPOSIT)
             .bind(d.intent_id.to_string())
