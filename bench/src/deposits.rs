@@ -12,7 +12,7 @@ use crate::stack::{self, ServerProcess};
 use crate::{Ctx, Figure};
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
-    let samples = if ctx.quick { 100 } else { 300 };
+    let samples = if ctx.quick { 100 } else { 1000 };
     let warmup = 30;
     let dir = tempfile::tempdir()?;
     // Every deposit holds a receiving account until it expires.

@@ -6,9 +6,13 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::path::Path;
 use std::sync::Mutex;
 
-use super::super::IdempotencyScope;
+use anyhow::Context;
+use rusqlite::{OpenFlags, OptionalExtension};
+
+use super::super::{IdempotencyScope, Result};
 
 type Key = (String, String, String);
 
@@ -65,6 +69,40 @@ impl Claims {
     /// Lets go of a claim (after its answer is committed, or to let a retry run).
     pub(super) fn forget(&self, scope: &IdempotencyScope<'_>) {
         self.in_flight.lock().expect("claims").remove(&key(scope));
+    }
+}
+
+/// A finished answer as stored: the request's fingerprint, the status and the body.
+pub(super) type Answer = (String, i64, String);
+
+/// Reads finished answers in the calling thread, on a read-only connection
+/// of its own. A claim is checked before every idempotent request, and the
+/// lookup (one indexed row, a few microseconds) costs less than a hand-off to
+/// sqlx's SQLite thread and back. In WAL mode a reader never waits for the
+/// writer, so this never blocks on a commit.
+pub(super) struct Answers {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl Answers {
+    pub(super) fn open(file: &Path) -> anyhow::Result<Answers> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            rusqlite::Connection::open_with_flags(file, flags).context("opening the SQLite database for answers")?;
+        Ok(Answers { conn: Mutex::new(conn) })
+    }
+
+    /// The finished answer stored for `scope`, if any.
+    pub(super) fn find(&self, scope: &IdempotencyScope<'_>) -> Result<Option<Answer>> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let answer = conn
+            .prepare_cached(
+                "SELECT request_hash, response_status, response_body FROM idempotency
+                 WHERE user_id = ? AND route = ? AND key = ? AND state = 'done'",
+            )?
+            .query_row([scope.user_id, scope.route, scope.key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        Ok(answer)
     }
 }
 

@@ -2,9 +2,11 @@
 //! webhook's 2xx, and one writer connection so write transactions never race
 //! (readers run beside it on their own pool). Webhooks share commits
 //! ([`group_commit`]) and are applied as a set ([`apply`]); idempotency claims
-//! in flight live in memory ([`claims`]).
+//! in flight live in memory ([`claims`]); WAL checkpoints run beside the
+//! writer, not inside its commits ([`checkpoint`]).
 
 mod apply;
+mod checkpoint;
 mod claims;
 mod group_commit;
 mod new_deposit;
@@ -25,7 +27,8 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, 
 use uuid::Uuid;
 
 use self::apply::apply_events;
-use self::claims::{Claims, Taken};
+use self::checkpoint::Checkpointer;
+use self::claims::{Answers, Claims, Taken};
 use self::group_commit::WebhookWriter;
 use self::new_deposit::{NewDeposits, blocking_here};
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
@@ -42,6 +45,8 @@ pub struct SqliteStorage {
     webhooks: WebhookWriter,
     new_deposits: NewDeposits,
     claims: Claims,
+    answers: Answers,
+    _checkpointer: Checkpointer,
     /// One SQLite file serves one instance, so its locks are in-process.
     locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -79,12 +84,16 @@ impl SqliteStorage {
             .context("opening the SQLite database for reading")?;
         let new_deposits = NewDeposits::open(options.get_filename(), busy_timeout)?;
         let webhooks = WebhookWriter::spawn(writer.clone());
+        let answers = Answers::open(options.get_filename())?;
+        let checkpointer = Checkpointer::spawn(options.get_filename())?;
         Ok(SqliteStorage {
             writer,
             reader,
             webhooks,
             new_deposits,
             claims: Claims::default(),
+            answers,
+            _checkpointer: checkpointer,
             locks: Default::default(),
         })
     }
@@ -391,16 +400,7 @@ impl Storage for SqliteStorage {
         }
         // Read after claiming: a request finishing now commits its answer
         // before it lets go of its claim, so either we saw its claim or we see its answer.
-        let done: Result<Option<(String, i64, String)>> = sqlx::query_as(
-            "SELECT request_hash, response_status, response_body FROM idempotency
-             WHERE user_id = ? AND route = ? AND key = ? AND state = 'done'",
-        )
-        .bind(scope.user_id)
-        .bind(scope.route)
-        .bind(scope.key)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(Into::into);
+        let done = self.answers.find(scope);
         let claim = match done {
             Ok(None) => return Ok(IdempotencyClaim::Claimed),
             Ok(Some((hash, _, _))) if hash != request_hash => IdempotencyClaim::Mismatch,
