@@ -23,6 +23,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::OpenFlags;
 
+use super::new_deposit::open_direct;
+
 /// Pause between two checkpoints: short enough that the log copied this often
 /// stays well under 1,000 pages (about 80 deposits' worth at the bench's
 /// pace), long enough that the database file is synced at most ten times a second.
@@ -36,11 +38,7 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing `file` (a WAL database sqlx has already created).
     pub(super) fn spawn(file: &Path) -> anyhow::Result<Checkpointer> {
-        let conn = rusqlite::Connection::open_with_flags(
-            file,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .context("opening the SQLite database for checkpoints")?;
+        let conn = open_direct(file, OpenFlags::SQLITE_OPEN_READ_WRITE, "checkpoints")?;
         let (stop, stopped) = mpsc::channel::<()>();
         thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -67,32 +65,15 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 mod tests {
     use std::time::Duration;
 
-    use chrono::Utc;
-    use pientegra_shared::Amount;
-    use uuid::Uuid;
-
     use super::super::SqliteStorage;
-    use crate::storage::{NewDeposit, Storage};
-
-    async fn deposit(storage: &SqliteStorage) {
-        let deposit = NewDeposit {
-            intent_id: Uuid::new_v4(),
-            user_id: "u".into(),
-            reference_no: "REF".into(),
-            deposit_url: String::new(),
-            requested_amount: Amount::from_minor(100),
-            amount: Amount::from_minor(100),
-            currency: "TRY".into(),
-            expires_at: Utc::now(),
-        };
-        storage.record_deposit(deposit, None).await.unwrap();
-    }
+    use super::super::group_commit::tests::record_deposit;
 
     /// A commit appends to the log file only while the log cannot start
-    /// over. Without the thread each of the deposits below would add its 8
-    /// or so pages to the file (82 frames over the 10, measured), since the log stays under the 1,000 pages at
-    /// which a commit checkpoints; with it, the log is copied while the
-    /// writer is idle and the next commit starts over at the file's beginning.
+    /// over. Without the thread each of the deposits below would add its 8 or
+    /// so pages to the file (82 frames over the 10, measured), since the log
+    /// stays under the 1,000 pages at which a commit checkpoints; with it, the
+    /// log is copied while the writer is idle and the next commit starts over
+    /// at the file's beginning.
     #[tokio::test]
     async fn the_log_starts_over_without_a_commit_checkpointing() {
         let dir = tempfile::tempdir().unwrap();
@@ -102,12 +83,12 @@ mod tests {
         // Frames in the file: a 32-byte header, then each page with a 24-byte header.
         let frames = || (std::fs::metadata(&wal).unwrap().len().saturating_sub(32)) / (4096 + 24);
         for _ in 0..60 {
-            deposit(&storage).await;
+            record_deposit(&storage, 100).await;
         }
         let before = frames();
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            deposit(&storage).await;
+            record_deposit(&storage, 100).await;
         }
         let grown = frames() - before;
         assert!(grown < 40, "the log file grew by {grown} frames over 10 deposits: it never started over");

@@ -9,10 +9,10 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::Context;
 use rusqlite::{OpenFlags, OptionalExtension};
 
 use super::super::{IdempotencyScope, Result};
+use super::new_deposit::open_direct;
 
 type Key = (String, String, String);
 
@@ -86,9 +86,7 @@ pub(super) struct Answers {
 
 impl Answers {
     pub(super) fn open(file: &Path) -> anyhow::Result<Answers> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            rusqlite::Connection::open_with_flags(file, flags).context("opening the SQLite database for answers")?;
+        let conn = open_direct(file, OpenFlags::SQLITE_OPEN_READ_ONLY, "stored answers")?;
         Ok(Answers { conn: Mutex::new(conn) })
     }
 

@@ -98,7 +98,7 @@ async fn commit(writer: &SqlitePool, webhooks: &[Webhook<'_>]) -> Result<Vec<Cha
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::Utc;
     use pientegra_shared::Amount;
     use pientegra_shared::api::UserEvent;
@@ -163,7 +163,7 @@ mod tests {
         (storage, intent_id)
     }
 
-    async fn record_deposit(storage: &SqliteStorage, minor: u64) -> Uuid {
+    pub(in crate::storage::sqlite) async fn record_deposit(storage: &SqliteStorage, minor: u64) -> Uuid {
         let intent_id = Uuid::new_v4();
         let deposit = NewDeposit {
             intent_id,

@@ -400,8 +400,7 @@ impl Storage for SqliteStorage {
         }
         // Read after claiming: a request finishing now commits its answer
         // before it lets go of its claim, so either we saw its claim or we see its answer.
-        let done = self.answers.find(scope);
-        let claim = match done {
+        let claim = match self.answers.find(scope) {
             Ok(None) => return Ok(IdempotencyClaim::Claimed),
             Ok(Some((hash, _, _))) if hash != request_hash => IdempotencyClaim::Mismatch,
             Ok(Some((_, status, body))) => {

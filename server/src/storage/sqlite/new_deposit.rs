@@ -42,11 +42,7 @@ impl NewDeposits {
     /// writer's settings: WAL is the file's own, `synchronous = FULL` and the
     /// busy timeout are the connection's.
     pub(super) fn open(file: &Path, busy_timeout: Duration) -> anyhow::Result<NewDeposits> {
-        let conn = rusqlite::Connection::open_with_flags(
-            file,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .context("opening the SQLite database for new deposits")?;
+        let conn = open_direct(file, OpenFlags::SQLITE_OPEN_READ_WRITE, "new deposits")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(busy_timeout)?;
         Ok(NewDeposits { conn: Mutex::new(conn) })
@@ -122,6 +118,13 @@ fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
         created_at: time(now),
         updated_at: time(now),
     }
+}
+
+/// A rusqlite connection to `file` for `purpose`, used from one thread at a
+/// time (behind a mutex or owned by a thread), so SQLite's own mutex is off.
+pub(super) fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(file, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening the SQLite database for {purpose}"))
 }
 
 /// Runs `f`, which blocks, on this thread: tokio's other workers take over
