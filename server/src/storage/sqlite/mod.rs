@@ -867,6 +867,71 @@ mod tests {
         assert_eq!(storage.last_event_seq("u").await.unwrap(), 1);
     }
 
+    /// A database made before the tables were clustered (migrations 0001 to
+    /// 0004) keeps every row and every index through the upgrade.
+    #[tokio::test]
+    async fn an_older_database_keeps_its_rows_when_its_tables_are_clustered() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let older = dir.path().join("older-migrations");
+        std::fs::create_dir(&older).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for name in ["0001_init.sql", "0002_pgm.sql", "0003_withdrawals_by_created.sql", "0004_deposits_reserved.sql"] {
+            std::fs::copy(all.join(name), older.join(name)).unwrap();
+        }
+        let pool = SqlitePool::connect_with(SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(older.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let rows = [
+            "INSERT INTO accounts VALUES ('u', 500, 200, 2)",
+            "INSERT INTO deposits VALUES ('0b6c4f5e-3f0a-4c1e-9a55-5d8f6f2b9e01', 'u', 'REF-1', 'https://pay.example/d/1', 100, 101, NULL, 'TRY',
+                'RESERVED', NULL, 9, 1, 1)",
+            "INSERT INTO user_events VALUES ('u', 1, 'deposit.updated', '{}', 1), ('u', 2, 'balance.updated', '{}', 2)",
+            "INSERT INTO idempotency VALUES ('u', 'deposits', 'k', 'h', 'done', 0, 201, '{\"a\":1}', 1)",
+        ];
+        for row in rows {
+            sqlx::query(row).execute(&pool).await.unwrap();
+        }
+        let snapshot = |pool: SqlitePool| async move {
+            let mut all = Vec::new();
+            for query in [
+                "SELECT user_id || available || reserved || last_seq FROM accounts",
+                "SELECT intent_id || user_id || reference_no || deposit_url || requested_amount || amount
+                    || coalesce(credited_amount, '-') || currency || status || coalesce(rejected_reason, '-')
+                    || expires_at || created_at || updated_at FROM deposits",
+                "SELECT user_id || seq || name || data || created_at FROM user_events ORDER BY seq",
+                "SELECT user_id || route || key || request_hash || state || locked_until || response_status
+                    || response_body || created_at FROM idempotency",
+            ] {
+                all.extend(sqlx::query_scalar::<_, String>(query).fetch_all(&pool).await.unwrap());
+            }
+            all
+        };
+        let before = snapshot(pool.clone()).await;
+        pool.close().await;
+
+        let storage = SqliteStorage::connect(&url).await.unwrap();
+        assert_eq!(snapshot(storage.reader.clone()).await, before);
+        let schema: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('table', 'index')")
+                .fetch_all(&storage.reader)
+                .await
+                .unwrap();
+        for table in ["accounts", "deposits", "user_events", "idempotency"] {
+            let (_, sql) = schema.iter().find(|(name, _)| name == table).unwrap();
+            assert!(sql.ends_with("WITHOUT ROWID"), "{table} is not clustered: {sql}");
+        }
+        for index in ["deposits_by_user", "deposits_by_created", "deposits_reserved"] {
+            assert!(schema.iter().any(|(name, _)| name == index), "{index} is gone");
+        }
+        let listed = storage.deposits_of("u", 10).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|d| (d.reference_no.as_str(), d.amount)).collect::<Vec<_>>(),
+            [("REF-1", Amount::from_minor(101))]
+        );
+    }
+
     #[tokio::test]
     async fn an_in_memory_database_is_refused_with_the_reason() {
         let Err(error) = SqliteStorage::connect("sqlite::memory:").await else { panic!("connected") };

@@ -135,3 +135,60 @@ pub(super) fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use pientegra_shared::Amount;
+    use rusqlite::OpenFlags;
+    use uuid::Uuid;
+
+    use super::open_direct;
+    use crate::storage::sqlite::SqliteStorage;
+    use crate::storage::{IdempotencyScope, NewDeposit, Reply, Storage};
+
+    /// Every page a commit writes is appended to the log and synced before
+    /// the user gets an answer. A new deposit writes one page per B-tree it
+    /// touches: the deposit and its three indexes, the account, the stream
+    /// event and the stored answer. With rowid tables it was ten (measured).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_deposit_commit_writes_seven_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let storage = SqliteStorage::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let record = |n: u32| {
+            let deposit = NewDeposit {
+                intent_id: Uuid::new_v4(),
+                user_id: "u".into(),
+                reference_no: format!("REF-{n}"),
+                deposit_url: format!("https://pay.example/d/{n}"),
+                requested_amount: Amount::from_minor(150_000),
+                amount: Amount::from_minor(150_000),
+                currency: "TRY".into(),
+                expires_at: Utc::now() + chrono::Duration::minutes(30),
+            };
+            let storage = &storage;
+            async move {
+                let key = format!("k-{n}");
+                let scope = IdempotencyScope { user_id: "u", route: "deposits", key: &key };
+                let reply = Reply { scope: &scope, request_hash: "h", status: 201 };
+                storage.record_deposit(deposit, Some(&reply)).await.unwrap();
+            }
+        };
+        // The account exists and every table has its first page.
+        record(0).await;
+
+        // An empty log, then one deposit: the log holds exactly its pages.
+        let conn = open_direct(&path, OpenFlags::SQLITE_OPEN_READ_WRITE, "the test").unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        assert_eq!(busy, 0, "the log could not be emptied");
+        record(1).await;
+
+        let wal = std::fs::metadata(dir.path().join("db-wal")).unwrap().len();
+        // A 32-byte header, then each page with a 24-byte header.
+        let pages = (wal - 32) / (4096 + 24);
+        assert_eq!(pages, 7, "a new deposit's commit wrote {pages} pages");
+    }
+}
