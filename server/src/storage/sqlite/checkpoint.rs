@@ -4,9 +4,8 @@
 //! them into the database file and syncs it, so that the log can start over.
 //! By itself SQLite runs one inside the commit that takes the log past 1,000
 //! pages, and the request or webhook behind that commit waits for the copy
-//! and a second sync: a new deposit wrote 10 pages then (7 since its tables
-//! are clustered), so every 90th deposit took 1.0–1.8 ms instead of 0.35 ms
-//! on the bench machine.
+//! and a second sync: a new deposit writes about 11 pages, so every 90th
+//! deposit took 1.0–1.8 ms instead of 0.35 ms on the bench machine.
 //!
 //! Here a thread of its own checkpoints every [`INTERVAL`] on a connection of
 //! its own, in `PASSIVE` mode, which never blocks the writer nor the readers.
@@ -27,9 +26,8 @@ use rusqlite::OpenFlags;
 use super::new_deposit::open_direct;
 
 /// Pause between two checkpoints: short enough that the log copied this often
-/// stays well under 1,000 pages (about 75 deposits of 7 pages each at the
-/// bench's pace), long enough that the database file is synced at most ten
-/// times a second.
+/// stays well under 1,000 pages (about 80 deposits' worth at the bench's
+/// pace), long enough that the database file is synced at most ten times a second.
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The checkpointing thread; it stops when this is dropped.
@@ -71,9 +69,8 @@ mod tests {
     use super::super::group_commit::tests::record_deposit;
 
     /// A commit appends to the log file only while the log cannot start
-    /// over. Without the thread each of the deposits below would add its 7
-    /// pages to the file (82 frames over the 10 measured when a deposit
-    /// still wrote 10), since the log
+    /// over. Without the thread each of the deposits below would add its 8 or
+    /// so pages to the file (82 frames over the 10, measured), since the log
     /// stays under the 1,000 pages at which a commit checkpoints; with it, the
     /// log is copied while the writer is idle and the next commit starts over
     /// at the file's beginning.
