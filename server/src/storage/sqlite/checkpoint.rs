@@ -4,7 +4,7 @@
 //! them into the database file and syncs it, so that the log can start over.
 //! By itself SQLite runs one inside the commit that takes the log past 1,000
 //! pages, and the request or webhook behind that commit waits for the copy
-//! and a second sync: a new deposit writes about 11 pages, so every 90th
+//! and a second sync: a new deposit writes 10 pages, so every 90th
 //! deposit took 1.0–1.8 ms instead of 0.35 ms on the bench machine.
 //!
 //! Here a thread of its own checkpoints every [`INTERVAL`] on a connection of
@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::OpenFlags;
 
-use super::new_deposit::open_direct;
+use super::open_direct;
 
 /// Pause between two checkpoints: short enough that the log copied this often
 /// stays well under 1,000 pages (about 80 deposits' worth at the bench's
@@ -69,8 +69,8 @@ mod tests {
     use super::super::group_commit::tests::record_deposit;
 
     /// A commit appends to the log file only while the log cannot start
-    /// over. Without the thread each of the deposits below would add its 8 or
-    /// so pages to the file (82 frames over the 10, measured), since the log
+    /// over. Without the thread each of the deposits below would add its
+    /// pages to the file (82 frames over the 10, measured), since the log
     /// stays under the 1,000 pages at which a commit checkpoints; with it, the
     /// log is copied while the writer is idle and the next commit starts over
     /// at the file's beginning.

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use rusqlite::{OpenFlags, OptionalExtension};
 
 use super::super::{IdempotencyScope, Result};
-use super::new_deposit::open_direct;
+use super::open_direct;
 
 type Key = (String, String, String);
 

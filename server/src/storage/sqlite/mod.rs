@@ -12,6 +12,7 @@ mod group_commit;
 mod new_deposit;
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::WithdrawalStatus;
 use pientegra_shared::wire::WithdrawalCreated;
+use rusqlite::OpenFlags;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
@@ -83,9 +85,9 @@ impl SqliteStorage {
             .await
             .context("opening the SQLite database for reading")?;
         let new_deposits = NewDeposits::open(options.get_filename(), busy_timeout)?;
-        let webhooks = WebhookWriter::spawn(writer.clone());
         let answers = Answers::open(options.get_filename())?;
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
+        let webhooks = WebhookWriter::spawn(writer.clone());
         Ok(SqliteStorage {
             writer,
             reader,
@@ -378,6 +380,13 @@ fn dedup(mut users: Vec<String>) -> Vec<String> {
     users.sort();
     users.dedup();
     users
+}
+
+/// A rusqlite connection to `file` for `purpose`, used from one thread at a
+/// time (behind a mutex or owned by a thread), so SQLite's own mutex is off.
+fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(file, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening the SQLite database for {purpose}"))
 }
 
 #[async_trait]

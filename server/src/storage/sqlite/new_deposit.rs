@@ -18,12 +18,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::status::IntentStatus;
 use rusqlite::{OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{INSERT_DEPOSIT, STORE_REPLY};
+use super::{INSERT_DEPOSIT, STORE_REPLY, open_direct};
 use crate::storage::rows::{minor, now_ms, time};
 use crate::storage::{DepositRecord, NewDeposit, Reply, Result};
 
@@ -118,13 +117,6 @@ fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
         created_at: time(now),
         updated_at: time(now),
     }
-}
-
-/// A rusqlite connection to `file` for `purpose`, used from one thread at a
-/// time (behind a mutex or owned by a thread), so SQLite's own mutex is off.
-pub(super) fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<rusqlite::Connection> {
-    rusqlite::Connection::open_with_flags(file, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_context(|| format!("opening the SQLite database for {purpose}"))
 }
 
 /// Runs `f`, which blocks, on this thread: tokio's other workers take over
