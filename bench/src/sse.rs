@@ -17,7 +17,7 @@ const IDLE: usize = 10_000;
 const LIVE_USER: &str = "sse-live";
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
-    let samples = if ctx.quick { 60 } else { 200 };
+    let samples = if ctx.quick { 60 } else { 1_000 };
     let warmup = 20;
     let idle = idle_budget()?;
     let dir = tempfile::tempdir()?;
