@@ -5,7 +5,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pientegra_shared::Amount;
 use pientegra_shared::status::IntentStatus;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::{DepositRecord, WithdrawalRecord, WithdrawalState};
@@ -30,56 +30,83 @@ pub(super) fn uuid(s: &str) -> anyhow::Result<Uuid> {
     Uuid::parse_str(s).context("malformed id in storage")
 }
 
+/// A row read by name, whichever driver read it: sqlx (PostgreSQL, SQLite's
+/// readers) or rusqlite (SQLite's writes).
+pub(super) trait Columns {
+    fn text(&self, column: &str) -> anyhow::Result<Option<String>>;
+    fn int(&self, column: &str) -> anyhow::Result<Option<i64>>;
+}
+
+macro_rules! sqlx_columns {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> anyhow::Result<Option<String>> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> anyhow::Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
+}
+sqlx_columns!(sqlx::postgres::PgRow);
+sqlx_columns!(sqlx::sqlite::SqliteRow);
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
+    fn int(&self, column: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self.get(column)?)
+    }
+}
+
+fn text(row: &impl Columns, column: &str) -> anyhow::Result<String> {
+    row.text(column)?.with_context(|| format!("{column} is NULL in storage"))
+}
+
+fn int(row: &impl Columns, column: &str) -> anyhow::Result<i64> {
+    row.int(column)?.with_context(|| format!("{column} is NULL in storage"))
+}
+
 /// A `deposits` row.
-pub(super) fn deposit_from_row<'r, R>(row: &'r R) -> anyhow::Result<DepositRecord>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = row.try_get("status")?;
+pub(super) fn deposit_from_row(row: &impl Columns) -> anyhow::Result<DepositRecord> {
+    let status = text(row, "status")?;
     Ok(DepositRecord {
-        intent_id: uuid(&row.try_get::<String, _>("intent_id")?)?,
-        user_id: row.try_get("user_id")?,
-        reference_no: row.try_get("reference_no")?,
-        deposit_url: row.try_get("deposit_url")?,
-        requested_amount: amount(row.try_get("requested_amount")?)?,
-        amount: amount(row.try_get("amount")?)?,
-        credited_amount: row.try_get::<Option<i64>, _>("credited_amount")?.map(amount).transpose()?,
-        currency: row.try_get("currency")?,
+        intent_id: uuid(&text(row, "intent_id")?)?,
+        user_id: text(row, "user_id")?,
+        reference_no: text(row, "reference_no")?,
+        deposit_url: text(row, "deposit_url")?,
+        requested_amount: amount(int(row, "requested_amount")?)?,
+        amount: amount(int(row, "amount")?)?,
+        credited_amount: row.int("credited_amount")?.map(amount).transpose()?,
+        currency: text(row, "currency")?,
         status: IntentStatus::parse(&status).context("unknown intent status in storage")?,
-        rejected_reason: row.try_get("rejected_reason")?,
-        expires_at: time(row.try_get("expires_at")?),
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
+        rejected_reason: row.text("rejected_reason")?,
+        expires_at: time(int(row, "expires_at")?),
+        created_at: time(int(row, "created_at")?),
+        updated_at: time(int(row, "updated_at")?),
     })
 }
 
 /// A `withdrawals` row.
-pub(super) fn withdrawal_from_row<'r, R>(row: &'r R) -> anyhow::Result<WithdrawalRecord>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let state: String = row.try_get("status")?;
-    let model: String = row.try_get("balance_model")?;
+pub(super) fn withdrawal_from_row(row: &impl Columns) -> anyhow::Result<WithdrawalRecord> {
+    let state = text(row, "status")?;
+    let model = text(row, "balance_model")?;
     Ok(WithdrawalRecord {
-        local_id: uuid(&row.try_get::<String, _>("local_id")?)?,
-        user_id: row.try_get("user_id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        withdrawal_id: row.try_get::<Option<String>, _>("withdrawal_id")?.as_deref().map(uuid).transpose()?,
-        reference_no: row.try_get("reference_no")?,
-        amount: amount(row.try_get("amount")?)?,
-        currency: row.try_get("currency")?,
-        iban: row.try_get("iban")?,
-        holder_name: row.try_get("holder_name")?,
+        local_id: uuid(&text(row, "local_id")?)?,
+        user_id: text(row, "user_id")?,
+        idempotency_key: text(row, "idempotency_key")?,
+        withdrawal_id: row.text("withdrawal_id")?.as_deref().map(uuid).transpose()?,
+        reference_no: row.text("reference_no")?,
+        amount: amount(int(row, "amount")?)?,
+        currency: text(row, "currency")?,
+        iban: text(row, "iban")?,
+        holder_name: text(row, "holder_name")?,
         state: WithdrawalState::parse(&state).context("unknown withdrawal state in storage")?,
-        rejected_reason: row.try_get("rejected_reason")?,
+        rejected_reason: row.text("rejected_reason")?,
         balance_model: model.parse().map_err(|()| anyhow::anyhow!("unknown balance model in storage"))?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
+        created_at: time(int(row, "created_at")?),
+        updated_at: time(int(row, "updated_at")?),
     })
 }

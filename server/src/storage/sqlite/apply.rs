@@ -4,11 +4,10 @@
 //! they move is checked against the ledger and the balances with one query
 //! each; and every change is written back with one statement per table. A
 //! batch of 200 webhooks costs the same handful of statements as one, which
-//! is what lets group commit pay off: with SQLite behind sqlx, each statement
-//! is a round trip to the connection's thread.
+//! is what lets group commit pay off.
 //!
-//! It all runs inside the caller's write transaction on the one writer
-//! connection, so nothing can change the rows between the reads and the writes.
+//! It all runs inside the caller's write transaction ([`super::direct`]), so
+//! nothing can change the rows between the reads and the writes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,28 +15,28 @@ use anyhow::bail;
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::IntentStatus;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, SqliteConnection};
+use rusqlite::Connection;
+use rusqlite::types::Value;
 use uuid::Uuid;
 
 use super::super::rows::{amount, deposit_from_row, minor, now_ms, time, withdrawal_from_row};
 use super::super::{
     BalanceRow, Changed, DepositRecord, InboxOutcome, Result, WithdrawalRecord, WithdrawalState, balance_event,
 };
-use super::{Outbox, select_in};
+use super::{Outbox, execute, rows_in, tuples};
 use crate::ledger::{self, Movement};
 
 /// Applies `events` in order, pushing the stream events they produce to
 /// `outbox`; returns what each one did and whose streams it touched.
-pub(super) async fn apply_events(
-    conn: &mut SqliteConnection,
+pub(super) fn apply_events(
+    conn: &Connection,
     events: &[&WebhookEvent],
     outbox: &mut Outbox,
 ) -> Result<Vec<Changed<InboxOutcome>>> {
     let now = now_ms();
-    let mut records = Records::load(conn, events).await?;
+    let mut records = Records::load(conn, events)?;
     let decisions: Vec<Decision> = events.iter().map(|event| records.decide(event, now)).collect();
-    let mut money = Money::load(conn, &decisions).await?;
+    let mut money = Money::load(conn, &decisions)?;
     let mut changes = Vec::with_capacity(decisions.len());
     for decision in decisions {
         let from = outbox.events.len();
@@ -49,8 +48,8 @@ pub(super) async fn apply_events(
         }
         changes.push(Changed { value: decision.outcome, touched: outbox.users_from(from) });
     }
-    records.write(conn, now).await?;
-    money.write(conn, now).await?;
+    records.write(conn, now)?;
+    money.write(conn, now)?;
     Ok(changes)
 }
 
@@ -79,7 +78,7 @@ struct Records {
 }
 
 impl Records {
-    async fn load(conn: &mut SqliteConnection, events: &[&WebhookEvent]) -> Result<Records> {
+    fn load(conn: &Connection, events: &[&WebhookEvent]) -> Result<Records> {
         let mut intent_ids = Vec::new();
         let mut withdrawal_ids = Vec::new();
         for event in events {
@@ -89,11 +88,11 @@ impl Records {
                 EventKind::Unknown { .. } => {}
             }
         }
-        let select = "SELECT * FROM deposits WHERE intent_id IN (";
-        let deposits = rows_in(conn, select, &intent_ids, |row| deposit_from_row(row)).await?;
+        let select = "SELECT * FROM deposits WHERE intent_id IN ";
+        let deposits = rows_in(conn, select, &intent_ids, |row| deposit_from_row(row))?;
         let deposits = deposits.into_iter().map(|deposit| (deposit.intent_id, deposit)).collect();
-        let select = "SELECT * FROM withdrawals WHERE withdrawal_id IN (";
-        let withdrawals = rows_in(conn, select, &withdrawal_ids, |row| withdrawal_from_row(row)).await?;
+        let select = "SELECT * FROM withdrawals WHERE withdrawal_id IN ";
+        let withdrawals = rows_in(conn, select, &withdrawal_ids, |row| withdrawal_from_row(row))?;
         let withdrawals = withdrawals.into_iter().filter_map(|record| Some((record.withdrawal_id?, record))).collect();
         Ok(Records { deposits, withdrawals, changed_deposits: HashSet::new(), changed_withdrawals: HashSet::new() })
     }
@@ -161,36 +160,41 @@ impl Records {
     }
 
     /// Writes the changed records back: one statement per table.
-    async fn write(&self, conn: &mut SqliteConnection, now: i64) -> Result<()> {
+    fn write(&self, conn: &Connection, now: i64) -> Result<()> {
         if !self.changed_deposits.is_empty() {
-            let mut update = QueryBuilder::new(
-                "UPDATE deposits SET status = v.column2, rejected_reason = v.column3, credited_amount = v.column4,
-                 updated_at = ",
-            );
-            update.push_bind(now).push(" FROM (");
-            update.push_values(&self.changed_deposits, |mut row, id| {
+            let mut values = vec![Value::from(now)];
+            for id in &self.changed_deposits {
                 let deposit = &self.deposits[id];
-                row.push_bind(id.to_string())
-                    .push_bind(deposit.status.as_str())
-                    .push_bind(deposit.rejected_reason.as_deref())
-                    .push_bind(deposit.credited_amount.map(minor));
-            });
-            update.push(") AS v WHERE deposits.intent_id = v.column1");
-            update.build().execute(&mut *conn).await?;
+                values.extend([
+                    Value::from(id.to_string()),
+                    Value::from(deposit.status.as_str().to_owned()),
+                    Value::from(deposit.rejected_reason.clone()),
+                    Value::from(deposit.credited_amount.map(minor)),
+                ]);
+            }
+            let update = format!(
+                "UPDATE deposits SET status = v.column2, rejected_reason = v.column3, credited_amount = v.column4,
+                 updated_at = ? FROM (VALUES {}) AS v WHERE deposits.intent_id = v.column1",
+                tuples(self.changed_deposits.len(), 4)
+            );
+            execute(conn, &update, values)?;
         }
         if !self.changed_withdrawals.is_empty() {
-            let mut update = QueryBuilder::new(
-                "UPDATE withdrawals SET status = v.column2, rejected_reason = v.column3, updated_at = ",
-            );
-            update.push_bind(now).push(" FROM (");
-            update.push_values(&self.changed_withdrawals, |mut row, id| {
+            let mut values = vec![Value::from(now)];
+            for id in &self.changed_withdrawals {
                 let record = &self.withdrawals[id];
-                row.push_bind(record.local_id.to_string())
-                    .push_bind(record.state.as_str())
-                    .push_bind(record.rejected_reason.as_deref());
-            });
-            update.push(") AS v WHERE withdrawals.local_id = v.column1");
-            update.build().execute(&mut *conn).await?;
+                values.extend([
+                    Value::from(record.local_id.to_string()),
+                    Value::from(record.state.as_str().to_owned()),
+                    Value::from(record.rejected_reason.clone()),
+                ]);
+            }
+            let update = format!(
+                "UPDATE withdrawals SET status = v.column2, rejected_reason = v.column3, updated_at = ?
+                 FROM (VALUES {}) AS v WHERE withdrawals.local_id = v.column1",
+                tuples(self.changed_withdrawals.len(), 3)
+            );
+            execute(conn, &update, values)?;
         }
         Ok(())
     }
@@ -209,7 +213,7 @@ struct Money {
 }
 
 impl Money {
-    async fn load(conn: &mut SqliteConnection, decisions: &[Decision]) -> Result<Money> {
+    fn load(conn: &Connection, decisions: &[Decision]) -> Result<Money> {
         let keys: Vec<String> = decisions.iter().flat_map(|d| &d.moves).map(|m| m.business_key.clone()).collect();
         let mut users: Vec<String> =
             decisions.iter().filter(|d| !d.moves.is_empty()).map(|d| d.user_id.clone()).collect();
@@ -220,11 +224,11 @@ impl Money {
         if keys.is_empty() {
             return Ok(money);
         }
-        let select = "SELECT business_key FROM ledger_entries WHERE business_key IN (";
-        money.applied =
-            select_in(select, &keys).build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
-        let select = "SELECT user_id, available, reserved FROM accounts WHERE user_id IN (";
-        let rows: Vec<(String, i64, i64)> = select_in(select, &users).build_query_as().fetch_all(&mut *conn).await?;
+        let select = "SELECT business_key FROM ledger_entries WHERE business_key IN ";
+        money.applied = rows_in(conn, select, &keys, |row| Ok(row.get(0)?))?.into_iter().collect();
+        let select = "SELECT user_id, available, reserved FROM accounts WHERE user_id IN ";
+        let rows: Vec<(String, i64, i64)> =
+            rows_in(conn, select, &users, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         money.balances = users.into_iter().map(|user| (user, (0, 0))).collect();
         money.balances.extend(rows.into_iter().map(|(user, available, reserved)| (user, (available, reserved))));
         Ok(money)
@@ -257,43 +261,37 @@ impl Money {
     }
 
     /// Writes the new ledger entries and balances: one statement each.
-    async fn write(&self, conn: &mut SqliteConnection, now: i64) -> Result<()> {
+    fn write(&self, conn: &Connection, now: i64) -> Result<()> {
         if self.entries.is_empty() {
             return Ok(());
         }
         // No ON CONFLICT: the keys were checked above, so a clash is a bug and fails the transaction.
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at) ",
+        let mut values = Vec::with_capacity(self.entries.len() * 5);
+        for (user_id, m) in &self.entries {
+            values.extend([
+                Value::from(m.business_key.clone()),
+                Value::from(user_id.clone()),
+                Value::from(m.available),
+                Value::from(m.reserved),
+                Value::from(now),
+            ]);
+        }
+        let insert = format!(
+            "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at) VALUES {}",
+            tuples(self.entries.len(), 5)
         );
-        insert.push_values(&self.entries, |mut row, (user_id, m)| {
-            row.push_bind(&m.business_key)
-                .push_bind(user_id)
-                .push_bind(m.available)
-                .push_bind(m.reserved)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *conn).await?;
-        let mut upsert = QueryBuilder::new("INSERT INTO accounts (user_id, available, reserved) ");
-        upsert.push_values(&self.moved, |mut row, user_id| {
+        execute(conn, &insert, values)?;
+        let mut values = Vec::with_capacity(self.moved.len() * 3);
+        for user_id in &self.moved {
             let (available, reserved) = self.balances[user_id];
-            row.push_bind(user_id).push_bind(available).push_bind(reserved);
-        });
-        upsert
-            .push(" ON CONFLICT (user_id) DO UPDATE SET available = excluded.available, reserved = excluded.reserved");
-        upsert.build().execute(&mut *conn).await?;
+            values.extend([Value::from(user_id.clone()), Value::from(available), Value::from(reserved)]);
+        }
+        let upsert = format!(
+            "INSERT INTO accounts (user_id, available, reserved) VALUES {}
+             ON CONFLICT (user_id) DO UPDATE SET available = excluded.available, reserved = excluded.reserved",
+            tuples(self.moved.len(), 3)
+        );
+        execute(conn, &upsert, values)?;
         Ok(())
     }
-}
-
-/// The rows `select` (ending in `IN (`) finds for `values`, read with `from_row`.
-async fn rows_in<T>(
-    conn: &mut SqliteConnection,
-    select: &str,
-    values: &[String],
-    from_row: impl Fn(&SqliteRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    if values.is_empty() {
-        return Ok(Vec::new());
-    }
-    select_in(select, values).build().fetch_all(&mut *conn).await?.iter().map(from_row).collect()
 }

@@ -8,14 +8,15 @@
 //! transaction per webhook.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use futures::FutureExt;
 use pientegra_shared::event::WebhookEvent;
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Webhook, apply_webhooks_in, write_transaction};
+use super::direct::Direct;
+use super::{Webhook, apply_webhooks_in};
 use crate::storage::{Changed, InboxOutcome, Result};
 
 /// At most this many webhooks share one commit.
@@ -38,7 +39,7 @@ pub(super) struct WebhookWriter {
 
 impl WebhookWriter {
     /// Starts the task; it stops when the handle is dropped.
-    pub(super) fn spawn(writer: SqlitePool) -> WebhookWriter {
+    pub(super) fn spawn(writer: Arc<Direct>) -> WebhookWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(writer, queue));
         WebhookWriter { jobs }
@@ -53,7 +54,7 @@ impl WebhookWriter {
     }
 }
 
-async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn run(writer: Arc<Direct>, mut queue: mpsc::Receiver<Job>) {
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -68,7 +69,7 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// Applies and commits `batch`, then answers each job.
-async fn write_batch(writer: &SqlitePool, batch: Vec<Job>) {
+async fn write_batch(writer: &Direct, batch: Vec<Job>) {
     let webhooks: Vec<Webhook<'_>> = batch.iter().map(|job| (&job.event, job.body.as_slice())).collect();
     let outcomes = match commit(writer, &webhooks).await {
         Ok(changes) => changes.into_iter().map(Ok).collect(),
@@ -90,11 +91,8 @@ async fn write_batch(writer: &SqlitePool, batch: Vec<Job>) {
 }
 
 /// Applies `webhooks` in one transaction and commits it.
-async fn commit(writer: &SqlitePool, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
-    let mut tx = write_transaction(writer).await?;
-    let changes = apply_webhooks_in(&mut tx, webhooks).await?;
-    tx.commit().await?;
-    Ok(changes)
+async fn commit(writer: &Direct, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
+    writer.write(|tx| apply_webhooks_in(tx, webhooks)).await
 }
 
 #[cfg(test)]
@@ -181,7 +179,7 @@ pub(super) mod tests {
 
     /// Applies `events` as one batch: the writer is held until all are queued.
     async fn one_batch(storage: &SqliteStorage, events: &[WebhookEvent]) -> Vec<Outcome> {
-        let held = storage.writer.acquire().await.unwrap();
+        let held = storage.direct.permit().acquire().await.unwrap();
         let applying = futures::future::join_all(events.iter().map(|e| storage.apply_webhook(e, b"{}")));
         let release = async {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -266,7 +264,7 @@ pub(super) mod tests {
         // A row this server cannot read makes the webhook about it fail.
         sqlx::query("UPDATE deposits SET status = 'BROKEN' WHERE intent_id = ?")
             .bind(intents[2].to_string())
-            .execute(&storage.writer)
+            .execute(storage.direct.permit())
             .await
             .unwrap();
         let events: Vec<WebhookEvent> = intents.iter().map(|&id| approved(id)).collect();

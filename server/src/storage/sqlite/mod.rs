@@ -1,19 +1,20 @@
 //! SQLite storage: WAL, `synchronous = FULL` so a commit is durable before the
-//! webhook's 2xx, and one writer connection so write transactions never race
-//! (readers run beside it on their own pool). Webhooks share commits
-//! ([`group_commit`]) and are applied as a set ([`apply`]); idempotency claims
-//! in flight live in memory ([`claims`]); WAL checkpoints run beside the
-//! writer, not inside its commits ([`checkpoint`]).
+//! webhook's 2xx, and one write transaction at a time, each run with rusqlite
+//! on the thread that asked for it ([`direct`]); sqlx's pool of readers runs
+//! beside it. Webhooks share commits ([`group_commit`]) and are applied as a
+//! set ([`apply`]); idempotency claims in flight live in memory ([`claims`]);
+//! WAL checkpoints run beside the writer, not inside its commits ([`checkpoint`]).
 
 mod apply;
 mod checkpoint;
 mod claims;
+mod direct;
 mod group_commit;
-mod new_deposit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,16 +24,17 @@ use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::{EventKind, WebhookEvent};
 use pientegra_shared::status::WithdrawalStatus;
 use pientegra_shared::wire::WithdrawalCreated;
-use rusqlite::OpenFlags;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, params};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use self::apply::apply_events;
 use self::checkpoint::Checkpointer;
 use self::claims::{Answers, Claims, Taken};
+use self::direct::Direct;
 use self::group_commit::WebhookWriter;
-use self::new_deposit::{NewDeposits, blocking_here};
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
     BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
@@ -42,10 +44,9 @@ use crate::ledger::{self, BalanceModel, Movement};
 
 /// The SQLite implementation of [`Storage`].
 pub struct SqliteStorage {
-    writer: SqlitePool,
     reader: SqlitePool,
+    direct: Arc<Direct>,
     webhooks: WebhookWriter,
-    new_deposits: NewDeposits,
     claims: Claims,
     answers: Answers,
     _checkpointer: Checkpointer,
@@ -84,15 +85,14 @@ impl SqliteStorage {
             .connect_with(options.clone().read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
-        let new_deposits = NewDeposits::open(options.get_filename(), busy_timeout)?;
+        let direct = Arc::new(Direct::open(options.get_filename(), busy_timeout, writer)?);
         let answers = Answers::open(options.get_filename())?;
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
-        let webhooks = WebhookWriter::spawn(writer.clone());
+        let webhooks = WebhookWriter::spawn(direct.clone());
         Ok(SqliteStorage {
-            writer,
             reader,
+            direct,
             webhooks,
-            new_deposits,
             claims: Claims::default(),
             answers,
             _checkpointer: checkpointer,
@@ -103,17 +103,6 @@ impl SqliteStorage {
 
 // ---- statements run inside a write transaction -------------------------------------
 
-/// Begins a write transaction holding SQLite's write lock from its first
-/// statement. A deferred one that reads first could not take the lock later if
-/// another connection (the PGM facade has its own) wrote in between: SQLite
-/// fails that at once ("database is locked") instead of waiting.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-/// A write transaction ([`BEGIN_WRITE`]) on the writer pool's connection.
-async fn write_transaction(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    Ok(writer.begin_with(BEGIN_WRITE).await?)
-}
-
 /// Inserts a RESERVED deposit unless its intent is known, returning the row and
 /// whether events about the intent arrived before it (orphans).
 const INSERT_DEPOSIT: &str =
@@ -122,11 +111,58 @@ const INSERT_DEPOSIT: &str =
      VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
      RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans";
 
-async fn ensure_account(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
-    sqlx::query("INSERT INTO accounts (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+// Reads that both a write transaction (rusqlite) and the readers (sqlx) make.
+const SELECT_BALANCE: &str = "SELECT available, reserved FROM accounts WHERE user_id = ?";
+const SELECT_DEPOSIT: &str = "SELECT * FROM deposits WHERE intent_id = ?";
+const SELECT_WITHDRAWAL_BY_LOCAL_ID: &str = "SELECT * FROM withdrawals WHERE local_id = ?";
+const SELECT_WITHDRAWAL_BY_ID: &str = "SELECT * FROM withdrawals WHERE withdrawal_id = ?";
+const SELECT_WITHDRAWAL_BY_KEY: &str = "SELECT * FROM withdrawals WHERE user_id = ? AND idempotency_key = ?";
+
+/// `rows` parenthesised tuples of `columns` placeholders: `(?, ?), (?, ?)`.
+fn tuples(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// Runs `sql` with `values` bound in order.
+fn execute(conn: &Connection, sql: &str, values: Vec<Value>) -> Result<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values))?)
+}
+
+/// The rows `select` (ending in `IN `) finds for `values`, read with `from_row`.
+fn rows_in<T>(
+    conn: &Connection,
+    select: &str,
+    values: &[String],
+    from_row: impl Fn(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare_cached(&format!("{select}{}", tuples(1, values.len())))?;
+    let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(from_row(row)?);
+    }
+    Ok(found)
+}
+
+/// The one row `sql` finds for `params`, read with `from_row`.
+fn row_in<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    from_row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    rows.next()?.map(from_row).transpose()
+}
+
+fn ensure_account(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.prepare_cached("INSERT INTO accounts (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING")?
+        .execute([user_id])?;
     Ok(())
 }
 
@@ -148,7 +184,7 @@ impl Outbox {
     }
 
     /// Appends every event to its user's stream with the next sequence numbers, in order.
-    async fn write(&self, conn: &mut SqliteConnection) -> Result<()> {
+    fn write(&self, conn: &Connection) -> Result<()> {
         if self.events.is_empty() {
             return Ok(());
         }
@@ -157,129 +193,119 @@ impl Outbox {
             *counts.entry(user.as_str()).or_default() += 1;
         }
         // Creates an account on its first event: one statement either way.
-        let mut bump = QueryBuilder::new("INSERT INTO accounts (user_id, last_seq) ");
-        bump.push_values(&counts, |mut row, (user, count)| {
-            row.push_bind(*user).push_bind(*count);
-        });
-        bump.push(" ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq");
-        bump.push(" RETURNING user_id, last_seq");
-        let lasts: Vec<(String, i64)> = bump.build_query_as().fetch_all(&mut *conn).await?;
+        let bump = format!(
+            "INSERT INTO accounts (user_id, last_seq) VALUES {}
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING user_id, last_seq",
+            tuples(counts.len(), 2)
+        );
+        let values = counts.iter().flat_map(|(user, count)| [Value::from((*user).to_owned()), Value::from(*count)]);
+        let mut statement = conn.prepare_cached(&bump)?;
+        let mut lasts = statement.query(rusqlite::params_from_iter(values))?;
         let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
-        for (user, last) in &lasts {
+        while let Some(row) = lasts.next()? {
+            let (user, last): (String, i64) = (row.get(0)?, row.get(1)?);
             let (user, count) = counts.get_key_value(user.as_str()).context("an account's sequence")?;
             next.insert(user, last - count + 1);
         }
         let now = now_ms();
-        let mut insert = QueryBuilder::new("INSERT INTO user_events (user_id, seq, name, data, created_at) ");
-        insert.push_values(&self.events, |mut row, (user, event)| {
-            let seq = next.get_mut(user.as_str()).expect("every user was counted");
-            row.push_bind(user.as_str()).push_bind(*seq).push_bind(event.name()).push_bind(event.data()).push_bind(now);
+        let mut values = Vec::with_capacity(self.events.len() * 5);
+        for (user, event) in &self.events {
+            let seq = next.get_mut(user.as_str()).context("every user was counted")?;
+            values.extend([
+                Value::from(user.clone()),
+                Value::from(*seq),
+                Value::from(event.name().to_owned()),
+                Value::from(event.data()),
+                Value::from(now),
+            ]);
             *seq += 1;
-        });
-        insert.build().execute(&mut *conn).await?;
+        }
+        let insert = format!(
+            "INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES {}",
+            tuples(self.events.len(), 5)
+        );
+        execute(conn, &insert, values)?;
         Ok(())
     }
 }
 
-async fn push_event(conn: &mut SqliteConnection, user_id: &str, event: UserEvent) -> Result<()> {
+fn push_event(conn: &Connection, user_id: &str, event: UserEvent) -> Result<()> {
     let mut outbox = Outbox::default();
     outbox.push(user_id, event);
-    outbox.write(conn).await
+    outbox.write(conn)
 }
 
-async fn read_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<BalanceRow> {
-    let row: Option<(i64, i64)> = sqlx::query_as("SELECT available, reserved FROM accounts WHERE user_id = ?")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (available, reserved) = row.unwrap_or_default();
+fn balance_row(available: i64, reserved: i64) -> Result<BalanceRow> {
     Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
+}
+
+fn read_balance(conn: &Connection, user_id: &str) -> Result<BalanceRow> {
+    let row = row_in(conn, SELECT_BALANCE, [user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (available, reserved) = row.unwrap_or_default();
+    balance_row(available, reserved)
 }
 
 /// Applies a movement unless its business key was applied before. Returns the
 /// new balance when it moved money.
-async fn apply_movement(conn: &mut SqliteConnection, user_id: &str, m: &Movement) -> Result<Option<BalanceRow>> {
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_key) DO NOTHING",
-    )
-    .bind(&m.business_key)
-    .bind(user_id)
-    .bind(m.available)
-    .bind(m.reserved)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+fn apply_movement(conn: &Connection, user_id: &str, m: &Movement) -> Result<Option<BalanceRow>> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_key) DO NOTHING",
+        )?
+        .execute(params![m.business_key, user_id, m.available, m.reserved, now_ms()])?;
     if inserted == 0 {
         return Ok(None);
     }
     let update = || {
-        sqlx::query_as(
+        row_in(
+            conn,
             "UPDATE accounts SET available = available + ?, reserved = reserved + ? WHERE user_id = ?
              RETURNING available, reserved",
+            params![m.available, m.reserved, user_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .bind(m.available)
-        .bind(m.reserved)
-        .bind(user_id)
     };
-    let mut balance: Option<(i64, i64)> = update().fetch_optional(&mut *conn).await?;
+    let mut balance = update()?;
     if balance.is_none() {
         // A user's first movement (accounts are normally made by their first event).
-        ensure_account(conn, user_id).await?;
-        balance = update().fetch_optional(&mut *conn).await?;
+        ensure_account(conn, user_id)?;
+        balance = update()?;
     }
     let (available, reserved) = balance.with_context(|| format!("applying {}", m.business_key))?;
-    Ok(Some(BalanceRow { available: amount(available)?, reserved: amount(reserved)? }))
+    Ok(Some(balance_row(available, reserved)?))
 }
 
-async fn announce_balance(conn: &mut SqliteConnection, user_id: &str) -> Result<()> {
-    let balance = read_balance(conn, user_id).await?;
-    push_event(conn, user_id, balance_event(balance)).await
+fn announce_balance(conn: &Connection, user_id: &str) -> Result<()> {
+    let balance = read_balance(conn, user_id)?;
+    push_event(conn, user_id, balance_event(balance))
 }
 
-async fn deposit_in(conn: &mut SqliteConnection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-    sqlx::query("SELECT * FROM deposits WHERE intent_id = ?")
-        .bind(intent_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(deposit_from_row)
-        .transpose()
+fn deposit_in(conn: &Connection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+    row_in(conn, SELECT_DEPOSIT, [intent_id.to_string()], |row| deposit_from_row(row))
 }
 
-async fn withdrawal_in(conn: &mut SqliteConnection, column: &str, id: &str) -> Result<Option<WithdrawalRecord>> {
-    // `column` is one of two literals chosen by this module, never user input.
-    sqlx::query(&format!("SELECT * FROM withdrawals WHERE {column} = ?"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(withdrawal_from_row)
-        .transpose()
+fn withdrawal_in(conn: &Connection, local_id: Uuid) -> Result<Option<WithdrawalRecord>> {
+    row_in(conn, SELECT_WITHDRAWAL_BY_LOCAL_ID, [local_id.to_string()], |row| withdrawal_from_row(row))
 }
 
 /// Applies events that arrived before the record they are about; says whether there were any.
-async fn apply_orphans(conn: &mut SqliteConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<bool> {
-    let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
+fn apply_orphans(conn: &Connection, subject_id: Uuid, outbox: &mut Outbox) -> Result<bool> {
+    let mut statement = conn.prepare_cached(
         "SELECT event_id, body FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan' ORDER BY received_at",
-    )
-    .bind(subject_id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
+    )?;
+    let orphans = statement
+        .query_map([subject_id.to_string()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let events = orphans
         .iter()
         .map(|(_, body)| WebhookEvent::parse(body).context("re-reading a stored webhook"))
         .collect::<Result<Vec<_>>>()?;
-    let changes = apply_events(conn, &events.iter().collect::<Vec<_>>(), outbox).await?;
+    let changes = apply_events(conn, &events.iter().collect::<Vec<_>>(), outbox)?;
     let now = now_ms();
+    let mut update = conn.prepare_cached("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")?;
     for ((event_id, _), changed) in orphans.iter().zip(changes) {
-        sqlx::query("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")
-            .bind(changed.value.as_str())
-            .bind(now)
-            .bind(event_id)
-            .execute(&mut *conn)
-            .await?;
+        update.execute(params![changed.value.as_str(), now, event_id])?;
     }
     Ok(!orphans.is_empty())
 }
@@ -290,61 +316,46 @@ pub(super) type Webhook<'a> = (&'a WebhookEvent, &'a [u8]);
 /// Dedupes by `eventId` (against the inbox and within `webhooks`), applies
 /// each event in order and records them all in the inbox, inside the caller's
 /// transaction. The inbox is read and written once for all of them.
-async fn apply_webhooks_in(
-    conn: &mut SqliteConnection,
-    webhooks: &[Webhook<'_>],
-) -> Result<Vec<Changed<InboxOutcome>>> {
+fn apply_webhooks_in(conn: &Connection, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
     let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
-    let mut seen = known_events(conn, &ids).await?;
+    let select = "SELECT event_id FROM webhook_inbox WHERE event_id IN ";
+    let known: HashSet<String> = rows_in(conn, select, &ids, |row| Ok(row.get(0)?))?.into_iter().collect();
+    let mut seen: HashSet<&str> = ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect();
     // Whether each webhook's eventId is new (not in the inbox, nor earlier in `webhooks`).
     let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
     let fresh: Vec<(&String, Webhook<'_>)> =
         ids.iter().zip(webhooks).zip(&first).filter(|(_, first)| **first).map(|((id, &w), _)| (id, w)).collect();
     let events: Vec<&WebhookEvent> = fresh.iter().map(|(_, (event, _))| *event).collect();
     let mut outbox = Outbox::default();
-    let applied = apply_events(conn, &events, &mut outbox).await?;
+    let applied = apply_events(conn, &events, &mut outbox)?;
     if !fresh.is_empty() {
         let now = now_ms();
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at, applied_at) ",
+        let mut values = Vec::with_capacity(fresh.len() * 7);
+        for ((id, (event, body)), changed) in fresh.iter().zip(&applied) {
+            values.extend([
+                Value::from((*id).clone()),
+                Value::from(event.event_type().to_owned()),
+                Value::from(subject_id(event).map(|id| id.to_string())),
+                Value::from(body.to_vec()),
+                Value::from(changed.value.as_str().to_owned()),
+                Value::from(now),
+                Value::from(now),
+            ]);
+        }
+        let insert = format!(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at, applied_at)
+             VALUES {}",
+            tuples(fresh.len(), 7)
         );
-        insert.push_values(fresh.iter().zip(&applied), |mut row, ((id, (event, body)), changed)| {
-            row.push_bind(id.as_str())
-                .push_bind(event.event_type())
-                .push_bind(subject_id(event).map(|id| id.to_string()))
-                .push_bind(*body)
-                .push_bind(changed.value.as_str())
-                .push_bind(now)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *conn).await?;
+        execute(conn, &insert, values)?;
     }
-    outbox.write(conn).await?;
+    outbox.write(conn)?;
     let mut applied = applied.into_iter();
     let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
     Ok(first
         .into_iter()
         .map(|first| if first { applied.next().expect("one per new webhook") } else { duplicate() })
         .collect())
-}
-
-/// Which of `ids` the inbox holds already.
-async fn known_events<'a>(conn: &mut SqliteConnection, ids: &'a [String]) -> Result<HashSet<&'a str>> {
-    let select = "SELECT event_id FROM webhook_inbox WHERE event_id IN (";
-    let known: HashSet<String> =
-        select_in(select, ids).build_query_scalar().fetch_all(&mut *conn).await?.into_iter().collect();
-    Ok(ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect())
-}
-
-/// `select` followed by one bound parameter per value and a closing parenthesis.
-fn select_in<'a>(select: &str, values: &'a [String]) -> QueryBuilder<'a, Sqlite> {
-    let mut query = QueryBuilder::new(select);
-    let mut list = query.separated(", ");
-    for value in values {
-        list.push_bind(value.as_str());
-    }
-    query.push(")");
-    query
 }
 
 /// Stores the final answer to an idempotency key.
@@ -354,17 +365,16 @@ const STORE_REPLY: &str = "INSERT INTO idempotency (user_id, route, key, request
      ON CONFLICT (user_id, route, key) DO UPDATE SET
          state = 'done', response_status = excluded.response_status, response_body = excluded.response_body";
 
-async fn store_reply(conn: &mut SqliteConnection, reply: &Reply<'_>, body: &str) -> Result<()> {
-    sqlx::query(STORE_REPLY)
-        .bind(reply.scope.user_id)
-        .bind(reply.scope.route)
-        .bind(reply.scope.key)
-        .bind(reply.request_hash)
-        .bind(i64::from(reply.status))
-        .bind(body)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
+fn store_reply(conn: &Connection, reply: &Reply<'_>, body: &str) -> Result<()> {
+    conn.prepare_cached(STORE_REPLY)?.execute(params![
+        reply.scope.user_id,
+        reply.scope.route,
+        reply.scope.key,
+        reply.request_hash,
+        reply.status,
+        body,
+        now_ms(),
+    ])?;
     Ok(())
 }
 
@@ -425,7 +435,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn finish_idempotency(&self, reply: &Reply<'_>, body: &str) -> Result<()> {
-        store_reply(&mut *self.writer.acquire().await?, reply, body).await?;
+        self.direct.write(|tx| store_reply(tx, reply, body)).await?;
         self.claims.forget(reply.scope);
         Ok(())
     }
@@ -441,79 +451,79 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
-        // The common case, in this thread ([`new_deposit`]); holding the writer pool's
-        // one connection keeps every other write out meanwhile.
-        let mut writer = self.writer.acquire().await?;
-        if let Some(record) = blocking_here(|| self.new_deposits.record(&d, reply))? {
-            let touched = vec![record.user_id.clone()];
-            return Ok(Changed { value: record, touched });
-        }
-
-        // The general path, on the connection already held.
-        let mut tx = writer.begin_with(BEGIN_WRITE).await?;
-        let now = now_ms();
-        let inserted = sqlx::query(INSERT_DEPOSIT)
-            .bind(d.intent_id.to_string())
-            .bind(&d.user_id)
-            .bind(&d.reference_no)
-            .bind(&d.deposit_url)
-            .bind(minor(d.requested_amount))
-            .bind(minor(d.amount))
-            .bind(&d.currency)
-            .bind(d.expires_at.timestamp_millis())
-            .bind(now)
-            .bind(now)
-            .bind(d.intent_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut touched = Vec::new();
-        let mut record = None;
-        if let Some(row) = inserted {
-            let inserted = deposit_from_row(&row)?;
-            let mut outbox = Outbox::default();
-            outbox.push(&d.user_id, UserEvent::Deposit(inserted.view()));
-            // Events that arrived first move it on: then read it again.
-            let moved_on = row.try_get("orphans")? && apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
-            if !moved_on {
-                record = Some(inserted);
-            }
-            outbox.write(&mut tx).await?;
-            touched.extend(outbox.users_from(0));
-        }
-        let record = match record {
-            Some(record) => record,
-            None => deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?,
-        };
-        if let Some(reply) = reply {
-            store_reply(&mut tx, reply, &record.reply_body()).await?;
-        }
-        tx.commit().await?;
-        Ok(Changed { value: record, touched: dedup(touched) })
+        self.direct
+            .write(|tx| {
+                let now = now_ms();
+                let intent_id = d.intent_id.to_string();
+                let inserted = row_in(
+                    tx,
+                    INSERT_DEPOSIT,
+                    params![
+                        intent_id,
+                        d.user_id,
+                        d.reference_no,
+                        d.deposit_url,
+                        minor(d.requested_amount),
+                        minor(d.amount),
+                        d.currency,
+                        d.expires_at.timestamp_millis(),
+                        now,
+                        now,
+                        intent_id,
+                    ],
+                    |row| Ok((deposit_from_row(row)?, row.get::<_, bool>("orphans")?)),
+                )?;
+                let mut outbox = Outbox::default();
+                let mut record = None;
+                if let Some((inserted, orphans)) = inserted {
+                    outbox.push(&d.user_id, UserEvent::Deposit(inserted.view()));
+                    // Events that arrived first move it on: then read it again.
+                    let moved_on = orphans && apply_orphans(tx, d.intent_id, &mut outbox)?;
+                    if !moved_on {
+                        record = Some(inserted);
+                    }
+                    outbox.write(tx)?;
+                }
+                let record = match record {
+                    Some(record) => record,
+                    None => deposit_in(tx, d.intent_id)?.context("the deposit just recorded")?,
+                };
+                if let Some(reply) = reply {
+                    store_reply(tx, reply, &record.reply_body())?;
+                }
+                Ok(Changed { value: record, touched: outbox.users_from(0) })
+            })
+            .await
     }
 
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        deposit_in(&mut conn, intent_id).await
+        sqlx::query(SELECT_DEPOSIT)
+            .bind(intent_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(deposit_from_row)
+            .transpose()
     }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
-        let mut tx = write_transaction(&self.writer).await?;
-        let updated = sqlx::query(
-            "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = ? WHERE intent_id = ? AND status = 'RESERVED'
-             RETURNING *",
-        )
-        .bind(now_ms())
-        .bind(intent_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let mut touched = Vec::new();
-        if let Some(row) = updated {
-            let deposit = deposit_from_row(&row)?;
-            push_event(&mut tx, &deposit.user_id, UserEvent::Deposit(deposit.view())).await?;
-            touched.push(deposit.user_id);
-        }
-        tx.commit().await?;
-        Ok(Changed { value: !touched.is_empty(), touched })
+        self.direct
+            .write(|tx| {
+                let updated = row_in(
+                    tx,
+                    "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = ?
+                     WHERE intent_id = ? AND status = 'RESERVED' RETURNING *",
+                    params![now_ms(), intent_id.to_string()],
+                    |row| deposit_from_row(row),
+                )?;
+                let mut touched = Vec::new();
+                if let Some(deposit) = updated {
+                    push_event(tx, &deposit.user_id, UserEvent::Deposit(deposit.view()))?;
+                    touched.push(deposit.user_id);
+                }
+                Ok(Changed { value: !touched.is_empty(), touched })
+            })
+            .await
     }
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
@@ -544,52 +554,58 @@ impl Storage for SqliteStorage {
         &self,
         w: NewWithdrawal,
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
-        let mut tx = write_transaction(&self.writer).await?;
-        if let Some(existing) = withdrawal_by_key_in(&mut tx, &w.user_id, &w.idempotency_key).await? {
-            return Ok(Ok(Changed { value: existing, touched: vec![] }));
-        }
-        ensure_account(&mut tx, &w.user_id).await?;
-        let balance = read_balance(&mut tx, &w.user_id).await?;
-        // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM withdrawals
-             WHERE user_id = ? AND balance_model = 'final-debit' AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
-        )
-        .bind(&w.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let spendable = minor(balance.available) - pending;
-        if spendable < minor(w.amount) {
-            return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
-        }
-        let local_id = Uuid::now_v7();
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO withdrawals (local_id, user_id, idempotency_key, amount, currency, iban, holder_name, status,
-                                      balance_model, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'SUBMITTING', ?, ?, ?)",
-        )
-        .bind(local_id.to_string())
-        .bind(&w.user_id)
-        .bind(&w.idempotency_key)
-        .bind(minor(w.amount))
-        .bind(&w.currency)
-        .bind(&w.iban)
-        .bind(&w.holder_name)
-        .bind(w.balance_model.as_str())
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let mut touched = Vec::new();
-        if w.balance_model == BalanceModel::PreReserve {
-            apply_movement(&mut tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount)).await?;
-            announce_balance(&mut tx, &w.user_id).await?;
-            touched.push(w.user_id.clone());
-        }
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the new withdrawal")?;
-        tx.commit().await?;
-        Ok(Ok(Changed { value: record, touched }))
+        self.direct
+            .write(|tx| {
+                let existing = row_in(tx, SELECT_WITHDRAWAL_BY_KEY, params![w.user_id, w.idempotency_key], |row| {
+                    withdrawal_from_row(row)
+                })?;
+                if let Some(existing) = existing {
+                    return Ok(Ok(Changed { value: existing, touched: vec![] }));
+                }
+                let balance = read_balance(tx, &w.user_id)?;
+                // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
+                let pending: i64 = tx
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+                         WHERE user_id = ? AND balance_model = 'final-debit'
+                           AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
+                    )?
+                    .query_row([&w.user_id], |row| row.get(0))?;
+                let spendable = minor(balance.available) - pending;
+                if spendable < minor(w.amount) {
+                    // Nothing was written: the commit is empty.
+                    return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
+                }
+                ensure_account(tx, &w.user_id)?;
+                let local_id = Uuid::now_v7();
+                let now = now_ms();
+                tx.prepare_cached(
+                    "INSERT INTO withdrawals (local_id, user_id, idempotency_key, amount, currency, iban, holder_name,
+                                              status, balance_model, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 'SUBMITTING', ?, ?, ?)",
+                )?
+                .execute(params![
+                    local_id.to_string(),
+                    w.user_id,
+                    w.idempotency_key,
+                    minor(w.amount),
+                    w.currency,
+                    w.iban,
+                    w.holder_name,
+                    w.balance_model.as_str(),
+                    now,
+                    now,
+                ])?;
+                let mut touched = Vec::new();
+                if w.balance_model == BalanceModel::PreReserve {
+                    apply_movement(tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount))?;
+                    announce_balance(tx, &w.user_id)?;
+                    touched.push(w.user_id.clone());
+                }
+                let record = withdrawal_in(tx, local_id)?.context("the new withdrawal")?;
+                Ok(Ok(Changed { value: record, touched }))
+            })
+            .await
     }
 
     async fn withdrawal_accepted(
@@ -597,71 +613,83 @@ impl Storage for SqliteStorage {
         local_id: Uuid,
         created: &WithdrawalCreated,
     ) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = write_transaction(&self.writer).await?;
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
-        let mut touched = Vec::new();
-        if record.state == WithdrawalState::Submitting {
-            let updated = sqlx::query(
-                "UPDATE withdrawals SET withdrawal_id = ?, reference_no = ?, status = ?, updated_at = ?
-                 WHERE local_id = ? RETURNING *",
-            )
-            .bind(created.withdrawal_id.to_string())
-            .bind(&created.reference_no)
-            .bind(WithdrawalStatus::PendingReview.as_str())
-            .bind(now_ms())
-            .bind(local_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-            let record = withdrawal_from_row(&updated)?;
-            if let Some(view) = record.view() {
-                push_event(&mut tx, &record.user_id, UserEvent::Withdrawal(view)).await?;
-            }
-            touched.push(record.user_id.clone());
-            let mut outbox = Outbox::default();
-            apply_orphans(&mut tx, created.withdrawal_id, &mut outbox).await?;
-            outbox.write(&mut tx).await?;
-            touched.extend(outbox.users_from(0));
-        }
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the withdrawal")?;
-        tx.commit().await?;
-        Ok(Changed { value: record, touched: dedup(touched) })
+        self.direct
+            .write(|tx| {
+                let record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
+                let mut touched = Vec::new();
+                if record.state == WithdrawalState::Submitting {
+                    let record = row_in(
+                        tx,
+                        "UPDATE withdrawals SET withdrawal_id = ?, reference_no = ?, status = ?, updated_at = ?
+                         WHERE local_id = ? RETURNING *",
+                        params![
+                            created.withdrawal_id.to_string(),
+                            created.reference_no,
+                            WithdrawalStatus::PendingReview.as_str(),
+                            now_ms(),
+                            local_id.to_string(),
+                        ],
+                        |row| withdrawal_from_row(row),
+                    )?
+                    .context("the withdrawal")?;
+                    if let Some(view) = record.view() {
+                        push_event(tx, &record.user_id, UserEvent::Withdrawal(view))?;
+                    }
+                    touched.push(record.user_id.clone());
+                    let mut outbox = Outbox::default();
+                    apply_orphans(tx, created.withdrawal_id, &mut outbox)?;
+                    outbox.write(tx)?;
+                    touched.extend(outbox.users_from(0));
+                }
+                let record = withdrawal_in(tx, local_id)?.context("the withdrawal")?;
+                Ok(Changed { value: record, touched: dedup(touched) })
+            })
+            .await
     }
 
     async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = write_transaction(&self.writer).await?;
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("unknown withdrawal")?;
-        let mut touched = Vec::new();
-        if record.state == WithdrawalState::Submitting {
-            sqlx::query(
-                "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = ?, updated_at = ? WHERE local_id = ?",
-            )
-            .bind(reason)
-            .bind(now_ms())
-            .bind(local_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            if record.balance_model == BalanceModel::PreReserve
-                && apply_movement(&mut tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))
-                    .await?
-                    .is_some()
-            {
-                announce_balance(&mut tx, &record.user_id).await?;
-                touched.push(record.user_id.clone());
-            }
-        }
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string()).await?.context("the withdrawal")?;
-        tx.commit().await?;
-        Ok(Changed { value: record, touched })
+        self.direct
+            .write(|tx| {
+                let record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
+                let mut touched = Vec::new();
+                if record.state == WithdrawalState::Submitting {
+                    tx.prepare_cached(
+                        "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = ?, updated_at = ? WHERE local_id = ?",
+                    )?
+                    .execute(params![reason, now_ms(), local_id.to_string()])?;
+                    if record.balance_model == BalanceModel::PreReserve
+                        && apply_movement(tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))?
+                            .is_some()
+                    {
+                        announce_balance(tx, &record.user_id)?;
+                        touched.push(record.user_id.clone());
+                    }
+                }
+                let record = withdrawal_in(tx, local_id)?.context("the withdrawal")?;
+                Ok(Changed { value: record, touched })
+            })
+            .await
     }
 
     async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        withdrawal_in(&mut conn, "withdrawal_id", &withdrawal_id.to_string()).await
+        sqlx::query(SELECT_WITHDRAWAL_BY_ID)
+            .bind(withdrawal_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(withdrawal_from_row)
+            .transpose()
     }
 
     async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        withdrawal_by_key_in(&mut conn, user_id, key).await
+        sqlx::query(SELECT_WITHDRAWAL_BY_KEY)
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(withdrawal_from_row)
+            .transpose()
     }
 
     async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>> {
@@ -689,8 +717,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
-        let mut conn = self.reader.acquire().await?;
-        read_balance(&mut conn, user_id).await
+        let row: Option<(i64, i64)> = sqlx::query_as(SELECT_BALANCE).bind(user_id).fetch_optional(&self.reader).await?;
+        let (available, reserved) = row.unwrap_or_default();
+        balance_row(available, reserved)
     }
 
     async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
@@ -742,8 +771,12 @@ impl Storage for SqliteStorage {
     async fn serving_starts(&self) -> Result<()> {
         // Claims in flight live in memory now; a file written by an older
         // version may still hold some, of requests that died with it.
-        sqlx::query("DELETE FROM idempotency WHERE state = 'in_flight'").execute(&self.writer).await?;
-        Ok(())
+        self.direct
+            .write(|tx| {
+                tx.execute("DELETE FROM idempotency WHERE state = 'in_flight'", [])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>> {
@@ -764,21 +797,6 @@ impl Storage for SqliteStorage {
         .await?;
         Ok(sums)
     }
-}
-
-async fn withdrawal_by_key_in(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    key: &str,
-) -> Result<Option<WithdrawalRecord>> {
-    sqlx::query("SELECT * FROM withdrawals WHERE user_id = ? AND idempotency_key = ?")
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(withdrawal_from_row)
-        .transpose()
 }
 
 #[cfg(test)]
@@ -830,9 +848,9 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         writing.await.unwrap();
     }
-    /// A new deposit recorded in the calling thread ([`new_deposit`]) is what
-    /// the general path would have stored: the row, its stream event and the
-    /// stored answer read back as returned, and recording it again changes nothing.
+    /// A new deposit recorded in the calling thread ([`direct`]) reads back
+    /// through the readers as returned: the row, its stream event and the
+    /// stored answer; recording it again changes nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_new_deposit_recorded_in_thread_reads_back_as_returned() {
         let dir = tempfile::tempdir().unwrap();
@@ -870,7 +888,7 @@ mod tests {
             _ => panic!("the answer was stored with the deposit"),
         }
 
-        // Known already: the general path answers with the stored row and adds no event.
+        // Known already: the answer is the stored row, and no event is added.
         let again = storage.record_deposit(deposit, None).await.unwrap();
         assert_eq!((again.value, again.touched), (record, vec![]));
         assert_eq!(storage.last_event_seq("u").await.unwrap(), 1);
