@@ -111,7 +111,7 @@ const INSERT_DEPOSIT: &str =
      VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
      RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans";
 
-// Reads that both a write transaction (rusqlite) and the readers (sqlx) make.
+// Reads by key, made inside write transactions (rusqlite), by the readers (sqlx), or by both.
 const SELECT_BALANCE: &str = "SELECT available, reserved FROM accounts WHERE user_id = ?";
 const SELECT_DEPOSIT: &str = "SELECT * FROM deposits WHERE intent_id = ?";
 const SELECT_WITHDRAWAL_BY_LOCAL_ID: &str = "SELECT * FROM withdrawals WHERE local_id = ?";
