@@ -179,7 +179,7 @@ pub(super) mod tests {
 
     /// Applies `events` as one batch: the writer is held until all are queued.
     async fn one_batch(storage: &SqliteStorage, events: &[WebhookEvent]) -> Vec<Outcome> {
-        let held = storage.direct.permit().acquire().await.unwrap();
+        let held = storage.direct.hold().await;
         let applying = futures::future::join_all(events.iter().map(|e| storage.apply_webhook(e, b"{}")));
         let release = async {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -262,10 +262,11 @@ pub(super) mod tests {
             intents.push(record_deposit(&storage, 1_000).await);
         }
         // A row this server cannot read makes the webhook about it fail.
-        sqlx::query("UPDATE deposits SET status = 'BROKEN' WHERE intent_id = ?")
-            .bind(intents[2].to_string())
-            .execute(storage.direct.permit())
+        storage
+            .direct
+            .hold()
             .await
+            .execute("UPDATE deposits SET status = 'BROKEN' WHERE intent_id = ?", [intents[2].to_string()])
             .unwrap();
         let events: Vec<WebhookEvent> = intents.iter().map(|&id| approved(id)).collect();
 

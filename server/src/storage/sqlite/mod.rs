@@ -69,23 +69,24 @@ impl SqliteStorage {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout);
-        // The file is local: a connection cannot go stale between uses, and the
-        // ping sqlx would send before lending one is a round trip to its thread.
-        let writer = SqlitePoolOptions::new()
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
-            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .context("opening the SQLite database")?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await.context("applying SQLite migrations")?;
+        sqlx::migrate!("./migrations/sqlite").run(&migrations).await.context("applying SQLite migrations")?;
 
+        // The file is local: a connection cannot go stale between uses, and the
+        // ping sqlx would send before lending one is a round trip to its thread.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await
             .context("opening the SQLite database for reading")?;
-        let direct = Arc::new(Direct::open(options.get_filename(), busy_timeout, writer)?);
+        let direct = Arc::new(Direct::open(options.get_filename(), busy_timeout)?);
+        // Writes run on their own connection now; the others keep the log open.
+        migrations.close().await;
         let answers = Answers::open(options.get_filename())?;
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
         let webhooks = WebhookWriter::spawn(direct.clone());
@@ -320,9 +321,9 @@ fn apply_webhooks_in(conn: &Connection, webhooks: &[Webhook<'_>]) -> Result<Vec<
     let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
     let select = "SELECT event_id FROM webhook_inbox WHERE event_id IN ";
     let known: HashSet<String> = rows_in(conn, select, &ids, |row| Ok(row.get(0)?))?.into_iter().collect();
-    let mut seen: HashSet<&str> = ids.iter().map(String::as_str).filter(|id| known.contains(*id)).collect();
     // Whether each webhook's eventId is new (not in the inbox, nor earlier in `webhooks`).
-    let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let first: Vec<bool> = ids.iter().map(|id| !known.contains(id) && seen.insert(id)).collect();
     let fresh: Vec<(&String, Webhook<'_>)> =
         ids.iter().zip(webhooks).zip(&first).filter(|(_, first)| **first).map(|((id, &w), _)| (id, w)).collect();
     let events: Vec<&WebhookEvent> = fresh.iter().map(|(_, (event, _))| *event).collect();
