@@ -44,10 +44,39 @@ enum Entry {
     Done { body: Value, response: StoredResponse, expires: Instant },
 }
 
+/// How often expired responses are swept out. Between sweeps an expired one
+/// is still ignored: a claim checks the expiry of what it finds.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Every key in use.
 #[derive(Clone, Debug, Default)]
 pub struct Idempotency {
-    entries: Arc<Mutex<HashMap<Scope, Entry>>>,
+    entries: Arc<Mutex<Entries>>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    by_scope: HashMap<Scope, Entry>,
+    /// When the next claim sweeps: one sweep visits every key, so it runs
+    /// once a minute, not on every claim.
+    next_sweep: Option<Instant>,
+}
+
+impl Entries {
+    /// Drops the responses past their retention, at most once per [`SWEEP_EVERY`].
+    fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        self.by_scope.retain(|_, entry| !entry.expired(now));
+        self.next_sweep = Some(now + SWEEP_EVERY);
+    }
+}
+
+impl Entry {
+    fn expired(&self, now: Instant) -> bool {
+        matches!(self, Entry::Done { expires, .. } if *expires <= now)
+    }
 }
 
 /// What a claim found.
@@ -69,7 +98,7 @@ pub enum Conflict {
 }
 
 impl Idempotency {
-    fn entries(&self) -> MutexGuard<'_, HashMap<Scope, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -80,7 +109,11 @@ impl Idempotency {
     pub fn claim(&self, scope: Scope, body: Value) -> Result<Claim, Conflict> {
         let now = Instant::now();
         let mut entries = self.entries();
-        entries.retain(|_, entry| !matches!(entry, Entry::Done { expires, .. } if *expires <= now));
+        entries.sweep(now);
+        let entries = &mut entries.by_scope;
+        if entries.get(&scope).is_some_and(|entry| entry.expired(now)) {
+            entries.remove(&scope);
+        }
         match entries.get(&scope) {
             Some(Entry::InFlight { body: first }) | Some(Entry::Done { body: first, .. }) if *first != body => {
                 Err(Conflict::DifferentBody)
@@ -108,7 +141,7 @@ impl KeyGuard {
     pub fn complete(mut self, response: StoredResponse) {
         if let Some(scope) = self.scope.take() {
             let mut entries = self.owner.entries();
-            if let Some(entry) = entries.get_mut(&scope) {
+            if let Some(entry) = entries.by_scope.get_mut(&scope) {
                 let body = match entry {
                     Entry::InFlight { body } | Entry::Done { body, .. } => std::mem::take(body),
                 };
@@ -121,7 +154,7 @@ impl KeyGuard {
 impl Drop for KeyGuard {
     fn drop(&mut self) {
         if let Some(scope) = self.scope.take() {
-            self.owner.entries().remove(&scope);
+            self.owner.entries().by_scope.remove(&scope);
         }
     }
 }
@@ -157,5 +190,25 @@ mod tests {
         let Ok(Claim::Fresh(guard)) = idem.claim(scope(), Value::Null) else { panic!("fresh") };
         drop(guard);
         assert!(matches!(idem.claim(scope(), Value::Null), Ok(Claim::Fresh(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_response_expires_after_its_retention_swept_or_not() {
+        let idem = Idempotency::default();
+        let other = Scope { endpoint: "withdrawals", ..scope() };
+        for scope in [scope(), other.clone()] {
+            let Ok(Claim::Fresh(guard)) = idem.claim(scope, Value::Null) else { panic!("fresh") };
+            guard.complete(StoredResponse { status: StatusCode::CREATED, body: Bytes::from_static(b"{}") });
+        }
+        tokio::time::advance(RETENTION - Duration::from_secs(1)).await;
+        assert!(matches!(idem.claim(scope(), Value::Null), Ok(Claim::Replay(_))));
+        // That claim swept; the next sweep is a minute away, and the response expires before it.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let Ok(Claim::Fresh(guard)) = idem.claim(scope(), Value::Null) else { panic!("expired, so fresh") };
+        drop(guard);
+        assert_eq!(idem.entries().by_scope.len(), 1, "the other one waits for the sweep");
+        tokio::time::advance(SWEEP_EVERY).await;
+        let _fresh = idem.claim(scope(), Value::Null).unwrap();
+        assert!(!idem.entries().by_scope.contains_key(&other), "swept");
     }
 }

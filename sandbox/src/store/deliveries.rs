@@ -149,6 +149,7 @@ impl Store {
             delivery: Delivery::new(),
         };
         self.events.insert(record);
+        self.undelivered.insert((occurred_at, id));
     }
     /// Marks up to `max` due deliveries in flight and hands them out (oldest
     /// event first), plus when the next one not handed out is due.
@@ -158,12 +159,10 @@ impl Store {
         let current_secret = self.webhook.secret.clone();
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        let ids: Vec<Uuid> = self.events.order.iter().map(|(_, id)| *id).collect();
-        for id in ids {
-            let event = self.events.rows.get_mut(&id).expect("ordered ids exist");
+        for &(_, id) in &self.undelivered {
+            let event = self.events.rows.get_mut(&id).expect("undelivered events exist");
             let delivery = &mut event.delivery;
-            let waiting = matches!(delivery.status, DeliveryStatus::Pending | DeliveryStatus::Failed);
-            if !waiting || delivery.in_flight {
+            if delivery.in_flight {
                 continue;
             }
             let at = delivery.next_attempt_at.unwrap_or(clock);
@@ -204,6 +203,7 @@ impl Store {
             return;
         }
         delivery.run_attempts += 1;
+        let key = (event.occurred_at, event.id);
         match outcome {
             Outcome::Delivered { status } => {
                 delivery.status = DeliveryStatus::Delivered;
@@ -211,6 +211,7 @@ impl Store {
                 delivery.last_error = None;
                 delivery.delivered_at = Some(now);
                 delivery.next_attempt_at = None;
+                self.undelivered.remove(&key);
             }
             Outcome::Failed { status, error } => {
                 delivery.last_response_status = status;
@@ -224,6 +225,7 @@ impl Store {
                     _ => {
                         delivery.status = DeliveryStatus::Dead;
                         delivery.next_attempt_at = None;
+                        self.undelivered.remove(&key);
                     }
                 }
             }
@@ -243,6 +245,7 @@ impl Store {
         delivery.run_attempts = 0;
         delivery.next_attempt_at = None;
         delivery.secret = None;
+        self.undelivered.insert((event.occurred_at, id));
         Ok(())
     }
 }
@@ -286,6 +289,7 @@ mod tests {
         let event = store.events.newest_first().next().unwrap().clone();
         assert_eq!(event.delivery.status, DeliveryStatus::Dead);
         assert!(store.take_due_attempts(clock + Duration::from_secs(3600), 10).0.is_empty());
+        assert!(store.undelivered.is_empty(), "a dead event is not looked at again");
         store.replay(event.id).unwrap();
         assert_eq!(store.replay(event.id), Err(StoreError::ReplayOfPending));
         let (due, _) = store.take_due_attempts(clock, 10);
@@ -294,5 +298,6 @@ mod tests {
         let event = store.events.get(&event.id).unwrap();
         assert_eq!(event.delivery.status, DeliveryStatus::Delivered);
         assert_eq!(event.delivery.attempts, MAX_ATTEMPTS + 1);
+        assert!(store.undelivered.is_empty(), "a delivered event is not looked at again");
     }
 }

@@ -7,7 +7,7 @@
 //! store is plain data behind one mutex (see [`crate::state`]); nothing in here
 //! awaits, so the lock is never held across an `.await`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,10 +24,12 @@ use crate::accounts::AccountPool;
 mod deliveries;
 mod records;
 mod table;
+mod timers;
 
 pub use deliveries::{Attempt, EventRecord, Outcome, WebhookTarget, known_event_types};
 pub use records::{IntentRecord, NewIntent, NewWithdrawal, WithdrawalRecord};
 pub use table::{Key, Table, Window};
+use timers::{Review, Timers};
 
 /// Why a change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +57,10 @@ pub struct Store {
     last_key: Key,
     /// `Some(d)`: reviews happen by themselves `d` after they become due.
     auto_review: Option<Duration>,
+    timers: Timers,
+    /// The events whose delivery is PENDING or FAILED, oldest first: all the
+    /// delivery worker looks through, so a wake-up does not cost every event ever sent.
+    undelivered: BTreeSet<Key>,
 }
 
 impl Store {
@@ -69,6 +75,8 @@ impl Store {
             references: HashSet::new(),
             last_key: (DateTime::<Utc>::MIN_UTC, Uuid::nil()),
             auto_review,
+            timers: Timers::default(),
+            undelivered: BTreeSet::new(),
         }
     }
 
@@ -115,10 +123,12 @@ impl Store {
         for intent in self.intents.rows.values_mut() {
             let waiting = matches!(intent.status, IntentStatus::PendingReview | IntentStatus::LateArrival);
             intent.auto_due = due.filter(|_| waiting);
+            self.timers.review_at(intent.auto_due, Review::Intent(intent.id));
         }
         for withdrawal in self.withdrawals.rows.values_mut() {
             let waiting = matches!(withdrawal.status, WithdrawalStatus::PendingReview | WithdrawalStatus::Approved);
             withdrawal.auto_due = due.filter(|_| waiting);
+            self.timers.review_at(withdrawal.auto_due, Review::Withdrawal(withdrawal.id));
         }
     }
 
@@ -156,6 +166,7 @@ impl Store {
             auto_due: None,
         };
         self.intents.insert(record);
+        self.timers.expire_at(expires_at, id);
         Ok(self.intents.get(&id).expect("just inserted"))
     }
 
@@ -213,6 +224,7 @@ impl Store {
         intent.status = to;
         stamp(intent);
         intent.auto_due = due.filter(|_| matches!(to, IntentStatus::PendingReview | IntentStatus::LateArrival));
+        self.timers.review_at(intent.auto_due, Review::Intent(id));
         // The account is free again once no more money is expected on it for this intent.
         let released = matches!(to, IntentStatus::Approved | IntentStatus::Rejected | IntentStatus::AutoCancelled)
             .then(|| intent.account_index.take())
@@ -251,6 +263,7 @@ impl Store {
             auto_due: self.auto_due(),
         };
         let kind = EventKind::Withdrawal { event: WithdrawalEvent::Created, withdrawal: record.snapshot() };
+        self.timers.review_at(record.auto_due, Review::Withdrawal(id));
         self.withdrawals.insert(record);
         self.emit(now, kind);
         self.withdrawals.get(&id).expect("just inserted")
@@ -305,6 +318,7 @@ impl Store {
         stamp(withdrawal);
         // Auto-review sends an approved payout one more delay later.
         withdrawal.auto_due = due.filter(|_| to == WithdrawalStatus::Approved);
+        self.timers.review_at(withdrawal.auto_due, Review::Withdrawal(id));
         let announce = WithdrawalEvent::for_status(to)
             .map(|event| EventKind::Withdrawal { event, withdrawal: withdrawal.snapshot() });
         if let Some(kind) = announce {
@@ -317,53 +331,33 @@ impl Store {
 
     /// Does whatever is due (expiries, automatic reviews) and answers when
     /// something is due next. Idempotent: calling it early does nothing.
+    /// It costs what is due, not what is stored (see [`timers`]).
     pub fn run_timers(&mut self, now: Timestamp, clock: Instant) -> Option<Instant> {
-        let expired: Vec<Uuid> = self
-            .intents
-            .rows
-            .values()
-            .filter(|i| i.status == IntentStatus::Reserved && i.expires_at <= now)
-            .map(|i| i.id)
-            .collect();
-        for id in expired {
-            let _ = self.expire_intent(id, now);
+        for (_, id) in self.timers.due_expiries(now) {
+            if self.intents.get(&id).is_some_and(|i| i.status == IntentStatus::Reserved) {
+                let _ = self.expire_intent(id, now);
+            }
         }
-        let due_intents: Vec<Uuid> =
-            self.intents.rows.values().filter(|i| i.auto_due.is_some_and(|d| d <= clock)).map(|i| i.id).collect();
-        for id in due_intents {
-            let _ = self.approve_intent(id, None, now);
-        }
-        let due_withdrawals: Vec<(Uuid, WithdrawalStatus)> = self
-            .withdrawals
-            .rows
-            .values()
-            .filter(|w| w.auto_due.is_some_and(|d| d <= clock))
-            .map(|w| (w.id, w.status))
-            .collect();
-        for (id, status) in due_withdrawals {
-            let _ = match status {
-                WithdrawalStatus::PendingReview => self.approve_withdrawal(id, now).map(drop),
-                WithdrawalStatus::Approved => self.send_withdrawal(id, now).map(drop),
-                _ => Ok(()),
+        // A deadline acts only while it is still the record's: one the record
+        // has moved on from (reviewed by hand, rescheduled) is dropped.
+        for (at, review) in self.timers.due_reviews(clock) {
+            let _ = match review {
+                Review::Intent(id) => match self.intents.get(&id) {
+                    Some(intent) if intent.auto_due == Some(at) => self.approve_intent(id, None, now).map(drop),
+                    _ => Ok(()),
+                },
+                Review::Withdrawal(id) => match self.withdrawals.get(&id) {
+                    Some(w) if w.auto_due == Some(at) && w.status == WithdrawalStatus::PendingReview => {
+                        self.approve_withdrawal(id, now).map(drop)
+                    }
+                    Some(w) if w.auto_due == Some(at) && w.status == WithdrawalStatus::Approved => {
+                        self.send_withdrawal(id, now).map(drop)
+                    }
+                    _ => Ok(()),
+                },
             };
         }
-        self.next_timer(now, clock)
-    }
-
-    fn next_timer(&self, now: Timestamp, clock: Instant) -> Option<Instant> {
-        let expiries = self
-            .intents
-            .rows
-            .values()
-            .filter(|i| i.status == IntentStatus::Reserved)
-            .map(|i| clock + (i.expires_at - now).to_std().unwrap_or(Duration::ZERO));
-        let reviews = self
-            .intents
-            .rows
-            .values()
-            .filter_map(|i| i.auto_due)
-            .chain(self.withdrawals.rows.values().filter_map(|w| w.auto_due));
-        expiries.chain(reviews).min()
+        self.timers.next(now, clock)
     }
 }
 
@@ -374,10 +368,10 @@ mod fixtures {
 
     use chrono::Utc;
     use pientegra_shared::Amount;
-    use pientegra_shared::ids::ExternalUserId;
+    use pientegra_shared::ids::{ExternalUserId, HolderName};
     use uuid::Uuid;
 
-    use super::{NewIntent, Store, WebhookTarget};
+    use super::{NewIntent, NewWithdrawal, Store, WebhookTarget};
 
     pub fn store(accounts: usize) -> Store {
         let webhook =
@@ -394,6 +388,17 @@ mod fixtures {
         }
     }
 
+    pub fn new_withdrawal() -> NewWithdrawal {
+        NewWithdrawal {
+            external_user_id: ExternalUserId::parse("u1").unwrap(),
+            external_user_label: None,
+            amount: Amount::from_minor(10_000),
+            currency: "TRY".into(),
+            target_iban: "TR330006100519786457841326".into(),
+            target_holder_name: HolderName::parse("Ada Lovelace").unwrap(),
+        }
+    }
+
     pub fn create(store: &mut Store) -> Uuid {
         store.create_intent(new_intent(), Utc::now(), Duration::from_secs(60), |id, _| format!("x/{id}")).unwrap().id
     }
@@ -401,7 +406,7 @@ mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{create, new_intent, store};
+    use super::fixtures::{create, new_intent, new_withdrawal, store};
     use super::*;
 
     #[test]
@@ -444,5 +449,52 @@ mod tests {
         let types: Vec<_> = store.events.newest_first().map(|e| e.event_type).collect();
         assert_eq!(types, ["intent.rejected", "intent.late_arrival", "intent.auto_cancelled"]);
         assert_eq!(store.free_accounts(), 2);
+    }
+
+    #[test]
+    fn each_timer_acts_once_when_due() {
+        let mut store = store(3);
+        store.set_auto_review(Some(Duration::from_secs(3600)));
+        let (now, clock) = (Utc::now(), Instant::now());
+        let unpaid = create(&mut store);
+        let paid = create(&mut store);
+        store.confirm_intent(paid, now).unwrap();
+        let payout = store.create_withdrawal(new_withdrawal(), now).id;
+
+        let next = store.run_timers(now, clock).expect("deadlines are set");
+        assert!(next <= clock + Duration::from_secs(61), "the expiry comes first");
+        assert_eq!(store.intents.get(&unpaid).unwrap().status, IntentStatus::Reserved);
+
+        let (later, later_clock) = (now + chrono::Duration::hours(2), clock + Duration::from_secs(7200));
+        store.run_timers(later, later_clock);
+        assert_eq!(store.intents.get(&unpaid).unwrap().status, IntentStatus::AutoCancelled);
+        assert_eq!(store.intents.get(&paid).unwrap().status, IntentStatus::Approved);
+        assert_eq!(store.withdrawals.get(&payout).unwrap().status, WithdrawalStatus::Approved);
+        // Approving scheduled the payout one more delay on; it was not due in the same pass.
+        assert_eq!(store.run_timers(later, later_clock), None);
+        assert_eq!(store.withdrawals.get(&payout).unwrap().status, WithdrawalStatus::Sent);
+        let events = store.events.newest_first().count();
+        store.run_timers(later, later_clock + Duration::from_secs(7200));
+        assert_eq!(store.events.newest_first().count(), events, "nothing acts twice");
+    }
+
+    #[test]
+    fn a_deadline_the_record_has_moved_on_from_does_nothing() {
+        let mut store = store(1);
+        store.set_auto_review(Some(Duration::ZERO));
+        let (now, clock) = (Utc::now(), Instant::now());
+        let id = create(&mut store);
+        store.confirm_intent(id, now).unwrap();
+        let payout = store.create_withdrawal(new_withdrawal(), now).id;
+        // A slower policy reschedules both; their first deadlines stay behind, stale.
+        store.set_auto_review(Some(Duration::from_secs(3600)));
+        store.run_timers(now, clock + Duration::from_secs(1));
+        assert_eq!(store.intents.get(&id).unwrap().status, IntentStatus::PendingReview);
+        // Approved by hand: the payout goes out one delay after this approval, not at the old deadline.
+        store.approve_withdrawal(payout, now).unwrap();
+        store.run_timers(now, clock + Duration::from_secs(1800));
+        assert_eq!(store.withdrawals.get(&payout).unwrap().status, WithdrawalStatus::Approved);
+        store.run_timers(now, Instant::now() + Duration::from_secs(3600));
+        assert_eq!(store.withdrawals.get(&payout).unwrap().status, WithdrawalStatus::Sent);
     }
 }

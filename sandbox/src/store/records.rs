@@ -33,7 +33,7 @@ pub struct IntentRecord {
     pub account: Account,
     pub(super) account_index: Option<usize>,
     /// When auto-review acts on it next.
-    pub auto_due: Option<Instant>,
+    pub(super) auto_due: Option<Instant>,
 }
 
 impl Row for IntentRecord {
@@ -94,7 +94,7 @@ pub struct WithdrawalRecord {
     pub returned_at: Option<Timestamp>,
     pub rejected_reason: Option<String>,
     /// When auto-review acts on it next (approve, then send).
-    pub auto_due: Option<Instant>,
+    pub(super) auto_due: Option<Instant>,
 }
 
 impl Row for WithdrawalRecord {
