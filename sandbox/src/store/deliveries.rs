@@ -148,8 +148,8 @@ impl Store {
             payload: serde_json::Value::Object(event.payload()),
             delivery: Delivery::new(),
         };
+        self.undelivered.insert(record.key());
         self.events.insert(record);
-        self.undelivered.insert((occurred_at, id));
     }
     /// Marks up to `max` due deliveries in flight and hands them out (oldest
     /// event first), plus when the next one not handed out is due.
@@ -195,6 +195,7 @@ impl Store {
         scale_ppm: u64,
     ) {
         let Some(event) = self.events.get_mut(&attempt.event_id) else { return };
+        let key = event.key();
         let delivery = &mut event.delivery;
         delivery.in_flight = false;
         delivery.attempts += 1;
@@ -203,7 +204,6 @@ impl Store {
             return;
         }
         delivery.run_attempts += 1;
-        let key = (event.occurred_at, event.id);
         match outcome {
             Outcome::Delivered { status } => {
                 delivery.status = DeliveryStatus::Delivered;
@@ -245,7 +245,7 @@ impl Store {
         delivery.run_attempts = 0;
         delivery.next_attempt_at = None;
         delivery.secret = None;
-        self.undelivered.insert((event.occurred_at, id));
+        self.undelivered.insert(event.key());
         Ok(())
     }
 }

@@ -122,13 +122,12 @@ impl Store {
         let due = self.auto_due();
         for intent in self.intents.rows.values_mut() {
             let waiting = matches!(intent.status, IntentStatus::PendingReview | IntentStatus::LateArrival);
-            intent.auto_due = due.filter(|_| waiting);
-            self.timers.review_at(intent.auto_due, Review::Intent(intent.id));
+            self.timers.review_at(&mut intent.auto_due, due.filter(|_| waiting), Review::Intent(intent.id));
         }
         for withdrawal in self.withdrawals.rows.values_mut() {
             let waiting = matches!(withdrawal.status, WithdrawalStatus::PendingReview | WithdrawalStatus::Approved);
-            withdrawal.auto_due = due.filter(|_| waiting);
-            self.timers.review_at(withdrawal.auto_due, Review::Withdrawal(withdrawal.id));
+            let what = Review::Withdrawal(withdrawal.id);
+            self.timers.review_at(&mut withdrawal.auto_due, due.filter(|_| waiting), what);
         }
     }
 
@@ -223,8 +222,8 @@ impl Store {
         }
         intent.status = to;
         stamp(intent);
-        intent.auto_due = due.filter(|_| matches!(to, IntentStatus::PendingReview | IntentStatus::LateArrival));
-        self.timers.review_at(intent.auto_due, Review::Intent(id));
+        let waiting = matches!(to, IntentStatus::PendingReview | IntentStatus::LateArrival);
+        self.timers.review_at(&mut intent.auto_due, due.filter(|_| waiting), Review::Intent(id));
         // The account is free again once no more money is expected on it for this intent.
         let released = matches!(to, IntentStatus::Approved | IntentStatus::Rejected | IntentStatus::AutoCancelled)
             .then(|| intent.account_index.take())
@@ -244,7 +243,7 @@ impl Store {
     /// Creates a PENDING_REVIEW withdrawal and announces it.
     pub fn create_withdrawal(&mut self, new: NewWithdrawal, now: Timestamp) -> &WithdrawalRecord {
         let (created_at, id) = self.fresh_key(now);
-        let record = WithdrawalRecord {
+        let mut record = WithdrawalRecord {
             id,
             reference_no: self.fresh_reference(),
             external_user_id: new.external_user_id,
@@ -260,10 +259,10 @@ impl Store {
             rejected_at: None,
             returned_at: None,
             rejected_reason: None,
-            auto_due: self.auto_due(),
+            auto_due: None,
         };
+        self.timers.review_at(&mut record.auto_due, self.auto_due(), Review::Withdrawal(id));
         let kind = EventKind::Withdrawal { event: WithdrawalEvent::Created, withdrawal: record.snapshot() };
-        self.timers.review_at(record.auto_due, Review::Withdrawal(id));
         self.withdrawals.insert(record);
         self.emit(now, kind);
         self.withdrawals.get(&id).expect("just inserted")
@@ -317,8 +316,11 @@ impl Store {
         withdrawal.status = to;
         stamp(withdrawal);
         // Auto-review sends an approved payout one more delay later.
-        withdrawal.auto_due = due.filter(|_| to == WithdrawalStatus::Approved);
-        self.timers.review_at(withdrawal.auto_due, Review::Withdrawal(id));
+        self.timers.review_at(
+            &mut withdrawal.auto_due,
+            due.filter(|_| to == WithdrawalStatus::Approved),
+            Review::Withdrawal(id),
+        );
         let announce = WithdrawalEvent::for_status(to)
             .map(|event| EventKind::Withdrawal { event, withdrawal: withdrawal.snapshot() });
         if let Some(kind) = announce {
@@ -342,19 +344,17 @@ impl Store {
         // has moved on from (reviewed by hand, rescheduled) is dropped.
         for (at, review) in self.timers.due_reviews(clock) {
             let _ = match review {
-                Review::Intent(id) => match self.intents.get(&id) {
-                    Some(intent) if intent.auto_due == Some(at) => self.approve_intent(id, None, now).map(drop),
-                    _ => Ok(()),
-                },
-                Review::Withdrawal(id) => match self.withdrawals.get(&id) {
-                    Some(w) if w.auto_due == Some(at) && w.status == WithdrawalStatus::PendingReview => {
-                        self.approve_withdrawal(id, now).map(drop)
+                Review::Intent(id) if self.intents.get(&id).is_some_and(|i| i.auto_due == Some(at)) => {
+                    self.approve_intent(id, None, now).map(drop)
+                }
+                Review::Withdrawal(id) => {
+                    match self.withdrawals.get(&id).filter(|w| w.auto_due == Some(at)).map(|w| w.status) {
+                        Some(WithdrawalStatus::PendingReview) => self.approve_withdrawal(id, now).map(drop),
+                        Some(WithdrawalStatus::Approved) => self.send_withdrawal(id, now).map(drop),
+                        _ => Ok(()),
                     }
-                    Some(w) if w.auto_due == Some(at) && w.status == WithdrawalStatus::Approved => {
-                        self.send_withdrawal(id, now).map(drop)
-                    }
-                    _ => Ok(()),
-                },
+                }
+                Review::Intent(_) => Ok(()),
             };
         }
         self.timers.next(now, clock)

@@ -38,8 +38,11 @@ impl Timers {
         self.expiries.insert((at, intent));
     }
 
-    /// Schedules `what` for review at `at`; `None` schedules nothing.
-    pub(super) fn review_at(&mut self, at: Option<Instant>, what: Review) {
+    /// Sets a record's auto-review deadline (`slot`, its `auto_due`) to `at`
+    /// and schedules it; `None` clears it. The one way a deadline is set, so
+    /// every deadline a record holds is in the set.
+    pub(super) fn review_at(&mut self, slot: &mut Option<Instant>, at: Option<Instant>, what: Review) {
+        *slot = at;
         if let Some(at) = at {
             self.reviews.insert((at, what));
         }
