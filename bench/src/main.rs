@@ -9,6 +9,7 @@
 #![allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
 
 mod deposits;
+mod proxy;
 mod reconcile;
 mod report;
 mod sse;
@@ -42,6 +43,10 @@ pub struct Figure {
 const USAGE: &str = "pientegra-bench [--root DIR] [--server-bin PATH] [--only 1,2,...] [--quick] [--out FILE]";
 
 fn main() -> anyhow::Result<()> {
+    // Figure 4 starts this binary again as its bare proxy baseline.
+    if std::env::args().nth(1).as_deref() == Some("proxy") {
+        return proxy::serve();
+    }
     let mut args = std::env::args().skip(1);
     let mut root = std::env::current_dir()?;
     let mut server_bin = None;
