@@ -1,6 +1,6 @@
 #!/bin/sh
 # Prints the size of what ships in dist/ (raw, gzip -9, brotli -q 11) and the totals.
-#   trunk build --release && sh widget/dist-size.sh [dist-dir]
+#   cargo xtask widget && sh widget/dist-size.sh [dist-dir]
 # brotli comes from the `brotli` command, or python3's `brotli` module; else it is left out.
 set -eu
 DIST="${1:-$(dirname "$0")/../dist}"

@@ -61,10 +61,13 @@ pub fn size(ctx: &Ctx) -> anyhow::Result<Figure> {
             verdict: Verdict::of(met),
         }],
         notes: vec![format!(
-            "#6: every .wasm, .js and .css trunk put in `dist/` for the widget (the demo page's own `demo.js`, \
-             `demo-*.css` and `index.html` excluded), each compressed on its own as a server would send it: gzip \
-             level 9 (flate2) and brotli quality 11, window 22. Widget: {}. Counter (`bench/counter`, Leptos \
-             0.8 CSR, wasm-bindgen =0.2.130, profile wasm-release, wasm-opt -Os as the widget (binaryen 132, one-caller inlining off), its own target directory, the kit's Cargo.lock versions): {}.",
+            "#6: every .wasm, .js and .css trunk put in `dist/` for the widget, its scripts minified by terser \
+             afterwards as `cargo xtask widget` ships them (the demo page's own `demo.js`, `demo-*.css` and \
+             `index.html` excluded), each compressed on its own as a server would send it: gzip level 9 (flate2) \
+             and brotli quality 11, window 22. Widget: {}. Counter (`bench/counter`, Leptos 0.8 CSR, wasm-bindgen \
+             =0.2.130, profile wasm-release, wasm-opt -Os as the widget (binaryen 132, one-caller inlining off), \
+             scripts minified by terser as the widget's, its own target directory, the kit's Cargo.lock versions): \
+             {}.",
             list(&widget),
             list(&base)
         )],

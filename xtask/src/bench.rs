@@ -28,7 +28,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 "build",
                 "--release",
                 "--offline",
-            ]));
+            ]))
+            .and_then(|()| super::minify::pinned_scripts(&dir.join("dist")));
             if let Err(error) = built {
                 eprintln!("xtask: bench: trunk build in {} failed: {error:#}", dir.display());
             }

@@ -11,6 +11,7 @@
 
 mod bench;
 mod fuzz;
+mod minify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -99,7 +100,7 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
     bail!("wasm-bindgen is not in Cargo.lock")
 }
 
-/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, a working wasm-opt.
+/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, a working wasm-opt, terser.
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -119,7 +120,18 @@ fn tools() -> anyhow::Result<()> {
         // here) and its one run per widget build 1 s instead of 0.2 s, with the same output.
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen, "--debug"]))?;
     }
-    wasm_opt()
+    wasm_opt()?;
+    minify::install()
+}
+
+/// Where cargo keeps its installed tools: `$CARGO_HOME`, or `~/.cargo`.
+fn cargo_home() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("CARGO_HOME") {
+        Some(home) => Ok(PathBuf::from(home)),
+        None => {
+            Ok(PathBuf::from(std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?).join(".cargo"))
+        }
+    }
 }
 
 /// The binaryen release the widget is checked with. Debian's (108) must not be
@@ -143,10 +155,7 @@ fn wasm_opt() -> anyhow::Result<()> {
     if wasm_opt_version().is_some_and(|v| v >= WASM_OPT_MIN) {
         return Ok(());
     }
-    let cargo_home = match std::env::var_os("CARGO_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => PathBuf::from(std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?).join(".cargo"),
-    };
+    let cargo_home = cargo_home()?;
     let prefix = cargo_home.join("binaryen");
     run(Command::new("npm").args(["install", "--no-audit", "--no-fund", "--prefix"]).arg(&prefix).arg(BINARYEN_NPM))
         .context("installing binaryen from npm (needs Node.js and npm)")?;
@@ -163,12 +172,13 @@ fn wasm_opt() -> anyhow::Result<()> {
     }
 }
 
-/// Builds the widget and demo page into `dist/` and prints what ships.
+/// Builds the widget and demo page into `dist/`, minifies its scripts and prints what ships.
 fn widget() -> anyhow::Result<()> {
     // trunk passes --offline on to cargo, so every crate (the wasm-only ones too)
     // must already be in the local registry: fetch them first.
     run(cargo().arg("fetch"))?;
     run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
+    minify::pinned_scripts(&root().join("dist"))?;
     print_sizes(&root().join("dist"))
 }
 
