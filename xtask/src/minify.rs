@@ -1,7 +1,7 @@
 //! The widget's JavaScript, minified after trunk's build.
 //!
 //! Trunk minifies the page and the CSS but leaves wasm-bindgen's glue and
-//! snippets as wasm-bindgen wrote them; terser takes them from 9.2 to 6.6 KiB
+//! snippets as wasm-bindgen wrote them; terser takes them from 9.0 to 6.5 KiB
 //! gzip. Trunk pins each of them in `index.html` with a Subresource Integrity
 //! hash, so each file's hash there is replaced by its minified content's.
 
@@ -17,9 +17,13 @@ use super::{cargo_home, output, run};
 /// What npm installs (the same release every time, so the sizes stay comparable).
 const TERSER_VERSION: &str = "5.51.2";
 
-/// terser in its own npm prefix beside cargo's tools.
+/// terser's own npm prefix, beside cargo's tools.
+fn prefix() -> anyhow::Result<PathBuf> {
+    Ok(cargo_home()?.join("terser"))
+}
+
 fn terser() -> anyhow::Result<PathBuf> {
-    Ok(cargo_home()?.join("terser").join("node_modules").join(".bin").join("terser"))
+    Ok(prefix()?.join("node_modules/.bin/terser"))
 }
 
 /// Installs terser from npm unless this release is there already.
@@ -29,10 +33,9 @@ pub fn install() -> anyhow::Result<()> {
     if found.split_whitespace().any(|word| word == TERSER_VERSION) {
         return Ok(());
     }
-    let prefix = cargo_home()?.join("terser");
     run(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&prefix)
+        .arg(prefix()?)
         .arg(format!("terser@{TERSER_VERSION}")))
     .context("installing terser from npm (needs Node.js and npm)")
 }
