@@ -85,18 +85,17 @@ struct Timings {
 async fn measure(targets: &Targets<'_>, floor: &Floor, samples: usize, warmup: usize) -> anyhow::Result<Timings> {
     let http = reqwest::Client::new();
     let tokens: Vec<String> = (0..10).map(|i| stack::token(&format!("dep-{i}"))).collect::<Result<_, _>>()?;
+    let server_url = format!("{}/api/deposits", targets.server);
     let direct_url = format!("{}/external/deposits", targets.sandbox.api_base());
+    let proxy_url = format!("{}/api/deposits", targets.proxy);
     let mut timings = Timings { server: Vec::new(), direct: Vec::new(), proxy: Vec::new(), commits: Vec::new() };
     for i in 0..warmup + samples {
-        let server = http
-            .post(format!("{}/api/deposits", targets.server))
-            .bearer_auth(&tokens[i % tokens.len()])
-            .json(&json!({"amount": "150000"}));
+        let server = http.post(&server_url).bearer_auth(&tokens[i % tokens.len()]).json(&json!({"amount": "150000"}));
         let server_took = timed(server, "POST /api/deposits").await?;
         let body = json!({"externalUserId": format!("dep-{}", i % 10), "amount": "150000"});
         let direct = http.post(&direct_url).bearer_auth(targets.sandbox.api_key()).json(&body);
         let direct_took = timed(direct, "POST /external/deposits").await?;
-        let proxied = http.post(format!("{}/api/deposits", targets.proxy)).json(&body);
+        let proxied = http.post(&proxy_url).json(&body);
         let proxy_took = timed(proxied, "POST /external/deposits through the proxy").await?;
         let commit_took = floor.commit(i)?;
         if i >= warmup {

@@ -8,14 +8,14 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 /// Where the proxy sends what it receives, read from its environment.
 const UPSTREAM_ENV: &str = "PROXY_UPSTREAM";
@@ -42,7 +42,10 @@ pub fn serve() -> anyhow::Result<()> {
     let bind = var(BIND_ENV)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let app = Router::new().route("/api/deposits", post(pass_on)).with_state(upstream);
+        let app = Router::new()
+            .route("/api/deposits", post(pass_on))
+            .route("/healthz", get(|| async { StatusCode::OK }))
+            .with_state(upstream);
         let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
         axum::serve(listener, app).await.context("serving")
     })
@@ -90,15 +93,11 @@ impl ProxyProcess {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {} proxy", bench_bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Any HTTP answer (a GET gets 405) means it is listening.
-        while reqwest::get(format!("{url}/api/deposits")).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the proxy did not answer within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let proxy = ProxyProcess { child, url };
+        if !crate::stack::healthy_within(&proxy.url, Duration::from_secs(10)).await {
+            bail!("the proxy did not answer /healthz within 10 s");
         }
-        Ok(ProxyProcess { child, url })
+        Ok(proxy)
     }
 
     pub async fn stop(mut self) {

@@ -75,18 +75,10 @@ impl ServerProcess {
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().context("the server exited at once")?;
         let server = ServerProcess { child, pid, url };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = http.get(format!("{}/healthz", server.url)).send().await.is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                bail!("the server did not answer /healthz within 30 s (log: {})", log.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if !healthy_within(&server.url, Duration::from_secs(30)).await {
+            bail!("the server did not answer /healthz within 30 s (log: {})", log.display());
         }
+        Ok(server)
     }
 
     /// Resident set size, KiB, from /proc/<pid>/status.
@@ -102,6 +94,21 @@ impl ServerProcess {
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// Whether `{base}/healthz` answers 2xx before `within` is over (asked every 50 ms).
+pub async fn healthy_within(base: &str, within: Duration) -> bool {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
