@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use pientegra_shared::signature;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 use crate::report::{Row, Verdict};
 use crate::stack::{self, Seeded, ServerProcess};
@@ -38,18 +41,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
     for _ in 0..SEEDED / PER_ROUND {
         let share: Vec<Seeded> = (0..PER_ROUND).map(|i| Seeded::new(&format!("wh-{}", i % 1_000), 10_000)).collect();
         stack::seed_deposits(&db, &share).await?;
-        shares.push(Arc::new(share));
+        shares.push(share);
     }
     let server = ServerProcess::serve(&ctx.server_bin, &sandbox, &db, &dir.path().join("server.log")).await?;
     let mut shares = shares.into_iter();
     let mut share = move || shares.next().context("every round has its own share of the seeded deposits");
     let secret = sandbox.webhook_secret().to_owned();
+    let host = server.url.trim_start_matches("http://").to_owned();
     let mut sent = 0;
     let mut cut_short = 0;
 
     let result = async {
         // Warm-up at the middle level.
-        load(&server.url, &secret, share()?, 16, Duration::from_millis(500)).await?;
+        load(&host, &secret, &share()?, 16, Duration::from_millis(500)).await?;
         let mut rows = Vec::new();
         let mut insert_shares = Vec::new();
         for c in LEVELS {
@@ -61,7 +65,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
                 let (rate, insert_share) = baseline_round(&baseline_pool, base_secret, round).await?;
                 base_rates.push(rate);
                 insert_shares.push(insert_share);
-                let (rate, mut lat) = load(&server.url, &secret, share()?, c, round).await?;
+                let (rate, mut lat) = load(&host, &secret, &share()?, c, round).await?;
                 sent += lat.len();
                 cut_short += usize::from(lat.len() == PER_ROUND);
                 rates.push(rate);
@@ -95,7 +99,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
             "#1: the server is `pientegra-server serve` (release, separate process, SQLite WAL + synchronous=FULL, \
              RUST_LOG=info) with {SEEDED} RESERVED deposits seeded for 1,000 users; each request is a freshly signed \
              `intent.approved` for a different deposit (so each one applies: status, ledger credit, two user events; \
-             webhooks waiting together share one transaction (group commit), each 2xx after that commit). Per level: \
+             webhooks waiting together share one transaction (group commit), each 2xx after that commit). The senders \
+             are one raw HTTP/1.1 client per connection, kept alive, every request encoded and signed before the \
+             round's clock starts, so they take as little of the 2 CPUs the server shares with them as they can. Per level: \
              {ROUNDS} rounds, each of {round:?} or {PER_ROUND} webhooks, whichever ends first (rate = webhooks \
              answered / the round's time), median rate, p50/p99 over all rounds; {sent} were sent in the rounds, and \
              {cut_short} of the {} rounds ended at their count. The baseline is one process looping `signature::verify` + one \
@@ -156,33 +162,43 @@ async fn baseline_loop(pool: &sqlx::SqlitePool, secret: &str, time: Duration) ->
     Ok((f64::from(done) / total, inserting.as_secs_f64() / total))
 }
 
-/// `concurrency` senders for `time` or until every deposit of `share` is
-/// credited: the rate of 2xx answers per second and each one's latency.
+/// `concurrency` senders, each on a kept-alive connection of its own, for
+/// `time` or until every deposit of `share` is credited: the rate of 2xx
+/// answers per second and each one's latency.
+///
+/// The senders are as light as a load generator can be, since they share the
+/// machine with the server and the baseline loop does not: every request is
+/// encoded and signed before the clock starts, and the answers are read by
+/// hand, not by an HTTP client library.
 async fn load(
-    server: &str,
+    host: &str,
     secret: &str,
-    share: Arc<Vec<Seeded>>,
+    share: &[Seeded],
     concurrency: usize,
     time: Duration,
 ) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(share.iter().map(|d| signed_request(host, secret, d)).collect());
     let next = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let tcp = TcpStream::connect(host).await?;
+        tcp.set_nodelay(true)?;
+        connections.push(BufReader::new(tcp));
+    }
     let start = Instant::now();
     let deadline = start + time;
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, server, secret, share, next) =
-            (http.clone(), server.to_owned(), secret.to_owned(), share.clone(), next.clone());
+    for mut connection in connections {
+        let (requests, next) = (requests.clone(), next.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::new();
+            let mut answer = Answer::default();
             while Instant::now() < deadline {
-                let Some(d) = share.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                 let sent = Instant::now();
-                let outcome = stack::post_webhook(&http, &server, &secret, stack::approved_body(d)).await?;
+                answer.exchange(&mut connection, request).await?;
                 latencies.push(sent.elapsed());
-                if outcome != "applied" {
-                    bail!("webhook outcome {outcome}, expected applied");
-                }
+                answer.expect_applied()?;
             }
             anyhow::Ok(latencies)
         });
@@ -194,4 +210,68 @@ async fn load(
     let elapsed = start.elapsed().as_secs_f64();
     let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
     Ok((f64::from(count) / elapsed, all))
+}
+
+/// The webhook crediting `deposit`, whole as it goes on the wire, signed now.
+fn signed_request(host: &str, secret: &str, deposit: &Seeded) -> Vec<u8> {
+    let body = stack::approved_body(deposit);
+    let signature = signature::sign(secret, Utc::now().timestamp_millis(), &body);
+    let mut request = format!(
+        "POST /webhooks/pientegra HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{}: {signature}\r\n\
+         Content-Length: {}\r\n\r\n",
+        signature::HEADER,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
+/// The last answer read on a connection; its buffers are reused.
+#[derive(Default)]
+struct Answer {
+    status: String,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// Sends `request` and reads the answer up to the end of its body.
+    async fn exchange(&mut self, connection: &mut BufReader<TcpStream>, request: &[u8]) -> anyhow::Result<()> {
+        connection.get_mut().write_all(request).await?;
+        self.status.clear();
+        if connection.read_line(&mut self.status).await? == 0 {
+            bail!("the server closed the connection");
+        }
+        let mut length = 0;
+        loop {
+            self.line.clear();
+            connection.read_line(&mut self.line).await?;
+            let line = self.line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().context("Content-Length")?;
+                }
+            }
+        }
+        self.body.resize(length, 0);
+        connection.read_exact(&mut self.body).await?;
+        Ok(())
+    }
+
+    /// Ok when the answer was a 2xx whose outcome is `applied`.
+    fn expect_applied(&self) -> anyhow::Result<()> {
+        let body = String::from_utf8_lossy(&self.body);
+        if !self.status.starts_with("HTTP/1.1 2") {
+            bail!("webhook answered {}: {body}", self.status.trim_end());
+        }
+        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        if json["outcome"] != "applied" {
+            bail!("webhook outcome {body}, expected applied");
+        }
+        Ok(())
+    }
 }

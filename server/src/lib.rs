@@ -25,7 +25,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::AppState;
+use crate::http::{AppState, Shared};
 use crate::pientegra::{HttpClient, PientegraApi, RetryPolicy};
 use crate::settings::Settings;
 
@@ -47,7 +47,7 @@ pub async fn run_with(
     storage.serving_starts().await.context("recovering after the previous process")?;
     // After the storage: it applied the migrations, the facade's tables among them.
     let pgm = pgm::Facade::connect(&settings).await?;
-    let state = AppState {
+    let state = AppState::new(Shared {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
         tokens: token::TokenKey::new(settings.widget_token_secret.clone()),
         settings: Arc::new(settings),
@@ -57,7 +57,7 @@ pub async fn run_with(
         metrics: Arc::default(),
         shutdown: shutdown.clone(),
         pgm,
-    };
+    });
     let jobs = jobs::spawn(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
     let app = http::app(state);

@@ -35,9 +35,27 @@ use crate::sse::Hub;
 use crate::storage::Storage;
 use crate::token::TokenKey;
 
-/// Cheap handles shared by every handler.
+/// What every handler shares, behind one `Arc`: axum clones the state for
+/// every request, and one reference count is cheaper than nine.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles in [`AppState`].
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub storage: Arc<dyn Storage>,
     pub pientegra: Arc<dyn PientegraApi>,
