@@ -163,8 +163,8 @@ async fn baseline_loop(pool: &sqlx::SqlitePool, secret: &str, time: Duration) ->
 }
 
 /// `concurrency` senders, each on a kept-alive connection of its own, for
-/// `time` or until every deposit of `share` is credited: the rate of 2xx
-/// answers per second and each one's latency.
+/// `time` or until a webhook has been sent for every deposit of `share`: the
+/// rate of 2xx answers per second and each one's latency.
 ///
 /// The senders are as light as a load generator can be, since they share the
 /// machine with the server and the baseline loop does not: every request is
