@@ -185,20 +185,12 @@ async fn open_stream(host: &str, token: &str) -> anyhow::Result<BufReader<TcpStr
     );
     tcp.write_all(request.as_bytes()).await?;
     let mut reader = BufReader::new(tcp);
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    if !line.starts_with("HTTP/1.1 200") {
-        bail!("SSE answered {}", line.trim_end());
+    let (mut status, mut line) = (String::new(), String::new());
+    stack::read_head(&mut reader, &mut status, &mut line).await.context("opening SSE")?;
+    if !status.starts_with("HTTP/1.1 200") {
+        bail!("SSE answered {}", status.trim_end());
     }
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await? == 0 {
-            bail!("SSE closed during the headers");
-        }
-        if line == "\r\n" {
-            return Ok(reader);
-        }
-    }
+    Ok(reader)
 }
 
 /// Opens `count` streams, one per user, each read up to its opening balance frame.

@@ -15,6 +15,7 @@ use pientegra_shared::ids::ExternalUserId;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use uuid::Uuid;
 
 /// The token secret of every bench server.
@@ -109,6 +110,36 @@ pub async fn healthy_within(base: &str, within: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads an HTTP/1.1 answer's status line into `status` and its headers up
+/// to the blank line after them (`line` is scratch space): its
+/// Content-Length, 0 when it has none.
+pub async fn read_head(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    status: &mut String,
+    line: &mut String,
+) -> anyhow::Result<usize> {
+    status.clear();
+    if reader.read_line(status).await? == 0 {
+        bail!("the server closed the connection");
+    }
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(line).await? == 0 {
+            bail!("the server closed the connection during the headers");
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            return Ok(length);
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().context("Content-Length")?;
+            }
+        }
     }
 }
 

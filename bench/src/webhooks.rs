@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use pientegra_shared::signature;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::report::{Row, Verdict};
@@ -239,24 +239,7 @@ impl Answer {
     /// Sends `request` and reads the answer up to the end of its body.
     async fn exchange(&mut self, connection: &mut BufReader<TcpStream>, request: &[u8]) -> anyhow::Result<()> {
         connection.get_mut().write_all(request).await?;
-        self.status.clear();
-        if connection.read_line(&mut self.status).await? == 0 {
-            bail!("the server closed the connection");
-        }
-        let mut length = 0;
-        loop {
-            self.line.clear();
-            connection.read_line(&mut self.line).await?;
-            let line = self.line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().context("Content-Length")?;
-                }
-            }
-        }
+        let length = stack::read_head(connection, &mut self.status, &mut self.line).await?;
         self.body.resize(length, 0);
         connection.read_exact(&mut self.body).await?;
         Ok(())
@@ -264,13 +247,13 @@ impl Answer {
 
     /// Ok when the answer was a 2xx whose outcome is `applied`.
     fn expect_applied(&self) -> anyhow::Result<()> {
-        let body = String::from_utf8_lossy(&self.body);
+        let body = || String::from_utf8_lossy(&self.body);
         if !self.status.starts_with("HTTP/1.1 2") {
-            bail!("webhook answered {}: {body}", self.status.trim_end());
+            bail!("webhook answered {}: {}", self.status.trim_end(), body());
         }
         let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
         if json["outcome"] != "applied" {
-            bail!("webhook outcome {body}, expected applied");
+            bail!("webhook outcome {}, expected applied", body());
         }
         Ok(())
     }
