@@ -66,6 +66,8 @@ impl ServerProcess {
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RECONCILE_INTERVAL", "0")
             .env("RATE_LIMIT_PER_MINUTE", "1000000")
+            .env("PIENTEGRA_CALLS_PER_MINUTE", "6000000")
+            .env("PIENTEGRA_CALL_BURST", "1000000")
             // The production default: one info line per webhook and request.
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -173,6 +173,8 @@ pub struct StateView {
     #[serde(with = "pientegra_shared::time::millis")]
     pub secret_rotated_at: Timestamp,
     pub free_accounts: usize,
+    /// API calls since start: allowed, and refused by the rate limit.
+    pub api_calls: crate::ratelimit::CallCounts,
 }
 
 impl StateView {
@@ -187,6 +189,7 @@ impl StateView {
             webhook_url: store.webhook.url.clone(),
             secret_rotated_at: store.webhook.rotated_at,
             free_accounts: store.free_accounts(),
+            api_calls: state.limiter.counts(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,6 +17,17 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     calls: Mutex<HashMap<String, VecDeque<Instant>>>,
+    allowed: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Every authenticated API call since the sandbox started, by how the limit answered it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallCounts {
+    pub allowed: u64,
+    /// Answered `429 rate_limited`.
+    pub rate_limited: u64,
 }
 
 impl RateLimiter {
@@ -30,13 +42,20 @@ impl RateLimiter {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         if log.len() < limit {
             log.push_back(now);
+            self.allowed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        self.refused.fetch_add(1, Ordering::Relaxed);
         // The call that frees a slot is the `len - limit + 1`-th oldest (the
         // limit may have been lowered below what the window already holds).
         let freeing = log.get(log.len().saturating_sub(limit.max(1))).copied().unwrap_or(now);
         let wait = WINDOW.saturating_sub(now.duration_since(freeing));
         Err(wait.as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX))
+    }
+
+    /// The calls counted so far (what a test checks a client's own budget against).
+    pub fn counts(&self) -> CallCounts {
+        CallCounts { allowed: self.allowed.load(Ordering::Relaxed), rate_limited: self.refused.load(Ordering::Relaxed) }
     }
 }
 

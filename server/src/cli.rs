@@ -72,8 +72,14 @@ pub struct ReconcileArgs {
     pub api_base: String,
     #[arg(long, env = "PIENTEGRA_API_KEY", hide_env_values = true)]
     pub api_key: String,
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db")]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db", hide_env_values = true)]
     pub database_url: String,
+    /// Calls to Pientegra per minute (on PostgreSQL, shared with the running servers)
+    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
+    pub calls_per_minute: u32,
+    /// Calls to Pientegra that may go at once after a quiet spell
+    #[arg(long, env = "PIENTEGRA_CALL_BURST", default_value = "5")]
+    pub call_burst: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,13 +149,21 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
         "json" => true,
         other => anyhow::bail!("--format must be table or json, not {other}"),
     };
+    let storage = crate::storage::connect(&args.database_url).await?;
+    let budget = crate::pientegra::BudgetSettings { per_minute: args.calls_per_minute, burst: args.call_burst };
+    if budget.per_minute == 0 || budget.burst == 0 {
+        anyhow::bail!("PIENTEGRA_CALLS_PER_MINUTE and PIENTEGRA_CALL_BURST must be at least 1");
+    }
+    // A reconciliation is background work: it yields to the servers' creates and lookups.
+    let budget = crate::pientegra::CallBudget::connect(budget, &args.database_url, CancellationToken::new()).await?;
     let client = crate::pientegra::HttpClient::new(
         &args.api_base,
         SecretString::from(args.api_key),
         crate::pientegra::RetryPolicy::default(),
     )
-    .context("PIENTEGRA_API_BASE / PIENTEGRA_API_KEY")?;
-    let storage = crate::storage::connect(&args.database_url).await?;
+    .context("PIENTEGRA_API_BASE / PIENTEGRA_API_KEY")?
+    .with_budget(std::sync::Arc::new(budget))
+    .in_background();
     let hub = crate::sse::Hub::default();
     let reconciler = crate::reconcile::Reconciler { storage: storage.as_ref(), pientegra: &client, hub: &hub };
     let report = reconciler.run(from, to, args.apply).await?;
@@ -200,6 +214,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         admin_token: None,
         demo: true,
         rate_limit_per_minute: 120,
+        pientegra_budget: crate::pientegra::BudgetSettings::default(),
+        pientegra_retry: crate::pientegra::RetryPolicy::default(),
         static_dir: Some(args.static_dir),
         pgm: None,
     };

@@ -17,12 +17,20 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 const WATCH_LOOKUPS_PER_PASS: usize = 1;
 /// How long to wait before listening again after the change relay failed.
 const RELAY_RETRY: Duration = Duration::from_secs(2);
+/// How often the Pientegra check looks whether readiness needs a fresh answer.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// A check is made when no call has answered for this long: one call a
+/// minute at most on a quiet server, none on a busy one.
+pub const CHECK_WHEN_QUIET_FOR: Duration = Duration::from_secs(60);
+/// After a failed call, the next check comes this soon, so readiness recovers quickly.
+const RECHECK_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// Starts every job; the returned set finishes once all have stopped.
 pub fn spawn(state: AppState) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(every(state.clone(), RESUBMIT_EVERY, resubmit_withdrawals));
     jobs.spawn(watch_confirmations(state.clone()));
+    jobs.spawn(check_pientegra(state.clone()));
     if let Some(interval) = state.settings.reconcile_interval {
         jobs.spawn(every(state.clone(), interval, move |state| async move { reconcile(state, interval).await }));
     }
@@ -87,7 +95,7 @@ async fn watch_confirmations(state: AppState) {
         checked.retain(|id, _| watched.iter().any(|d| d.intent_id == *id));
         for deposit in watched.into_iter().take(WATCH_LOOKUPS_PER_PASS) {
             checked.insert(deposit.intent_id, tokio::time::Instant::now());
-            match state.pientegra.get_intent(deposit.intent_id).await {
+            match state.background.get_intent(deposit.intent_id).await {
                 Ok(intent) if intent.status == pientegra_shared::status::IntentStatus::PendingReview => {
                     match state.storage.note_under_review(deposit.intent_id).await {
                         Ok(changed) => state.hub.notify(&changed.touched),
@@ -97,6 +105,31 @@ async fn watch_confirmations(state: AppState) {
                 // Other moves arrive by webhook (or reconciliation), with their money.
                 Ok(_) => {}
                 Err(err) => tracing::warn!(intent_id = %deposit.intent_id, error = %err, "deposit lookup failed"),
+            }
+        }
+    }
+}
+
+/// Keeps readiness informed without a call per probe: when no call to
+/// Pientegra has answered lately (a quiet server), or the latest failed, one
+/// background check is made within the call budget. At start, at once.
+async fn check_pientegra(state: AppState) {
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = CHECK_EVERY;
+        let due = match state.budget.contact() {
+            None => true,
+            Some(contact) if contact.answered => contact.at.elapsed() >= CHECK_WHEN_QUIET_FOR,
+            Some(contact) => contact.at.elapsed() >= RECHECK_AFTER_FAILURE,
+        };
+        if due {
+            // The client records the outcome in the budget, which is what readiness reads.
+            if let Err(err) = state.background.ping().await {
+                tracing::warn!(error = %err, "Pientegra check failed");
             }
         }
     }
@@ -116,7 +149,7 @@ async fn reconcile(state: AppState, interval: Duration) {
     let to = Utc::now();
     let from = to - chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::hours(2));
     let reconciler =
-        Reconciler { storage: state.storage.as_ref(), pientegra: state.pientegra.as_ref(), hub: &state.hub };
+        Reconciler { storage: state.storage.as_ref(), pientegra: state.background.as_ref(), hub: &state.hub };
     match reconciler.run(from, to, true).await {
         Ok(report) => tracing::info!(
             intents = report.intents_checked,

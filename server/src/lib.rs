@@ -26,25 +26,36 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, Shared};
-use crate::pientegra::{HttpClient, PientegraApi, RetryPolicy};
+use crate::pientegra::{CallBudget, HttpClient, PientegraApi};
 use crate::settings::Settings;
 
 /// Serves until `shutdown` is cancelled, calling Pientegra over HTTP.
 pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), RetryPolicy::default())
-        .context("building the Pientegra client")?;
-    run_with(listener, settings, Arc::new(client), shutdown).await
+    run_with(listener, settings, None, shutdown).await
 }
 
-/// Serves with the given Pientegra implementation (tests swap it).
+/// Serves; `pientegra` replaces the HTTP client to Pientegra (tests swap it).
 pub async fn run_with(
     listener: TcpListener,
     settings: Settings,
-    pientegra: Arc<dyn PientegraApi>,
+    pientegra: Option<Arc<dyn PientegraApi>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let storage = storage::connect(&settings.database_url).await?;
     storage.serving_starts().await.context("recovering after the previous process")?;
+    // After the storage: on PostgreSQL its migrations made the budget's row.
+    let budget =
+        Arc::new(CallBudget::connect(settings.pientegra_budget, &settings.database_url, shutdown.clone()).await?);
+    let (pientegra, background): (Arc<dyn PientegraApi>, Arc<dyn PientegraApi>) = match pientegra {
+        Some(swapped) => (swapped.clone(), swapped),
+        None => {
+            let client =
+                HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), settings.pientegra_retry.clone())
+                    .context("building the Pientegra client")?
+                    .with_budget(budget.clone());
+            (Arc::new(client.clone()), Arc::new(client.in_background()))
+        }
+    };
     // After the storage: it applied the migrations, the facade's tables among them.
     let pgm = pgm::Facade::connect(&settings).await?;
     let state = AppState::new(Shared {
@@ -53,6 +64,8 @@ pub async fn run_with(
         settings: Arc::new(settings),
         storage,
         pientegra,
+        background,
+        budget,
         hub: sse::Hub::default(),
         metrics: Arc::default(),
         shutdown: shutdown.clone(),

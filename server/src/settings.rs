@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::ledger::BalanceModel;
+use crate::pientegra::{BudgetSettings, RetryPolicy};
 
 /// `serve` flags; each also reads the environment variable named beside it.
 #[derive(Args, Clone, Debug)]
@@ -53,6 +54,12 @@ pub struct ServeArgs {
     /// Money-moving requests allowed per user per minute
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value = "30")]
     pub rate_limit_per_minute: u32,
+    /// Calls to Pientegra per minute, shared by every instance on one database (keep it plus the burst under your key's limit)
+    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
+    pub pientegra_calls_per_minute: u32,
+    /// Calls to Pientegra that may go at once after a quiet spell
+    #[arg(long, env = "PIENTEGRA_CALL_BURST", default_value = "5")]
+    pub pientegra_call_burst: u32,
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
@@ -81,6 +88,10 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     pub demo: bool,
     pub rate_limit_per_minute: u32,
+    /// The one budget of calls to Pientegra.
+    pub pientegra_budget: BudgetSettings,
+    /// When and how long to try each Pientegra call (not a flag: the contract's schedule).
+    pub pientegra_retry: RetryPolicy,
     pub static_dir: Option<std::path::PathBuf>,
     /// The PGM facade: its bearer token and the shop's callback URL.
     pub pgm: Option<PgmSettings>,
@@ -148,6 +159,9 @@ impl Settings {
             .map_err(|_| anyhow::anyhow!("BALANCE_MODEL must be pre-reserve or final-debit"))?;
         let reconcile_interval =
             parse_duration(&args.reconcile_interval).context("RECONCILE_INTERVAL is not a duration like 1h or 15m")?;
+        if args.pientegra_calls_per_minute == 0 || args.pientegra_call_burst == 0 {
+            bail!("PIENTEGRA_CALLS_PER_MINUTE and PIENTEGRA_CALL_BURST must be at least 1");
+        }
         if !(args.database_url.starts_with("sqlite:") || args.database_url.starts_with("postgres")) {
             bail!("DATABASE_URL must start with sqlite: or postgres://");
         }
@@ -165,6 +179,11 @@ impl Settings {
             admin_token: args.admin_token.filter(|t| !t.is_empty()).map(SecretString::from),
             demo: args.demo,
             rate_limit_per_minute: args.rate_limit_per_minute.max(1),
+            pientegra_budget: BudgetSettings {
+                per_minute: args.pientegra_calls_per_minute,
+                burst: args.pientegra_call_burst,
+            },
+            pientegra_retry: RetryPolicy::default(),
             static_dir: args.static_dir,
             pgm: match args.pgm_facade_token.filter(|t| !t.trim().is_empty()) {
                 None => None,

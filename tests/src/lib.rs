@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
 use pientegra_server::ledger::BalanceModel;
-use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
+use pientegra_server::pientegra::{BudgetSettings, PientegraApi, RetryPolicy};
 use pientegra_server::settings::{PgmSettings, Settings};
 use pientegra_shared::api;
 use reqwest::StatusCode;
@@ -153,6 +153,8 @@ pub struct Options {
     pub deposit_url_hosts: Option<Vec<String>>,
     pub allowed_origins: Vec<String>,
     pub rate_limit_per_minute: u32,
+    /// The server's budget of calls to Pientegra (unlimited unless a test is about it).
+    pub pientegra_budget: BudgetSettings,
     /// Replaces the HTTP client to Pientegra (for failure tests).
     pub pientegra: Option<Arc<dyn PientegraApi>>,
     pub database: Database,
@@ -176,6 +178,7 @@ impl Default for Options {
             deposit_url_hosts: None,
             allowed_origins: vec!["http://partner.test".into()],
             rate_limit_per_minute: 1_000,
+            pientegra_budget: BudgetSettings::unlimited(),
             pientegra: None,
             database: Database::Sqlite,
             pgm: None,
@@ -238,6 +241,8 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         admin_token: Some(SecretString::from("admin-test-token".to_owned())),
         demo: true,
         rate_limit_per_minute: options.rate_limit_per_minute,
+        pientegra_budget: options.pientegra_budget,
+        pientegra_retry: RetryPolicy::scaled_for_tests(),
         static_dir: options.static_dir.clone(),
         pgm: options.pgm.clone(),
     }
@@ -259,12 +264,6 @@ pub async fn sandbox() -> Sandbox {
 pub async fn start_server(settings: &Settings, addr: SocketAddr, pientegra: Option<Arc<dyn PientegraApi>>) -> Server {
     let listener = bind_retrying(addr).await;
     let addr = listener.local_addr().expect("local addr");
-    let pientegra = pientegra.unwrap_or_else(|| {
-        Arc::new(
-            HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), RetryPolicy::scaled_for_tests())
-                .expect("client"),
-        )
-    });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(pientegra_server::run_with(listener, settings.clone(), pientegra, shutdown.clone()));
     let server = Server { addr, shutdown, task };

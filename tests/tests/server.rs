@@ -449,9 +449,15 @@ async fn cors_allows_only_listed_origins(options: Options) {
 
 async fn health_readiness_and_metrics_answer(options: Options) {
     let stack = Stack::with(options).await;
-    let ready: Value =
-        stack.http.get(format!("{}/readyz", stack.server.url())).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready, json!({"database": "ok", "pientegra": "ok"}));
+    let readyz = format!("{}/readyz", stack.server.url());
+    // Ready once the background check (at start) has had Pientegra's answer.
+    wait_for(WAIT, || async { stack.http.get(&readyz).send().await.unwrap().status() == StatusCode::OK })
+        .await
+        .expect("the server becomes ready");
+    let ready: Value = stack.http.get(&readyz).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert_eq!(ready["pientegra"], "ok");
+    assert!(ready["pientegraCheckedSecondsAgo"].as_u64().is_some(), "{ready}");
     let metrics = stack.http.get(format!("{}/metrics", stack.server.url())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("pientegra_webhooks_applied_total"));
     let admin = stack

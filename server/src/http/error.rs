@@ -81,6 +81,16 @@ impl AppError {
             PientegraError::NotFound => {
                 AppError::new(StatusCode::BAD_GATEWAY, code, "Pientegra does not know this record")
             }
+            PientegraError::NotSent { retry_after, .. } => {
+                tracing::warn!(error = %err, "Pientegra call held back");
+                let seconds = retry_after.as_secs().max(1);
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::PROVIDER_BUSY,
+                    format!("the payment provider is busy; retry in {seconds} s with the same Idempotency-Key"),
+                )
+                .retry_after(seconds)
+            }
             PientegraError::Unavailable { .. } | PientegraError::Protocol { .. } => {
                 tracing::warn!(error = %err, "Pientegra unavailable");
                 AppError::new(

@@ -28,7 +28,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::Metrics;
-use crate::pientegra::PientegraApi;
+use crate::pientegra::{CallBudget, PientegraApi};
 use crate::ratelimit::RateLimiter;
 use crate::settings::Settings;
 use crate::sse::Hub;
@@ -58,7 +58,12 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub settings: Arc<Settings>,
     pub storage: Arc<dyn Storage>,
+    /// Pientegra for the calls a user (or the shop) is waiting for.
     pub pientegra: Arc<dyn PientegraApi>,
+    /// Pientegra for background jobs: the same client and budget, yielding to the calls above.
+    pub background: Arc<dyn PientegraApi>,
+    /// The one budget of calls to Pientegra, and how the latest call ended (readiness).
+    pub budget: Arc<CallBudget>,
     pub hub: Hub,
     pub tokens: TokenKey,
     pub limiter: RateLimiter,

@@ -8,6 +8,7 @@
 //! idempotency record instead of creating a second intent.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -24,6 +25,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::budget::{BudgetSettings, CallBudget, Priority};
 use super::{PientegraApi, PientegraError};
 
 /// The longest wait a `Retry-After` header can impose on one retry. A
@@ -74,7 +76,8 @@ impl RetryPolicy {
     }
 }
 
-/// The Pientegra client over HTTP. Cheap to clone: the connection pool is shared.
+/// The Pientegra client over HTTP. Cheap to clone: the connection pool and
+/// the call budget are shared.
 #[derive(Clone)]
 pub struct HttpClient {
     http: reqwest::Client,
@@ -82,6 +85,9 @@ pub struct HttpClient {
     base: String,
     api_key: SecretString,
     retry: RetryPolicy,
+    budget: Arc<CallBudget>,
+    /// Calls other than creates wait as background work (see [`HttpClient::in_background`]).
+    background: bool,
 }
 
 impl fmt::Debug for HttpClient {
@@ -90,6 +96,8 @@ impl fmt::Debug for HttpClient {
             .field("api_base", &self.base)
             .field("api_key", &"[redacted]")
             .field("retry", &self.retry)
+            .field("budget", &self.budget)
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -105,11 +113,18 @@ struct CallOptions {
     attempts: Option<usize>,
     /// Logged so a retried create can be matched with Pientegra's records.
     idempotency_key: Option<IdempotencyKey>,
+    /// A create moves money: it goes first in the call budget.
+    create: bool,
 }
 
 impl CallOptions {
     fn new(op: &'static str) -> CallOptions {
-        CallOptions { op, lookup: false, attempts: None, idempotency_key: None }
+        CallOptions { op, lookup: false, attempts: None, idempotency_key: None, create: false }
+    }
+
+    /// A create with its idempotency key.
+    fn create(op: &'static str, key: IdempotencyKey) -> CallOptions {
+        CallOptions { idempotency_key: Some(key), create: true, ..CallOptions::new(op) }
     }
 }
 
@@ -164,7 +179,40 @@ impl HttpClient {
             .build()
             .context("building the Pientegra HTTP client")?;
 
-        Ok(HttpClient { http, base: api_base.trim_end_matches('/').to_owned(), api_key, retry })
+        // Until a server gives it its own, a client limits nothing: tools and
+        // tests that build one get every call they ask for.
+        let budget = Arc::new(CallBudget::local(BudgetSettings::unlimited(), Default::default()));
+        Ok(HttpClient {
+            http,
+            base: api_base.trim_end_matches('/').to_owned(),
+            api_key,
+            retry,
+            budget,
+            background: false,
+        })
+    }
+
+    /// The same client taking every attempt's slot from `budget`.
+    pub fn with_budget(self, budget: Arc<CallBudget>) -> HttpClient {
+        HttpClient { budget, ..self }
+    }
+
+    /// The same client (same pool, same budget) for background jobs: its
+    /// lookups, listings and replays yield to the calls users wait for. Its
+    /// creates (a withdrawal resubmitted) keep the creates' priority.
+    pub fn in_background(&self) -> HttpClient {
+        HttpClient { background: true, ..self.clone() }
+    }
+
+    /// The budget priority of a call.
+    fn priority(&self, opts: &CallOptions) -> Priority {
+        if opts.create {
+            Priority::Create
+        } else if self.background {
+            Priority::Background
+        } else {
+            Priority::Lookup
+        }
     }
 
     /// A request to `path` (relative to the base, starting with `/external/`) with the bearer key.
@@ -219,11 +267,22 @@ impl HttpClient {
     /// The retry loop: the body of the first definite 2xx, or why there was none.
     async fn attempts(&self, template: &reqwest::Request, opts: &CallOptions) -> Result<Vec<u8>, PientegraError> {
         let attempts = opts.attempts.unwrap_or(self.retry.delays.len()).max(1);
+        let priority = self.priority(opts);
         let mut wait = self.retry.delays.first().copied().unwrap_or_default();
         let mut attempt = 1;
         loop {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
+            }
+            match self.budget.acquire(priority).await {
+                Ok(()) => {}
+                Err(not_sent) if attempt == 1 => return Err(not_sent),
+                // An earlier attempt may have reached Pientegra: the outcome is unknown, not "not sent".
+                Err(not_sent) => {
+                    return Err(PientegraError::Unavailable {
+                        reason: format!("{} attempt(s) failed, then the retry was held back: {not_sent}", attempt - 1),
+                    });
+                }
             }
             // A body set from bytes is buffered, so cloning never fails; the
             // clone carries the very same bytes and headers.
@@ -232,8 +291,16 @@ impl HttpClient {
                 .ok_or_else(|| PientegraError::Protocol { reason: "the request body cannot be replayed".into() })?;
             tracing::debug!(attempt, attempts, "calling Pientegra");
             let outcome = match self.http.execute(request).await {
-                Ok(response) => classify(response, opts.lookup).await,
-                Err(e) => Outcome::Retry { reason: describe_transport(&e), retry_after: None, last_answer: None },
+                Ok(response) => {
+                    let status = response.status();
+                    let outcome = classify(response, opts.lookup).await;
+                    self.budget.record(is_an_answer(status, &outcome));
+                    outcome
+                }
+                Err(e) => {
+                    self.budget.record(false);
+                    Outcome::Retry { reason: describe_transport(&e), retry_after: None, last_answer: None }
+                }
             };
             match outcome {
                 Outcome::Done(result) => return result,
@@ -257,6 +324,17 @@ impl HttpClient {
                 }
             }
         }
+    }
+}
+
+/// Whether Pientegra answered with our key, as readiness counts it: any
+/// definite answer but a 401 (the key is wrong); of the answers worth a
+/// retry, only those Pientegra itself decided (no free receiving account, the
+/// same key in flight), not a timeout, a 429 or a server failure.
+fn is_an_answer(status: StatusCode, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Done(_) => status != StatusCode::UNAUTHORIZED,
+        Outcome::Retry { last_answer, .. } => last_answer.is_some() || status == StatusCode::CONFLICT,
     }
 }
 
@@ -405,8 +483,7 @@ impl PientegraApi for HttpClient {
         req: &CreateDepositRequest,
     ) -> Result<DepositCreated, PientegraError> {
         let request = self.create("/external/deposits", key, req)?;
-        let opts = CallOptions { idempotency_key: Some(key), ..CallOptions::new("create_deposit") };
-        self.execute(request, opts).await
+        self.execute(request, CallOptions::create("create_deposit", key)).await
     }
 
     async fn create_withdrawal(
@@ -415,8 +492,7 @@ impl PientegraApi for HttpClient {
         req: &CreateWithdrawalRequest,
     ) -> Result<WithdrawalCreated, PientegraError> {
         let request = self.create("/external/withdrawals", key, req)?;
-        let opts = CallOptions { idempotency_key: Some(key), ..CallOptions::new("create_withdrawal") };
-        self.execute(request, opts).await
+        self.execute(request, CallOptions::create("create_withdrawal", key)).await
     }
 
     async fn get_intent(&self, id: Uuid) -> Result<Intent, PientegraError> {
@@ -464,8 +540,7 @@ impl PientegraApi for HttpClient {
     async fn ping(&self) -> Result<(), PientegraError> {
         let query = ListQuery { limit: Some(1), ..ListQuery::default() };
         let request = self.request(Method::GET, "/external/intents")?.query(&query);
-        // One attempt: a readiness probe wants the current state, quickly, and
-        // its caller polls again anyway.
+        // One attempt: the check wants the current state, and runs again anyway.
         let opts = CallOptions { attempts: Some(1), ..CallOptions::new("ping") };
         self.execute::<IgnoredAny>(request, opts).await.map(|_| ())
     }

@@ -2,12 +2,15 @@
 //! the server talks to, its one error type, the HTTP implementation with its
 //! retry policy, and streams that walk a cursor-paginated listing to the end.
 //!
+//! Every attempt takes a slot of one [`CallBudget`] first (see `budget`).
+//!
 //! The client never decides business outcomes. It answers one question per
 //! call: did Pientegra give a definite answer (a record, or a refusal), or
 //! could it not be reached? The second case is [`PientegraError::Unavailable`],
 //! and the caller must treat the request as "maybe done": retry with the same
 //! idempotency key, or look the record up.
 
+mod budget;
 mod http;
 mod listing;
 
@@ -19,6 +22,7 @@ use pientegra_shared::wire::{
 };
 use uuid::Uuid;
 
+pub use budget::{BudgetSettings, CallBudget, Contact, FOREGROUND_MAX_WAIT, Priority};
 pub use http::{HttpClient, RetryPolicy};
 pub use listing::{all_events, all_intents, all_withdrawals};
 
@@ -60,7 +64,8 @@ pub trait PientegraApi: Send + Sync + 'static {
     /// `PUT /external/site/webhook-config`; the answer carries a new secret only on rotation.
     async fn set_webhook_config(&self, req: &WebhookConfigRequest) -> Result<WebhookConfig, PientegraError>;
 
-    /// Cheap reachability + auth check for /readyz (e.g. list intents with limit=1).
+    /// Cheap reachability + auth check (list intents with limit=1), made by a
+    /// background job within the call budget, never by a readiness probe.
     async fn ping(&self) -> Result<(), PientegraError>;
 }
 
@@ -81,6 +86,11 @@ pub enum PientegraError {
     /// may or may not have taken effect; retry with the same key, or look it up.
     #[error("Pientegra gave no definite answer: {reason}")]
     Unavailable { reason: String },
+    /// The request was not sent: the call budget had no slot soon enough (or
+    /// could not be read, or the server is stopping). On a first attempt
+    /// nothing happened at Pientegra; try again after `retry_after`.
+    #[error("the Pientegra call was not sent: {reason}")]
+    NotSent { reason: String, retry_after: std::time::Duration },
     /// Pientegra answered 2xx with a body we cannot read (or redirected us,
     /// which an API never should).
     #[error("Pientegra answered in a way we cannot read: {reason}")]
@@ -107,6 +117,7 @@ impl PientegraError {
                 _ => kit::PROVIDER_REJECTED,
             },
             PientegraError::NotFound => kit::NOT_FOUND,
+            PientegraError::NotSent { .. } => kit::PROVIDER_BUSY,
             PientegraError::Unavailable { .. } | PientegraError::Protocol { .. } => kit::PROVIDER_UNAVAILABLE,
         }
     }
@@ -114,7 +125,9 @@ impl PientegraError {
     /// Whether the request definitely did not take effect (a refusal), so a reservation can be released.
     ///
     /// `Protocol` is not a refusal: Pientegra said 2xx, so the record most
-    /// likely exists even though its body could not be read.
+    /// likely exists even though its body could not be read. Nor is
+    /// `NotSent`: the attempt held back may be a resubmission of one that
+    /// reached Pientegra before.
     pub fn is_definite_refusal(&self) -> bool {
         matches!(self, PientegraError::Refused { .. } | PientegraError::NotFound)
     }
@@ -152,5 +165,8 @@ mod tests {
         assert!(refused(400, "invalid_iban").is_definite_refusal());
         assert!(!PientegraError::Unavailable { reason: "x".into() }.is_definite_refusal());
         assert!(!PientegraError::Protocol { reason: "x".into() }.is_definite_refusal());
+        let not_sent = PientegraError::NotSent { reason: "x".into(), retry_after: std::time::Duration::from_secs(3) };
+        assert!(!not_sent.is_definite_refusal());
+        assert_eq!(not_sent.kit_code(), "provider_busy");
     }
 }

@@ -1,0 +1,352 @@
+//! One budget for every call the server makes to Pientegra.
+//!
+//! Pientegra allows 60 requests a minute per API key and answers 429 beyond
+//! that. Every attempt the client sends (creates, lookups, listings, retries,
+//! the readiness check) first takes a slot here, so the key never reaches the
+//! limit, whatever the traffic: a flood of deposits, a thousand readiness
+//! probes, or the background jobs of several instances.
+//!
+//! The budget is a GCRA (generic cell rate algorithm): one number, the
+//! theoretical arrival time `tat`, moves forward by the emission interval
+//! `60 s / per_minute` with every call, and a call is admitted while `tat`
+//! is at most the priority's tolerance ahead of now. Within any minute at
+//! most `burst + per_minute` calls pass, which the defaults (45 + 5) keep
+//! under Pientegra's 60. Lower priorities have smaller tolerances, so they
+//! leave the last slots to higher ones and wait longer when the budget is
+//! busy: money-moving creates first, then lookups a user is waiting for, then
+//! background work, which yields.
+//!
+//! With PostgreSQL, `tat` is a row in the database (`pientegra_call_budget`),
+//! read and advanced with a compare-and-set against the database's clock, so
+//! every instance sharing the database shares the one budget. With SQLite
+//! (one instance) it is a number in memory.
+//!
+//! The budget also remembers how the most recent call ended, which is what
+//! `/readyz` reports: readiness never calls Pientegra itself.
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::PientegraError;
+
+/// How long a call a user is waiting for may wait for a slot before it is
+/// answered `provider_busy` instead: longer than a short burst, shorter than
+/// anyone's patience.
+pub const FOREGROUND_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// How soon to try again after a compare-and-set lost to another instance.
+const CONTENDED_RETRY: Duration = Duration::from_millis(2);
+
+/// Who is asking, in the order the budget serves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Jobs nobody is waiting for: the confirmation watcher, reconciliation,
+    /// readiness checks, event replays. They wait as long as it takes.
+    Background,
+    /// A lookup a user (or the shop, through the PGM facade) is waiting for.
+    Lookup,
+    /// A deposit or withdrawal create: money is moving.
+    Create,
+}
+
+/// The budget's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetSettings {
+    /// Calls per minute, shared by every instance on one database.
+    pub per_minute: u32,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for BudgetSettings {
+    /// 45 a minute with bursts of 5: at most 50 in any minute, under Pientegra's documented 60.
+    fn default() -> BudgetSettings {
+        BudgetSettings { per_minute: 45, burst: 5 }
+    }
+}
+
+impl BudgetSettings {
+    /// As many calls as a test could want: nothing waits.
+    pub fn unlimited() -> BudgetSettings {
+        BudgetSettings { per_minute: 6_000_000, burst: 1_000_000 }
+    }
+}
+
+/// The GCRA arithmetic, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Gcra {
+    /// Time between calls at the sustained rate.
+    interval: i64,
+    /// How far `tat` may be ahead of now for a Create; the other priorities get less.
+    burst: i64,
+}
+
+impl Gcra {
+    fn new(settings: BudgetSettings) -> Gcra {
+        let per_minute = i64::from(settings.per_minute.max(1));
+        Gcra { interval: (60_000_000 / per_minute).max(1), burst: i64::from(settings.burst.max(1)) }
+    }
+
+    /// How many slots of the burst a priority may use: creates all of them,
+    /// lookups all but one, background work half.
+    fn slots(&self, priority: Priority) -> i64 {
+        match priority {
+            Priority::Create => self.burst,
+            Priority::Lookup => (self.burst - 1).max(1),
+            Priority::Background => (self.burst / 2).max(1),
+        }
+    }
+
+    /// Given the stored `tat` and `now`: `Ok(new tat)` when the call may go,
+    /// or `Err(microseconds to wait)`.
+    fn decide(&self, tat: i64, now: i64, priority: Priority) -> Result<i64, i64> {
+        let tat = tat.max(now);
+        let tolerance = (self.slots(priority) - 1) * self.interval;
+        let allowed_at = tat - tolerance;
+        if allowed_at <= now { Ok(tat + self.interval) } else { Err(allowed_at - now) }
+    }
+}
+
+/// Where `tat` lives.
+enum Store {
+    /// One process: microseconds since `epoch`.
+    Local { epoch: Instant, tat: Mutex<i64> },
+    /// Every instance on one PostgreSQL database.
+    Shared(PgPool),
+}
+
+/// How the most recent call to Pientegra ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// Pientegra gave a definite answer with our key (a record or a refusal
+    /// other than 401); false for a transport failure, 5xx, 429 or a 401.
+    pub answered: bool,
+    pub at: Instant,
+}
+
+/// The call budget and the outcome of the latest call; one per server.
+pub struct CallBudget {
+    gcra: Gcra,
+    store: Store,
+    shutdown: CancellationToken,
+    contact: Mutex<Option<Contact>>,
+}
+
+impl std::fmt::Debug for CallBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = matches!(self.store, Store::Shared(_));
+        f.debug_struct("CallBudget").field("gcra", &self.gcra).field("shared", &shared).finish_non_exhaustive()
+    }
+}
+
+impl CallBudget {
+    /// A budget of this process alone.
+    pub fn local(settings: BudgetSettings, shutdown: CancellationToken) -> CallBudget {
+        CallBudget::with_store(settings, Store::Local { epoch: Instant::now(), tat: Mutex::new(0) }, shutdown)
+    }
+
+    /// The budget for a server on `database_url`: shared through the database
+    /// on PostgreSQL (whose migrations created its row), in memory on SQLite.
+    pub async fn connect(
+        settings: BudgetSettings,
+        database_url: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<CallBudget> {
+        if !database_url.starts_with("postgres") {
+            return Ok(CallBudget::local(settings, shutdown));
+        }
+        let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a valid postgres URL")?;
+        // Two connections: calls are at most a few a second, and each takes two short statements.
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .context("opening the PostgreSQL database for the Pientegra call budget")?;
+        Ok(CallBudget::with_store(settings, Store::Shared(pool), shutdown))
+    }
+
+    fn with_store(settings: BudgetSettings, store: Store, shutdown: CancellationToken) -> CallBudget {
+        CallBudget { gcra: Gcra::new(settings), store, shutdown, contact: Mutex::new(None) }
+    }
+
+    /// Waits for a slot. A foreground call that would wait longer than
+    /// [`FOREGROUND_MAX_WAIT`] is not sent: [`PientegraError::NotSent`] says
+    /// when to try again. Background calls wait until shutdown.
+    pub async fn acquire(&self, priority: Priority) -> Result<(), PientegraError> {
+        let started = Instant::now();
+        loop {
+            let wait = match self.try_take(priority).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => wait,
+                Err(err) => {
+                    // Without the shared count no instance may guess: the database
+                    // is down, and nothing a call could bring back can be recorded anyway.
+                    tracing::warn!(error = format!("{err:#}"), "reading the Pientegra call budget");
+                    return Err(PientegraError::NotSent {
+                        reason: "the shared call budget could not be read".into(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            };
+            if priority > Priority::Background && started.elapsed() + wait > FOREGROUND_MAX_WAIT {
+                return Err(PientegraError::NotSent {
+                    reason: "the Pientegra call budget is spent for now".into(),
+                    retry_after: wait.max(Duration::from_secs(1)),
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutdown.cancelled() => {
+                    return Err(PientegraError::NotSent {
+                        reason: "the server is shutting down".into(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes a slot if one is free; otherwise how long to wait for one.
+    async fn try_take(&self, priority: Priority) -> anyhow::Result<Option<Duration>> {
+        match &self.store {
+            Store::Local { epoch, tat } => {
+                let now = micros(epoch.elapsed());
+                let mut tat = tat.lock().expect("call budget lock");
+                Ok(match self.gcra.decide(*tat, now, priority) {
+                    Ok(next) => {
+                        *tat = next;
+                        None
+                    }
+                    Err(wait) => Some(from_micros(wait)),
+                })
+            }
+            Store::Shared(pool) => {
+                // The database's clock, so instances whose clocks differ agree.
+                let (tat, now): (i64, i64) = sqlx::query_as(
+                    "SELECT tat_us, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT \
+                     FROM pientegra_call_budget WHERE id = 1",
+                )
+                .fetch_one(pool)
+                .await
+                .context("reading the call budget")?;
+                let next = match self.gcra.decide(tat, now, priority) {
+                    Ok(next) => next,
+                    Err(wait) => return Ok(Some(from_micros(wait))),
+                };
+                let taken = sqlx::query("UPDATE pientegra_call_budget SET tat_us = $1 WHERE id = 1 AND tat_us = $2")
+                    .bind(next)
+                    .bind(tat)
+                    .execute(pool)
+                    .await
+                    .context("advancing the call budget")?
+                    .rows_affected()
+                    == 1;
+                // Another instance took a slot in between: look again at once.
+                Ok(if taken { None } else { Some(CONTENDED_RETRY) })
+            }
+        }
+    }
+
+    /// Records how a call that was sent ended.
+    pub fn record(&self, answered: bool) {
+        *self.contact.lock().expect("contact lock") = Some(Contact { answered, at: Instant::now() });
+    }
+
+    /// How the most recent call ended, if one was made.
+    pub fn contact(&self) -> Option<Contact> {
+        *self.contact.lock().expect("contact lock")
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn from_micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    /// Admits calls at `now` (seconds) until one must wait; how many went.
+    fn admitted_at(gcra: &Gcra, tat: &mut i64, now: i64, priority: Priority) -> usize {
+        let mut n = 0;
+        while let Ok(next) = gcra.decide(*tat, now * SECOND, priority) {
+            *tat = next;
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_quiet_budget_admits_its_burst_then_the_rate() {
+        let gcra = Gcra::new(BudgetSettings { per_minute: 60, burst: 5 });
+        let mut tat = 0;
+        assert_eq!(admitted_at(&gcra, &mut tat, 100, Priority::Create), 5);
+        assert_eq!(gcra.decide(tat, 100 * SECOND, Priority::Create), Err(SECOND));
+        assert_eq!(admitted_at(&gcra, &mut tat, 101, Priority::Create), 1);
+        assert_eq!(admitted_at(&gcra, &mut tat, 111, Priority::Create), 5, "ten quiet seconds refill the burst");
+    }
+
+    #[test]
+    fn no_minute_holds_more_than_burst_plus_rate() {
+        let settings = BudgetSettings::default();
+        let gcra = Gcra::new(settings);
+        let mut tat = 0;
+        // Greedy callers every 10 ms for a minute.
+        let mut sent = 0;
+        for step in 0..6_000 {
+            if let Ok(next) = gcra.decide(tat, step * 10_000, Priority::Create) {
+                tat = next;
+                sent += 1;
+            }
+        }
+        assert!(sent <= settings.burst + settings.per_minute, "{sent}");
+        assert!(sent < 60, "Pientegra's documented limit is 60 a minute; sent {sent}");
+    }
+
+    #[test]
+    fn lower_priorities_leave_slots_to_higher_ones_and_wait_longer() {
+        let gcra = Gcra::new(BudgetSettings { per_minute: 60, burst: 6 });
+        let mut tat = 0;
+        assert_eq!(admitted_at(&gcra, &mut tat, 10, Priority::Background), 3);
+        assert_eq!(admitted_at(&gcra, &mut tat, 10, Priority::Lookup), 2);
+        assert_eq!(admitted_at(&gcra, &mut tat, 10, Priority::Create), 1);
+        let wait = |p| gcra.decide(tat, 10 * SECOND, p).unwrap_err();
+        assert!(wait(Priority::Create) < wait(Priority::Lookup));
+        assert!(wait(Priority::Lookup) < wait(Priority::Background));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_foreground_call_is_not_sent_rather_than_wait_long() {
+        let budget = CallBudget::local(BudgetSettings { per_minute: 1, burst: 1 }, CancellationToken::new());
+        budget.acquire(Priority::Create).await.unwrap();
+        match budget.acquire(Priority::Create).await {
+            Err(PientegraError::NotSent { retry_after, .. }) => assert!(retry_after > FOREGROUND_MAX_WAIT),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_background_call_waits_for_its_slot_and_ends_on_shutdown() {
+        let shutdown = CancellationToken::new();
+        let budget = CallBudget::local(BudgetSettings { per_minute: 1, burst: 1 }, shutdown.clone());
+        budget.acquire(Priority::Background).await.unwrap();
+        let started = Instant::now();
+        budget.acquire(Priority::Background).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(59));
+        shutdown.cancel();
+        assert!(matches!(budget.acquire(Priority::Background).await, Err(PientegraError::NotSent { .. })));
+    }
+}
