@@ -21,7 +21,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the widget API, the webhook receiver and the SSE streams.
-    Serve(ServeArgs),
+    // Boxed: its many flags would make every other command as large.
+    Serve(Box<ServeArgs>),
     /// Run the whole kit locally: the sandbox, the server in demo mode, and the demo page.
     Demo(DemoArgs),
     /// Compare a time window of Pientegra's intents and withdrawals with the ledger, and repair.
@@ -105,7 +106,7 @@ pub enum TokenCommand {
 pub async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
-            let settings = Settings::from_args(args)?;
+            let settings = Settings::from_args(*args)?;
             let listener = tokio::net::TcpListener::bind(settings.bind)
                 .await
                 .with_context(|| format!("BIND: cannot listen on {}", settings.bind))?;
@@ -117,6 +118,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Reconcile(args) => reconcile(args).await,
         Command::Token { command: TokenCommand::Mint { user, label, ttl, secret } } => {
             let user = ExternalUserId::parse(&user).context("--user")?;
+            crate::token::may_name(&user).context("--user")?;
             let label = label.as_deref().map(UserLabel::parse).transpose().context("--label")?;
             let ttl = chrono::Duration::from_std(parse_duration(&ttl).context("--ttl")?)?;
             if secret.len() < 32 {

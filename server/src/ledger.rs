@@ -56,11 +56,43 @@ pub fn deposit_credit(intent_id: Uuid, amount: Amount) -> Movement {
     Movement { business_key: format!("intent.approved:{intent_id}"), available: signed(amount), reserved: 0 }
 }
 
+/// Prefix of the ledger accounts that hold the money of a Mia-Platform PGM
+/// order. Widget tokens can never name such an account (`token::may_name`),
+/// so no widget route reads, streams or withdraws it.
+pub const ORDER_ACCOUNT_PREFIX: &str = "pgm-order:";
+
+/// The ledger account that holds what the customer paid for one PGM order:
+/// `pgm-order:<paymentId>:<externalUserId>`. Its deposit record and every
+/// movement of the payment and its refunds belong to it, never to the
+/// customer's wallet. The customer's id is part of the name because Pientegra
+/// knows the order's intent and refunds by it (see [`pientegra_user`]); it can
+/// never change for an order.
+pub fn order_account(payment_id: Uuid, customer: &str) -> String {
+    format!("{ORDER_ACCOUNT_PREFIX}{}:{customer}", payment_id.hyphenated())
+}
+
+/// Whether a ledger account id names a PGM order's account.
+pub fn is_order_account(account: &str) -> bool {
+    account.starts_with(ORDER_ACCOUNT_PREFIX)
+}
+
+/// The `externalUserId` Pientegra knows an account's records by: a wallet's
+/// own id, or an order account's customer.
+pub fn pientegra_user(account: &str) -> &str {
+    account
+        .strip_prefix(ORDER_ACCOUNT_PREFIX)
+        .and_then(|rest| rest.get(36..))
+        .and_then(|rest| rest.strip_prefix(':'))
+        // A malformed order name stays itself: it then matches no webhook.
+        .unwrap_or(account)
+}
+
 /// Why a webhook's snapshot must not touch the local record, if it must not:
-/// it names another user, or an amount outside the contract's range (which could
-/// otherwise be credited, or overflow the ledger).
-pub fn refuse_snapshot(local_user: &str, event_user: &str, amount: Amount) -> Option<&'static str> {
-    if local_user != event_user {
+/// it names another user than the one Pientegra knows the record's account by,
+/// or an amount outside the contract's range (which could otherwise be
+/// credited, or overflow the ledger).
+pub fn refuse_snapshot(local_account: &str, event_user: &str, amount: Amount) -> Option<&'static str> {
+    if pientegra_user(local_account) != event_user {
         return Some("the webhook names another user than the local record");
     }
     amount.check_range().err().map(|_| "the webhook amount is outside 100..=100000000")
@@ -132,6 +164,31 @@ mod tests {
 
     fn sum(moves: &[Movement]) -> (i64, i64) {
         moves.iter().fold((0, 0), |(a, r), m| (a + m.available, r + m.reserved))
+    }
+
+    #[test]
+    fn an_order_account_is_known_to_pientegra_by_its_customer() {
+        let id = Uuid::parse_str("01a1fcce-e986-7000-8000-000000000001").unwrap();
+        let account = order_account(id, "ayse:42");
+        assert_eq!(account, "pgm-order:01a1fcce-e986-7000-8000-000000000001:ayse:42");
+        assert!(is_order_account(&account));
+        assert_eq!(pientegra_user(&account), "ayse:42");
+        assert_eq!(pientegra_user("ayse"), "ayse");
+        assert!(!is_order_account("ayse"));
+        // A malformed order name is known by its whole name, so it matches no webhook.
+        assert_eq!(pientegra_user("pgm-order:short"), "pgm-order:short");
+    }
+
+    #[test]
+    fn a_snapshot_must_name_the_user_pientegra_knows_the_account_by() {
+        let id = Uuid::nil();
+        let amount = Amount::from_minor(10_000);
+        assert_eq!(refuse_snapshot("ayse", "ayse", amount), None);
+        assert_eq!(refuse_snapshot(&order_account(id, "ayse"), "ayse", amount), None);
+        assert!(refuse_snapshot(&order_account(id, "ayse"), "mehmet", amount).is_some());
+        // The order account's own name is not a Pientegra user.
+        assert!(refuse_snapshot(&order_account(id, "ayse"), &order_account(id, "ayse"), amount).is_some());
+        assert!(refuse_snapshot("ayse", "ayse", Amount::from_minor(1)).is_some());
     }
 
     #[test]

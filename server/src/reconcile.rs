@@ -6,6 +6,14 @@
 //! deterministic event id: so a second pass, or the real webhook arriving
 //! late, changes nothing. Amount mismatches are flagged, never corrected.
 //! Then DEAD and FAILED deliveries are replayed.
+//!
+//! A local record may belong to a PGM order's ledger account
+//! (`ledger::order_account`) rather than to a wallet: the made-up events name
+//! the user Pientegra knows that account by (the order's customer), as
+//! Pientegra's own webhooks do, so they move the order's money and never the
+//! customer's wallet. An intent missing locally is recorded under Pientegra's
+//! `externalUserId`; should it be a PGM payment caught between its creation
+//! and its recording, the facade refuses to offer it for payment.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +28,7 @@ use pientegra_shared::wire::{EventsQuery, Intent, ListQuery, Withdrawal};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ledger;
 use crate::pientegra::{self, PientegraApi, PientegraError};
 use crate::sse::Hub;
 use crate::storage::{DepositRecord, InboxOutcome, NewDeposit, Storage, WithdrawalRecord, WithdrawalState};
@@ -278,7 +287,7 @@ impl Reconciler<'_> {
                     let snapshot = IntentSnapshot {
                         id: remote.intent_id,
                         reference_no: remote.reference_no.clone(),
-                        external_user_id: deposit.user_id.clone(),
+                        external_user_id: ledger::pientegra_user(&deposit.user_id).to_owned(),
                         requested_amount: remote.requested_amount,
                         amount: remote.amount,
                         currency: remote.currency.clone(),
@@ -364,7 +373,7 @@ impl Reconciler<'_> {
                 let snapshot = WithdrawalSnapshot {
                     id: remote.withdrawal_id,
                     reference_no: remote.reference_no.clone(),
-                    external_user_id: local.user_id.clone(),
+                    external_user_id: ledger::pientegra_user(&local.user_id).to_owned(),
                     amount: remote.amount,
                     currency: remote.currency.clone(),
                     status: remote.status,

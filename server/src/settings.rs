@@ -63,12 +63,15 @@ pub struct ServeArgs {
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
-    /// Bearer token Mia-Platform's Payment Gateway Manager must send to /v3/pientegra (the facade is off without it)
+    /// Bearer token Mia-Platform's Payment Gateway Manager must send to /v3/pientegra (at least 32 bytes; the facade is off without it)
     #[arg(long, env = "PGM_FACADE_TOKEN", hide_env_values = true)]
     pub pgm_facade_token: Option<String>,
-    /// Where the facade notifies the shop of payment status changes (PGM's PAYMENT_CALLBACK_URL)
+    /// Where the facade notifies the shop of payment status changes (PGM's PAYMENT_CALLBACK_URL; https unless loopback)
     #[arg(long, env = "PAYMENT_CALLBACK_URL")]
     pub payment_callback_url: Option<String>,
+    /// Secret that signs every shop notification (Pientegra-Kit-Signature; at least 32 bytes)
+    #[arg(long, env = "PAYMENT_CALLBACK_SECRET", hide_env_values = true)]
+    pub payment_callback_secret: Option<String>,
 }
 
 /// Validated settings of a running server.
@@ -97,11 +100,81 @@ pub struct Settings {
     pub pgm: Option<PgmSettings>,
 }
 
-/// Settings of the Mia-Platform PGM facade.
+/// Settings of the Mia-Platform PGM facade; build them with [`PgmSettings::new`],
+/// which checks them.
 #[derive(Clone, Debug)]
 pub struct PgmSettings {
+    /// What PGM sends as `Authorization: Bearer` (`PGM_FACADE_TOKEN`).
     pub token: SecretString,
-    pub callback_url: Option<Url>,
+    /// Where and how the shop is notified; nobody is without it.
+    pub callback: Option<ShopCallback>,
+}
+
+/// The shop's callback: its URL and the secret that signs each notification.
+#[derive(Clone, Debug)]
+pub struct ShopCallback {
+    /// `PAYMENT_CALLBACK_URL`: https, or http on a loopback host.
+    pub url: Url,
+    /// `PAYMENT_CALLBACK_SECRET`.
+    pub secret: SecretString,
+}
+
+/// The shortest facade token and callback secret accepted, in bytes.
+pub const PGM_SECRET_MIN_BYTES: usize = 32;
+
+impl PgmSettings {
+    /// Checks the facade's settings, naming the variable of the first bad
+    /// value: a token of at least 32 bytes; a callback URL only with its
+    /// secret (at least 32 bytes, not the token), over https unless its host
+    /// is loopback.
+    pub fn new(token: &str, callback_url: Option<&str>, callback_secret: Option<&str>) -> anyhow::Result<PgmSettings> {
+        let token = token.trim();
+        if token.len() < PGM_SECRET_MIN_BYTES {
+            bail!("PGM_FACADE_TOKEN must be at least {PGM_SECRET_MIN_BYTES} bytes long");
+        }
+        let callback = match (nonempty(callback_url), nonempty(callback_secret)) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("PAYMENT_CALLBACK_SECRET is set without PAYMENT_CALLBACK_URL"),
+            (Some(_), None) => bail!(
+                "PAYMENT_CALLBACK_SECRET is required with PAYMENT_CALLBACK_URL: it signs every notification to the shop"
+            ),
+            (Some(url), Some(secret)) => {
+                let url: Url = url.parse().context("PAYMENT_CALLBACK_URL is not a URL")?;
+                check_callback_url(&url)?;
+                if secret.len() < PGM_SECRET_MIN_BYTES {
+                    bail!("PAYMENT_CALLBACK_SECRET must be at least {PGM_SECRET_MIN_BYTES} bytes long");
+                }
+                if secret == token {
+                    bail!(
+                        "PAYMENT_CALLBACK_SECRET must differ from PGM_FACADE_TOKEN, which travels in every PGM request"
+                    );
+                }
+                Some(ShopCallback { url, secret: SecretString::from(secret.to_owned()) })
+            }
+        };
+        Ok(PgmSettings { token: SecretString::from(token.to_owned()), callback })
+    }
+}
+
+fn nonempty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Notifications say a payment is paid, so they go over TLS; plain http only
+/// to this machine (a local proxy, or tests).
+fn check_callback_url(url: &Url) -> anyhow::Result<()> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bail!("PAYMENT_CALLBACK_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost)"),
+        _ => bail!("PAYMENT_CALLBACK_URL must be an https URL"),
+    }
 }
 
 fn required(value: Option<String>, var: &str) -> anyhow::Result<String> {
@@ -186,15 +259,17 @@ impl Settings {
             pientegra_retry: RetryPolicy::default(),
             static_dir: args.static_dir,
             pgm: match args.pgm_facade_token.filter(|t| !t.trim().is_empty()) {
+                Some(token) => Some(PgmSettings::new(
+                    &token,
+                    args.payment_callback_url.as_deref(),
+                    args.payment_callback_secret.as_deref(),
+                )?),
+                None if args.payment_callback_url.is_some() || args.payment_callback_secret.is_some() => {
+                    bail!(
+                        "PAYMENT_CALLBACK_URL and PAYMENT_CALLBACK_SECRET need PGM_FACADE_TOKEN: the facade is off without it"
+                    )
+                }
                 None => None,
-                Some(token) => Some(PgmSettings {
-                    token: SecretString::from(token),
-                    callback_url: args
-                        .payment_callback_url
-                        .map(|u| u.parse::<Url>())
-                        .transpose()
-                        .context("PAYMENT_CALLBACK_URL is not a URL")?,
-                }),
             },
         })
     }
@@ -220,6 +295,74 @@ pub fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOKEN: &str = "pgm-facade-token-0123456789abcdef";
+    const SECRET: &str = "shop-callback-secret-0123456789ab";
+
+    fn error(result: anyhow::Result<PgmSettings>) -> String {
+        format!("{:#}", result.expect_err("refused"))
+    }
+
+    #[test]
+    fn a_facade_token_shorter_than_32_bytes_is_refused() {
+        let err = error(PgmSettings::new("pgm-facade-test-token", None, None));
+        assert!(err.contains("PGM_FACADE_TOKEN") && err.contains("32 bytes"), "{err}");
+        // Surrounding spaces do not count.
+        assert!(PgmSettings::new(&format!("  {}  ", &TOKEN[..31]), None, None).is_err());
+        assert!(PgmSettings::new(TOKEN, None, None).unwrap().callback.is_none());
+    }
+
+    #[test]
+    fn a_callback_needs_a_secret_of_at_least_32_bytes_other_than_the_token() {
+        let url = Some("https://shop.example/pgm/callback");
+        let err = error(PgmSettings::new(TOKEN, url, None));
+        assert!(err.contains("PAYMENT_CALLBACK_SECRET is required"), "{err}");
+        let err = error(PgmSettings::new(TOKEN, url, Some(&SECRET[..31])));
+        assert!(err.contains("PAYMENT_CALLBACK_SECRET") && err.contains("32 bytes"), "{err}");
+        let err = error(PgmSettings::new(TOKEN, url, Some(TOKEN)));
+        assert!(err.contains("PAYMENT_CALLBACK_SECRET must differ"), "{err}");
+        let err = error(PgmSettings::new(TOKEN, None, Some(SECRET)));
+        assert!(err.contains("without PAYMENT_CALLBACK_URL"), "{err}");
+        let ok = PgmSettings::new(TOKEN, url, Some(SECRET)).unwrap().callback.unwrap();
+        assert_eq!(ok.secret.expose_secret(), SECRET);
+    }
+
+    #[test]
+    fn a_plain_http_callback_is_refused_unless_its_host_is_loopback() {
+        for refused in [
+            "http://shop.example/cb",
+            "http://10.0.0.7:8080/cb",
+            "http://localhost.shop.example/cb",
+            "http://[2001:db8::1]/cb",
+            "http://0.0.0.0/cb",
+        ] {
+            let err = error(PgmSettings::new(TOKEN, Some(refused), Some(SECRET)));
+            assert!(err.contains("PAYMENT_CALLBACK_URL must use https"), "{refused}: {err}");
+        }
+        for refused in ["ftp://shop.example/cb", "file:///tmp/cb", "mailto:shop@example.com"] {
+            let err = error(PgmSettings::new(TOKEN, Some(refused), Some(SECRET)));
+            assert!(err.contains("PAYMENT_CALLBACK_URL must be an https URL"), "{refused}: {err}");
+        }
+        let err = error(PgmSettings::new(TOKEN, Some("not a url"), Some(SECRET)));
+        assert!(err.contains("PAYMENT_CALLBACK_URL is not a URL"), "{err}");
+        for accepted in [
+            "https://shop.example/pgm/callback",
+            "http://127.0.0.1:9090/cb",
+            "http://127.8.9.10/cb",
+            "http://[::1]:9090/cb",
+            "http://localhost:9090/cb",
+            "http://LOCALHOST/cb",
+        ] {
+            assert!(PgmSettings::new(TOKEN, Some(accepted), Some(SECRET)).is_ok(), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn the_facade_secrets_never_print() {
+        let pgm = PgmSettings::new(TOKEN, Some("https://shop.example/cb"), Some(SECRET)).unwrap();
+        let printed = format!("{pgm:?}");
+        assert!(!printed.contains(TOKEN) && !printed.contains(SECRET), "{printed}");
+    }
 
     #[test]
     fn durations_parse_in_common_units() {

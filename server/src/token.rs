@@ -42,6 +42,15 @@ pub enum TokenError {
     BadSignature,
     #[error("the token has expired")]
     Expired,
+    #[error("the token names a reserved ledger account, not a user")]
+    ReservedUser,
+}
+
+/// Whether a widget token may speak for `user`: any `externalUserId` except
+/// the ledger accounts of PGM orders (`pgm-order:...`), whose money is the
+/// shop's to refund and never the customer's to withdraw.
+pub fn may_name(user: &ExternalUserId) -> Result<(), TokenError> {
+    if crate::ledger::is_order_account(user.as_str()) { Err(TokenError::ReservedUser) } else { Ok(()) }
 }
 
 /// Mints and checks widget tokens with one secret.
@@ -68,7 +77,8 @@ impl TokenKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// A token for `user` valid until `expires_at`.
+    /// A token for `user` valid until `expires_at`. One for a user that
+    /// [`may_name`] refuses never verifies: check it first.
     pub fn mint(&self, user: &ExternalUserId, label: Option<&UserLabel>, expires_at: DateTime<Utc>) -> String {
         let payload = Payload {
             sub: user.as_str().to_owned(),
@@ -103,6 +113,7 @@ impl TokenKey {
             return Err(TokenError::Expired);
         }
         let user = ExternalUserId::parse(&payload.sub).map_err(|_| TokenError::Malformed)?;
+        may_name(&user)?;
         let label = payload.lbl.as_deref().map(UserLabel::parse).transpose().map_err(|_| TokenError::Malformed)?;
         Ok(Claims { user, label, expires_at })
     }
@@ -143,5 +154,25 @@ mod tests {
         assert_eq!(k.verify("pk1.x", now), Err(TokenError::Malformed));
         assert_eq!(k.verify("", now), Err(TokenError::Malformed));
         assert!(!format!("{k:?}").contains("0123"));
+    }
+
+    #[test]
+    fn no_token_speaks_for_the_account_of_a_pgm_order() {
+        let k = key("0123456789abcdef0123456789abcdef");
+        let now = Utc::now();
+        let account = crate::ledger::order_account(uuid::Uuid::new_v4(), "user-1");
+        // The account's own name, and anything else under its prefix.
+        for sub in [account.as_str(), "pgm-order:x", " pgm-order:x "] {
+            let user = ExternalUserId::parse(sub).unwrap();
+            assert_eq!(may_name(&user), Err(TokenError::ReservedUser), "{sub}");
+            let token = k.mint(&user, None, now + Duration::hours(1));
+            assert_eq!(k.verify(&token, now), Err(TokenError::ReservedUser), "{sub}");
+        }
+        // Names that only look alike are ordinary users.
+        for sub in ["pgm-order", "PGM-ORDER:x", "user pgm-order:x"] {
+            let user = ExternalUserId::parse(sub).unwrap();
+            assert_eq!(may_name(&user), Ok(()), "{sub}");
+            assert_eq!(k.verify(&k.mint(&user, None, now + Duration::hours(1)), now).unwrap().user, user);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The `pientegra-server` binary as a process: configuration errors name the
-//! variable, `token mint` works, and a full deposit leaves no secret in any
-//! log line or response.
+//! variable, `token mint` works, and a full deposit and a PGM payment with its
+//! signed shop notification leave no secret in any log line or response.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_pientegra-server");
 const TOKEN_SECRET: &str = "process-test-token-secret-0123456789abcdef";
 const ADMIN_TOKEN: &str = "process-test-admin-token-42";
+const PGM_TOKEN: &str = "process-test-pgm-facade-token-0123456789";
+const CALLBACK_SECRET: &str = "process-test-callback-secret-0123456789";
 
 /// Waits for `/healthz` to answer.
 async fn wait_until_up(http: &reqwest::Client, base: &str) {
@@ -112,6 +114,47 @@ async fn a_missing_variable_is_named_at_start() {
 }
 
 #[tokio::test]
+async fn the_pgm_facade_settings_are_checked_at_start() {
+    let https = ("PAYMENT_CALLBACK_URL", "https://shop.example/pgm/callback");
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("PGM_FACADE_TOKEN", "pgm-facade-test-token")], "PGM_FACADE_TOKEN must be at least 32 bytes"),
+        (
+            &[
+                ("PGM_FACADE_TOKEN", PGM_TOKEN),
+                ("PAYMENT_CALLBACK_URL", "http://shop.example/cb"),
+                ("PAYMENT_CALLBACK_SECRET", CALLBACK_SECRET),
+            ],
+            "PAYMENT_CALLBACK_URL must use https",
+        ),
+        (&[("PGM_FACADE_TOKEN", PGM_TOKEN), https], "PAYMENT_CALLBACK_SECRET is required"),
+        (
+            &[("PGM_FACADE_TOKEN", PGM_TOKEN), https, ("PAYMENT_CALLBACK_SECRET", "short-callback-secret")],
+            "PAYMENT_CALLBACK_SECRET must be at least 32 bytes",
+        ),
+        (&[https, ("PAYMENT_CALLBACK_SECRET", CALLBACK_SECRET)], "need PGM_FACADE_TOKEN"),
+    ];
+    for (pgm, expected) in cases {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .env("PIENTEGRA_API_BASE", "http://127.0.0.1:1/api/v1")
+            .env("PIENTEGRA_API_KEY", "sk_test_process")
+            .env("PIENTEGRA_WEBHOOK_SECRET", "whsec_process")
+            .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
+            .envs(pgm.iter().copied())
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{expected}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        for (_, value) in pgm {
+            assert!(value.starts_with("http") || !stderr.contains(value), "a secret in the error: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn token_mint_prints_a_token() {
     let output = Command::new(BIN)
         .args(["token", "mint", "--user", "user-42", "--ttl", "10m"])
@@ -123,6 +166,23 @@ async fn token_mint_prints_a_token() {
     let token = String::from_utf8(output.stdout).unwrap();
     assert!(token.trim().starts_with("pk1."));
     assert!(!token.contains(TOKEN_SECRET));
+}
+
+#[tokio::test]
+async fn token_mint_refuses_the_account_of_a_pgm_order() {
+    let output = Command::new(BIN)
+        .args(["token", "mint", "--user", "pgm-order:01a1fcce-e986-7000-8000-000000000001:ayse"])
+        .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("reserved"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -138,6 +198,22 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    // The shop: takes one notification and keeps its head and body.
+    let shop = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_addr = shop.local_addr().unwrap();
+    let notification = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let (mut socket, _) = shop.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&request).contains("\"action\"") {
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the notification ended early");
+            request.extend_from_slice(&chunk[..n]);
+        }
+        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await.unwrap();
+        String::from_utf8(request).unwrap()
+    });
     let mut child = Command::new(BIN)
         .arg("serve")
         .env("PIENTEGRA_API_BASE", sandbox.api_base())
@@ -149,6 +225,9 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("DEMO_MODE", "1")
         .env("RUST_LOG", "trace")
+        .env("PGM_FACADE_TOKEN", PGM_TOKEN)
+        .env("PAYMENT_CALLBACK_URL", format!("http://{shop_addr}/pgm/callback"))
+        .env("PAYMENT_CALLBACK_SECRET", CALLBACK_SECRET)
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -175,6 +254,34 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
             &http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap(),
         );
     }
+    // A PGM payment, and its status sent to the shop.
+    let pgm = |path: &str| format!("{base}/v3/pientegra{path}");
+    let paid: Value = http
+        .post(pgm("/pay"))
+        .bearer_auth(PGM_TOKEN)
+        .json(&json!({"amount": 20000, "currency": "TRY", "shopTransactionId": "order-1", "providerData": {"externalUserId": "quiet"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bodies.push_str(&paid.to_string());
+    let payment_id = paid["paymentId"].as_str().expect("a PGM payment").to_owned();
+    bodies.push_str(
+        &http
+            .get(pgm(&format!("/check?paymentId={payment_id}")))
+            .bearer_auth(PGM_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let notification = tokio::time::timeout(Duration::from_secs(10), notification).await.unwrap().unwrap();
+    assert!(notification.to_ascii_lowercase().contains("pientegra-kit-signature: t="), "{notification}");
+    assert!(!notification.contains(CALLBACK_SECRET) && !notification.contains(PGM_TOKEN), "{notification}");
     // An invalid signature attempt, which logs a warning.
     http.post(format!("{base}/webhooks/pientegra"))
         .header("Pientegra-Signature", "t=1,v1=00")
@@ -191,6 +298,8 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         ("webhook secret", sandbox.webhook_secret()),
         ("token secret", TOKEN_SECRET),
         ("admin token", ADMIN_TOKEN),
+        ("PGM facade token", PGM_TOKEN),
+        ("callback secret", CALLBACK_SECRET),
         ("widget token", token.as_str()),
     ] {
         assert!(!logs.contains(secret), "the {name} appears in the logs");

@@ -1,39 +1,65 @@
 //! The Mia-Platform Payment Gateway Manager facade (`/v3/pientegra`) end to
 //! end: PGM's calls over real HTTP, the sandbox as Pientegra, and a fake shop
-//! callback receiver (PGM's `PAYMENT_CALLBACK_URL`) that records every POST;
-//! each test runs on SQLite and on PostgreSQL (when `PIENTEGRA_TEST_POSTGRES_URL` is set).
+//! callback receiver (PGM's `PAYMENT_CALLBACK_URL`) that verifies the
+//! `Pientegra-Kit-Signature` of every POST with `shared`'s `verify` and records
+//! it; each test runs on SQLite and on PostgreSQL (when
+//! `PIENTEGRA_TEST_POSTGRES_URL` is set).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode as AxumStatus;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
+use pientegra_server::ledger;
+use pientegra_server::pgm::SIGNATURE_HEADER;
+use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
+use pientegra_server::reconcile::{Category, Reconciler, Report};
 use pientegra_server::settings::PgmSettings;
+use pientegra_server::sse::Hub;
+use pientegra_shared::signature::{self, SignatureError};
 use pientegra_tests::{Options, Stack, wait_for};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-const PGM_TOKEN: &str = "pgm-facade-test-token";
+const PGM_TOKEN: &str = "pgm-facade-test-token-0123456789abcdef";
+const CALLBACK_SECRET: &str = "shop-callback-test-secret-0123456789abcdef";
 const IBAN: &str = "TR33 0006 1005 1978 6457 8413 26";
+
+/// One POST the fake shop received, as it arrived.
+#[derive(Clone, Debug)]
+struct Delivery {
+    signature: Option<String>,
+    body: String,
+}
 
 /// What the fake shop received.
 #[derive(Default)]
 struct Received {
     /// POSTs still to refuse with a 500.
     fail_next: u32,
-    /// Every POST, refused ones included.
-    attempts: u32,
+    /// Every correctly signed POST, refused ones included.
+    attempts: Vec<Delivery>,
     /// Bodies of the POSTs answered 200.
     accepted: Vec<Value>,
+    /// POSTs whose signature did not verify, with the reason.
+    forged: Vec<(Delivery, String)>,
 }
 
-/// The fake shop: `POST /callback` answers 500 while `fail_next` lasts, then 200.
+/// The fake shop: `POST /callback` verifies the signature (401 without a
+/// valid one), then answers 500 while `fail_next` lasts, then 200.
 #[derive(Clone, Default)]
 struct Shop(Arc<Mutex<Received>>);
+
+/// The shop's check, as the README tells shops to do it: the header, over
+/// the raw body, with the shared secret, within the tolerance.
+fn verify(signature: Option<&str>, body: &str) -> Result<(), SignatureError> {
+    let header = signature.ok_or(SignatureError::MissingSignature)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    signature::verify(header, body.as_bytes(), &[CALLBACK_SECRET], now).map(|_| ())
+}
 
 impl Shop {
     async fn start(fail_first: u32) -> (Shop, url::Url) {
@@ -46,8 +72,15 @@ impl Shop {
         (shop, url)
     }
 
-    fn attempts(&self) -> u32 {
-        self.0.lock().unwrap().attempts
+    /// Fails the test if any POST so far was unsigned or badly signed.
+    fn assert_every_post_was_signed(&self) {
+        let forged = &self.0.lock().unwrap().forged;
+        assert!(forged.is_empty(), "the shop received notifications without a valid signature: {forged:?}");
+    }
+
+    fn attempts(&self) -> Vec<Delivery> {
+        self.assert_every_post_was_signed();
+        self.0.lock().unwrap().attempts.clone()
     }
 
     fn set_fail_next(&self, n: u32) {
@@ -56,11 +89,17 @@ impl Shop {
 
     /// Acknowledged notifications about `payment_id` with `status`.
     fn count(&self, payment_id: &str, status: &str) -> usize {
-        self.0.lock().unwrap().accepted.iter().filter(|b| b["paymentId"] == payment_id && b["status"] == status).count()
+        self.notifications(payment_id).iter().filter(|b| b["status"] == status).count()
     }
 
     fn notifications(&self, payment_id: &str) -> Vec<Value> {
+        self.assert_every_post_was_signed();
         self.0.lock().unwrap().accepted.iter().filter(|b| b["paymentId"] == payment_id).cloned().collect()
+    }
+
+    /// The refused POSTs so far, forgotten (a test that forges them on purpose).
+    fn take_forged(&self) -> Vec<(Delivery, String)> {
+        std::mem::take(&mut self.0.lock().unwrap().forged)
     }
 
     async fn until(&self, payment_id: &str, status: &str) {
@@ -70,14 +109,20 @@ impl Shop {
     }
 }
 
-async fn receive(State(shop): State<Shop>, body: String) -> AxumStatus {
+async fn receive(State(shop): State<Shop>, headers: HeaderMap, body: String) -> AxumStatus {
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or_default().to_owned());
+    let delivery = Delivery { signature, body };
     let mut received = shop.0.lock().unwrap();
-    received.attempts += 1;
+    if let Err(err) = verify(delivery.signature.as_deref(), &delivery.body) {
+        received.forged.push((delivery, err.code().to_owned()));
+        return AxumStatus::UNAUTHORIZED;
+    }
+    received.attempts.push(delivery.clone());
     if received.fail_next > 0 {
         received.fail_next -= 1;
         return AxumStatus::INTERNAL_SERVER_ERROR;
     }
-    received.accepted.push(serde_json::from_str(&body).expect("the notification is JSON"));
+    received.accepted.push(serde_json::from_str(&delivery.body).expect("the notification is JSON"));
     AxumStatus::OK
 }
 
@@ -85,6 +130,15 @@ async fn receive(State(shop): State<Shop>, body: String) -> AxumStatus {
 struct Pgm {
     stack: Stack,
     shop: Shop,
+}
+
+impl Drop for Pgm {
+    fn drop(&mut self) {
+        // Every test checks, at its end, that the shop never saw a bad signature.
+        if !std::thread::panicking() {
+            self.shop.assert_every_post_was_signed();
+        }
+    }
 }
 
 impl Pgm {
@@ -96,7 +150,8 @@ impl Pgm {
         // Backoff in milliseconds, so retries happen within a test.
         pientegra_server::pgm::set_notify_backoff_base(Duration::from_millis(20));
         let (shop, callback_url) = Shop::start(fail_first).await;
-        let pgm = PgmSettings { token: SecretString::from(PGM_TOKEN.to_owned()), callback_url: Some(callback_url) };
+        let pgm = PgmSettings::new(PGM_TOKEN, Some(callback_url.as_str()), Some(CALLBACK_SECRET))
+            .expect("the test's facade settings are valid");
         let stack = Stack::with(Options { pgm: Some(pgm), ..options }).await;
         Pgm { stack, shop }
     }
@@ -155,6 +210,38 @@ impl Pgm {
         let state = self.stack.sandbox_state().await;
         state["intents"].as_array().unwrap().iter().filter(|i| i["externalUserId"] == user).count()
     }
+
+    async fn sandbox_withdrawals(&self) -> usize {
+        self.stack.sandbox_state().await["withdrawals"].as_array().unwrap().len()
+    }
+
+    /// `(available, reserved)` of the ledger account that holds an order's
+    /// money, and that its ledger entries sum to it.
+    async fn order_balance(&self, payment_id: &str, customer: &str) -> (u64, u64) {
+        let storage = pientegra_server::storage::connect(&self.stack.settings.database_url).await.unwrap();
+        let account = ledger::order_account(payment_id.parse().unwrap(), customer);
+        let balance = storage.balance(&account).await.unwrap();
+        let (available, reserved) = (balance.available.minor(), balance.reserved.minor());
+        let sum = storage.ledger_sum(&account).await.unwrap();
+        assert_eq!(sum, (i64::try_from(available).unwrap(), i64::try_from(reserved).unwrap()));
+        (available, reserved)
+    }
+
+    /// One reconciliation pass over the last hour.
+    async fn reconcile(&self) -> Report {
+        let settings = &self.stack.settings;
+        let storage = pientegra_server::storage::connect(&settings.database_url).await.unwrap();
+        let client = pientegra_client(&self.stack);
+        let hub = Hub::default();
+        let now = chrono::Utc::now();
+        let reconciler = Reconciler { storage: storage.as_ref(), pientegra: &client, hub: &hub };
+        reconciler.run(now - chrono::Duration::hours(1), now + chrono::Duration::minutes(1), true).await.unwrap()
+    }
+}
+
+fn pientegra_client(stack: &Stack) -> HttpClient {
+    let settings = &stack.settings;
+    HttpClient::new(settings.api_base.as_str(), settings.api_key.clone(), RetryPolicy::scaled_for_tests()).unwrap()
 }
 
 fn pay_body(shop_tx: &str, user: &str, amount: u64) -> Value {
@@ -197,9 +284,12 @@ async fn a_paid_payment_notifies_the_shop_accepted_exactly_once_despite_duplicat
     assert_eq!(notified["metadata"]["pientegraStatus"], "APPROVED");
     assert!(notified["metadata"]["referenceNo"].as_str().is_some_and(|r| !r.is_empty()));
     assert_eq!(pgm.status_of(&payment_id).await["status"], "ACCEPTED");
-    // The ledger credited the customer once, as for any deposit.
+    // The ledger credited the order once, and the customer's wallet not at all.
+    assert_eq!(pgm.order_balance(&payment_id, "ayse").await, (150_000, 0));
     let token = pgm.stack.token("ayse").await;
-    assert_eq!(pgm.stack.balance(&token).await, (150_000, 0));
+    let account = pgm.stack.account(&token).await;
+    assert_eq!((account.balance.available.minor(), account.balance.reserved.minor()), (0, 0));
+    assert!(account.deposits.is_empty(), "the order's deposit is not the customer's: {:?}", account.deposits);
 }
 
 async fn a_rejected_payment_notifies_the_shop_failed(options: Options) {
@@ -223,8 +313,7 @@ async fn status_refreshes_from_pientegra_when_the_webhook_is_late(options: Optio
     assert_eq!(status["status"], "ACCEPTED", "{status}");
     assert_eq!(status["metadata"]["pientegraStatus"], "APPROVED");
     // Nothing moved locally: no webhook, no credit, no unasked notification.
-    let token = pgm.stack.token("selin").await;
-    assert_eq!(pgm.stack.balance(&token).await, (0, 0));
+    assert_eq!(pgm.order_balance(&payment_id, "selin").await, (0, 0));
     assert_eq!(pgm.shop.notifications(&payment_id).len(), 0);
 }
 
@@ -237,8 +326,7 @@ async fn a_refund_with_an_iban_is_paid_out_and_becomes_accepted(options: Options
     assert_eq!(body["result"], "PENDING", "{body}");
     let refund_id = body["paymentId"].as_str().unwrap().to_owned();
     assert!(body["resultDescription"].as_str().unwrap().contains(&refund_id));
-    let token = pgm.stack.token("ayse").await;
-    assert_eq!(pgm.stack.balance(&token).await, (60_000, 40_000), "the refund is reserved like a withdrawal");
+    assert_eq!(pgm.order_balance(&payment_id, "ayse").await, (60_000, 40_000), "reserved from the order's money");
 
     // The same refund again is the same withdrawal.
     let (_, again) = pgm.refund(&payment_id, 40_000).await;
@@ -254,7 +342,9 @@ async fn a_refund_with_an_iban_is_paid_out_and_becomes_accepted(options: Options
     pgm.stack.control(&format!("withdrawals/{refund_id}/send"), json!({})).await;
     pgm.shop.until(&refund_id, "ACCEPTED").await;
     assert_eq!(pgm.status_of(&refund_id).await["status"], "ACCEPTED");
-    assert_eq!(pgm.stack.balance(&token).await, (60_000, 0));
+    assert_eq!(pgm.order_balance(&payment_id, "ayse").await, (60_000, 0));
+    let token = pgm.stack.token("ayse").await;
+    assert_eq!(pgm.stack.balance(&token).await, (0, 0), "the customer's wallet never held any of it");
     assert_eq!(pgm.shop.notifications(&refund_id)[0]["action"], "REFUND");
 
     // What is left to refund is 60,000.
@@ -273,27 +363,62 @@ async fn a_refund_without_an_iban_is_ko(options: Options) {
     assert_ko(status, &body, StatusCode::OK, "targetHolderName");
 }
 
-async fn a_refund_of_an_unpaid_payment_or_beyond_the_balance_is_ko(options: Options) {
+async fn a_refund_of_an_unpaid_payment_is_ko(options: Options) {
     let pgm = Pgm::start(options).await;
     let (unpaid, _) = pgm.pay("order-5001", "deniz", 30_000).await;
     let (status, body) = pgm.refund(&unpaid, 30_000).await;
     assert_ko(status, &body, StatusCode::OK, "ACCEPTED");
+    assert_eq!(pgm.sandbox_withdrawals().await, 0);
+}
 
-    // The customer withdrew the money through the widget meanwhile.
-    let payment_id = pgm.paid("order-5002", "deniz", 30_000).await;
+async fn money_paid_for_an_order_is_never_the_customers_to_withdraw_and_is_refunded_in_full(options: Options) {
+    let pgm = Pgm::start(options).await;
+    // The customer also has a wallet of their own through the widget.
     let token = pgm.stack.token("deniz").await;
-    let (status, w) = pgm
+    pgm.stack.funded(&token, "10000").await;
+    let payment_id = pgm.paid("order-5002", "deniz", 30_000).await;
+    assert_eq!(pgm.status_of(&payment_id).await["status"], "ACCEPTED");
+    assert_eq!(pgm.stack.balance(&token).await, (10_000, 0), "the payment is not added to the wallet");
+    assert_eq!(pgm.order_balance(&payment_id, "deniz").await, (30_000, 0));
+
+    // The widget cannot pay the order's money out.
+    let key = uuid::Uuid::new_v4().to_string();
+    let (status, refused) = pgm
         .stack
         .post_json(
             &token,
             "/api/withdrawals",
-            &uuid::Uuid::new_v4().to_string(),
-            json!({"amount": "25000", "iban": IBAN, "holderName": "Deniz Kaya"}),
+            &key,
+            json!({"amount": "30000", "iban": IBAN, "holderName": "Deniz Kaya"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{w}");
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"], "insufficient_funds", "{refused}");
+    let account = pgm.stack.account(&token).await;
+    assert_eq!((account.balance.available.minor(), account.balance.reserved.minor()), (10_000, 0));
+    assert!(account.withdrawals.is_empty(), "{:?}", account.withdrawals);
+    assert!(account.deposits.iter().all(|d| d.intent_id.to_string() != payment_id), "{:?}", account.deposits);
+    assert_eq!(pgm.order_balance(&payment_id, "deniz").await, (30_000, 0));
+    assert_eq!(pgm.sandbox_withdrawals().await, 0, "nothing reached Pientegra");
+
+    // The shop refunds the whole payment from it.
     let (status, body) = pgm.refund(&payment_id, 30_000).await;
-    assert_ko(status, &body, StatusCode::OK, "insufficient funds");
+    assert_eq!((status, body["result"].as_str()), (StatusCode::OK, Some("PENDING")), "{body}");
+    let refund_id = body["paymentId"].as_str().unwrap().to_owned();
+    assert_eq!(pgm.order_balance(&payment_id, "deniz").await, (0, 30_000));
+    pgm.stack.control(&format!("withdrawals/{refund_id}/approve"), json!({})).await;
+    pgm.stack.control(&format!("withdrawals/{refund_id}/send"), json!({})).await;
+    pgm.shop.until(&refund_id, "ACCEPTED").await;
+    assert_eq!(pgm.status_of(&refund_id).await["status"], "ACCEPTED");
+    let sent = &pgm.stack.sandbox_state().await["withdrawals"][0];
+    assert_eq!(sent["externalUserId"], "deniz", "Pientegra knows the refund by the customer: {sent}");
+
+    // Nothing is left to refund, and the wallet was never touched.
+    let (status, body) = pgm.refund(&payment_id, 100).await;
+    assert_ko(status, &body, StatusCode::OK, "left to refund");
+    assert_eq!(pgm.order_balance(&payment_id, "deniz").await, (0, 0));
+    assert_eq!(pgm.stack.balance(&token).await, (10_000, 0));
+    assert_eq!(pgm.sandbox_withdrawals().await, 1);
 }
 
 async fn subscriptions_answer_501_ko(options: Options) {
@@ -347,7 +472,8 @@ async fn a_missing_or_wrong_token_is_401_ko(options: Options) {
     let anonymous = pgm.stack.http.post(pgm.url("/pay")).json(&body).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.json::<Value>().await.unwrap()["result"], "KO");
-    for wrong in ["wrong", "pgm-facade-test-toke", "pgm-facade-test-token-and-more"] {
+    let (shorter, longer) = (&PGM_TOKEN[..PGM_TOKEN.len() - 1], format!("{PGM_TOKEN}-and-more"));
+    for wrong in ["wrong", shorter, &longer] {
         let response = pgm.stack.http.post(pgm.url("/pay")).bearer_auth(wrong).json(&body).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{wrong}");
     }
@@ -452,14 +578,24 @@ async fn a_failing_shop_callback_is_retried_until_one_accepted_arrives(options: 
     pgm.shop.until(&payment_id, "ACCEPTED").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pgm.shop.count(&payment_id, "ACCEPTED"), 1);
-    assert_eq!(pgm.shop.attempts(), 3, "two refused POSTs, then the acknowledged one");
+    let attempts = pgm.shop.attempts();
+    assert_eq!(attempts.len(), 3, "two refused POSTs, then the acknowledged one");
+    // Each attempt signed afresh over the same bytes.
+    assert!(attempts.iter().all(|a| a.body == attempts[0].body));
+    let times: Vec<i64> = attempts
+        .iter()
+        .map(|a| {
+            a.signature.as_deref().unwrap().strip_prefix("t=").unwrap().split(',').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(times.windows(2).all(|t| t[0] < t[1]), "fresh timestamps: {times:?}");
 }
 
 async fn a_queued_notification_survives_a_restart(options: Options) {
     let mut pgm = Pgm::failing_first(options, u32::MAX).await;
     let (payment_id, _) = pgm.pay("order-11001", "nehir", 70_000).await;
     pgm.stack.pay_and_approve(payment_id.parse().unwrap()).await;
-    wait_for(WAIT, || async { pgm.shop.attempts() >= 1 }).await.expect("a first attempt");
+    wait_for(WAIT, || async { !pgm.shop.attempts().is_empty() }).await.expect("a first attempt");
     let addr = pgm.stack.server.addr;
     pgm.stack.stop_server().await;
     pgm.shop.set_fail_next(0);
@@ -481,13 +617,140 @@ async fn the_facade_does_not_exist_without_its_token(options: Options) {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
+async fn no_widget_token_can_name_the_account_of_an_order(options: Options) {
+    let pgm = Pgm::start(options).await;
+    let payment_id = pgm.paid("order-5101", "emre", 25_000).await;
+    let account = ledger::order_account(payment_id.parse().unwrap(), "emre");
+    // A token signed with the right secret for the order's account is refused everywhere.
+    let key = pientegra_server::token::TokenKey::new(pientegra_tests::TOKEN_SECRET.to_owned().into());
+    let user = pientegra_shared::ids::ExternalUserId::parse(&account).unwrap();
+    let token = key.mint(&user, None, chrono::Utc::now() + chrono::Duration::hours(1));
+    let (status, body) = pgm.stack.get_json(&token, "/api/account").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = pgm
+        .stack
+        .post_json(
+            &token,
+            "/api/withdrawals",
+            &uuid::Uuid::new_v4().to_string(),
+            json!({"amount": "25000", "iban": IBAN, "holderName": "Emre"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Nor does the demo session hand one out.
+    let session = pgm
+        .stack
+        .http
+        .post(format!("{}/api/session", pgm.stack.server.url()))
+        .json(&json!({"externalUserId": account}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(pgm.order_balance(&payment_id, "emre").await, (25_000, 0));
+    assert_eq!(pgm.sandbox_withdrawals().await, 0);
+}
+
+async fn a_forged_shop_notification_is_detectable(options: Options) {
+    let pgm = Pgm::start(options).await;
+    let payment_id = pgm.paid("order-13001", "irem", 20_000).await;
+    let genuine = pgm.shop.attempts().into_iter().find(|a| a.body.contains(&payment_id)).expect("a notification");
+    let header = genuine.signature.clone().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let tampered = genuine.body.replace(&payment_id, &uuid::Uuid::new_v4().to_string());
+    assert_ne!(tampered, genuine.body);
+    let forgeries = [
+        ("unsigned", None, genuine.body.clone(), SignatureError::MissingSignature),
+        (
+            "signed with another secret",
+            Some(signature::sign("not-the-shop-secret-0123456789abcdef", now, genuine.body.as_bytes())),
+            genuine.body.clone(),
+            SignatureError::NoMatch,
+        ),
+        ("a genuine signature over a tampered body", Some(header.clone()), tampered, SignatureError::NoMatch),
+        (
+            "signed six minutes ago",
+            Some(signature::sign(CALLBACK_SECRET, now - 6 * 60 * 1000, genuine.body.as_bytes())),
+            genuine.body.clone(),
+            SignatureError::TooOld,
+        ),
+    ];
+    let callback = pgm.stack.settings.pgm.as_ref().unwrap().callback.as_ref().unwrap().url.clone();
+    for (what, signature, body, why) in &forgeries {
+        assert_eq!(verify(signature.as_deref(), body), Err(*why), "{what}");
+        let mut request = pgm.stack.http.post(callback.clone()).header("Content-Type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        let answer = request.body(body.clone()).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+    let refused: Vec<String> = pgm.shop.take_forged().into_iter().map(|(_, code)| code).collect();
+    let expected: Vec<&str> = forgeries.iter().map(|(.., why)| why.code()).collect();
+    assert_eq!(refused, expected);
+    assert_eq!(pgm.shop.notifications(&payment_id).len(), 1, "no forgery was taken for a notification");
+    // The genuine notification itself verifies (within the tolerance).
+    assert_eq!(verify(Some(&header), &genuine.body), Ok(()));
+}
+
+async fn reconciliation_credits_a_paid_order_and_never_the_customers_wallet(options: Options) {
+    let pgm = Pgm::start(options).await;
+    let token = pgm.stack.token("ozan").await;
+    pgm.stack.funded(&token, "5000").await;
+    pgm.stack.sandbox_config(json!({"webhooksEnabled": false})).await;
+    let (payment_id, _) = pgm.pay("order-14001", "ozan", 45_000).await;
+    pgm.stack.pay_and_approve(payment_id.parse().unwrap()).await;
+
+    let report = pgm.reconcile().await;
+    let found: Vec<_> = report.findings.iter().filter(|f| f.id.to_string() == payment_id).collect();
+    assert_eq!(found.len(), 1, "{}", report.table());
+    assert_eq!((found[0].category, found[0].applied), (Category::StatusBehind, true), "{}", report.table());
+    assert_eq!(report.count(Category::AmountMismatch), 0, "{}", report.table());
+    assert_eq!(pgm.order_balance(&payment_id, "ozan").await, (45_000, 0));
+    assert_eq!(pgm.stack.balance(&token).await, (5_000, 0), "the wallet is not repaired with the order's money");
+    pgm.shop.until(&payment_id, "ACCEPTED").await;
+    assert_eq!(pgm.reconcile().await.applied(), 0, "a second pass applies nothing");
+
+    // The late webhooks change nothing; the refund draws on the order.
+    pgm.stack.sandbox_config(json!({"webhooksEnabled": true})).await;
+    let (status, body) = pgm.refund(&payment_id, 45_000).await;
+    assert_eq!((status, body["result"].as_str()), (StatusCode::OK, Some("PENDING")), "{body}");
+    assert_eq!(pgm.order_balance(&payment_id, "ozan").await, (0, 45_000));
+    assert_eq!(pgm.stack.balance(&token).await, (5_000, 0));
+}
+
+async fn an_intent_reconciliation_recorded_first_is_never_offered_for_payment(options: Options) {
+    let pgm = Pgm::start(options).await;
+    // The facade's own request to Pientegra, as if the server stopped before
+    // recording its answer, and reconciliation then found the intent.
+    let body = pay_body("order-15001", "pinar", 20_000);
+    let request = pientegra_shared::wire::CreateDepositRequest {
+        external_user_id: pientegra_shared::ids::ExternalUserId::parse("pinar").unwrap(),
+        external_user_label: Some(pientegra_shared::ids::UserLabel::parse("Ayşe Yılmaz").unwrap()),
+        amount: pientegra_shared::Amount::from_minor(20_000),
+        currency: Some("TRY".into()),
+    };
+    let client = pientegra_client(&pgm.stack);
+    let created = client.create_deposit(pientegra_server::pgm::pay_key("order-15001"), &request).await.unwrap();
+    let report = pgm.reconcile().await;
+    assert_eq!(report.count(Category::MissingLocally), 1, "{}", report.table());
+
+    let (status, answer) = pgm.post("/pay", body).await;
+    assert_ko(status, &answer, StatusCode::CONFLICT, "new shopTransactionId");
+    assert!(answer.get("redirectToUrl").is_none(), "{answer}");
+    assert_eq!(pgm.sandbox_intents_of("pinar").await, 1, "Pientegra answered the same intent");
+    let (status, answer) = pgm.get(&format!("/status?paymentId={}", created.intent_id)).await;
+    assert_ko(status, &answer, StatusCode::NOT_FOUND, "paymentId");
+}
+
 pientegra_tests::on_each_database!(
     a_paid_payment_notifies_the_shop_accepted_exactly_once_despite_duplicate_webhooks,
     a_rejected_payment_notifies_the_shop_failed,
     status_refreshes_from_pientegra_when_the_webhook_is_late,
     a_refund_with_an_iban_is_paid_out_and_becomes_accepted,
     a_refund_without_an_iban_is_ko,
-    a_refund_of_an_unpaid_payment_or_beyond_the_balance_is_ko,
+    a_refund_of_an_unpaid_payment_is_ko,
+    money_paid_for_an_order_is_never_the_customers_to_withdraw_and_is_refunded_in_full,
     subscriptions_answer_501_ko,
     a_repeated_shop_transaction_id_returns_the_same_payment_and_creates_one_intent,
     a_missing_or_wrong_token_is_401_ko,
@@ -497,4 +760,8 @@ pientegra_tests::on_each_database!(
     a_failing_shop_callback_is_retried_until_one_accepted_arrives,
     a_queued_notification_survives_a_restart,
     the_facade_does_not_exist_without_its_token,
+    no_widget_token_can_name_the_account_of_an_order,
+    a_forged_shop_notification_is_detectable,
+    reconciliation_credits_a_paid_order_and_never_the_customers_wallet,
+    an_intent_reconciliation_recorded_first_is_never_offered_for_payment,
 );

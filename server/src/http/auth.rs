@@ -32,7 +32,9 @@ pub fn check_token(state: &AppState, token: &str) -> Result<User, AppError> {
         TokenError::Expired => {
             AppError::new(StatusCode::UNAUTHORIZED, codes::TOKEN_EXPIRED, "the widget token has expired")
         }
-        TokenError::Malformed | TokenError::BadSignature => AppError::unauthorized("the widget token is not valid"),
+        TokenError::Malformed | TokenError::BadSignature | TokenError::ReservedUser => {
+            AppError::unauthorized("the widget token is not valid")
+        }
     })
 }
 

@@ -197,7 +197,9 @@ pub(crate) async fn submit_withdrawal(
         WithdrawalState::Submitting => {}
     }
     let request = CreateWithdrawalRequest {
-        external_user_id: ExternalUserId::parse(&record.user_id).map_err(|e| anyhow::anyhow!("stored user id: {e}"))?,
+        // A PGM refund draws on its order's account; Pientegra knows it by the customer.
+        external_user_id: ExternalUserId::parse(crate::ledger::pientegra_user(&record.user_id))
+            .map_err(|e| anyhow::anyhow!("stored user id: {e}"))?,
         external_user_label: None,
         amount: record.amount,
         currency: Some(record.currency.clone()),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use pientegra_shared::ids::{ExternalUserId, HolderName, IdempotencyKey, UserLabel};
+use pientegra_shared::ids::{ExternalUserId, HolderName, UserLabel};
 use pientegra_shared::status::IntentStatus;
 use pientegra_shared::wire::{CreateDepositRequest, DEFAULT_CURRENCY};
 use pientegra_shared::{Amount, Iban, Locale};
@@ -28,14 +28,12 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::AppError;
+use crate::ledger;
 use crate::metrics::Metrics;
 use crate::pgm::{self, Action, Facade, PgmPayment, PgmStatus, StatusObject};
 use crate::settings::Settings;
 use crate::storage::{NewDeposit, NewWithdrawal, WithdrawalState};
 
-/// Namespace of the Pientegra idempotency keys the facade derives: the same
-/// shopTransactionId (or refund) always sends Pientegra the same key.
-const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x3f5e_9a21_7c4b_4d0e_8b6a_1e2f_3a4b_5c6d);
 /// Refunds of payments in different buckets run concurrently.
 const REFUND_LOCKS: u128 = 64;
 /// Longest shopTransactionId accepted.
@@ -131,10 +129,6 @@ impl From<AppError> for Ko {
 
 fn facade(state: &AppState) -> Result<&Facade, Ko> {
     state.pgm.as_deref().ok_or_else(|| anyhow::anyhow!("PGM routes without a facade").into())
-}
-
-fn derived_key(scope: &str) -> IdempotencyKey {
-    IdempotencyKey::from_uuid(Uuid::new_v5(&KEY_NAMESPACE, scope.as_bytes()))
 }
 
 // ---- reading PGM bodies ------------------------------------------------------------
@@ -243,12 +237,11 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, 
     if let Some(existing) = facade.store.by_shop_transaction(shop_tx).await? {
         return repeated_pay(&state, &existing, amount, user.as_str()).await;
     }
-    // Derived from the shop's id: a retry, even after a crash right after
-    // Pientegra answered, gets the same intent back instead of a second one.
+    // The key is derived from the shop's id: a retry gets the same intent back.
     let created = state
         .pientegra
         .create_deposit(
-            derived_key(&format!("pay:{shop_tx}")),
+            pgm::pay_key(shop_tx),
             &CreateDepositRequest {
                 external_user_id: user.clone(),
                 external_user_label: label,
@@ -262,12 +255,15 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, 
         tracing::error!(intent_id = %created.intent_id, "depositUrl host is not in DEPOSIT_URL_HOSTS; refused");
         return Err(Ko::new(StatusCode::BAD_GATEWAY, "the payment page address is not on the allow-list"));
     }
+    // The payment is the order's money, held in a ledger account of its own:
+    // no widget token can name it, so the customer can never withdraw it.
+    let account = ledger::order_account(created.intent_id, user.as_str());
     let changed = state
         .storage
         .record_deposit(
             NewDeposit {
                 intent_id: created.intent_id,
-                user_id: user.as_str().to_owned(),
+                user_id: account.clone(),
                 reference_no: created.reference_no.clone(),
                 deposit_url: created.deposit_url.clone(),
                 requested_amount: created.requested_amount,
@@ -279,6 +275,18 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, 
         )
         .await?;
     state.hub.notify(&changed.touched);
+    if changed.value.user_id != account {
+        // Reconciliation recorded this intent as an ordinary deposit of the
+        // customer between its creation and this request (or a crash between
+        // them): paid, it would credit the wallet. The customer has not been
+        // sent to pay it, so it is never offered; it expires unpaid.
+        tracing::error!(intent_id = %created.intent_id, "a PGM payment's intent is recorded in another ledger account; not offered");
+        return Err(Ko::new(
+            StatusCode::CONFLICT,
+            "this shopTransactionId's Pientegra intent was recorded outside the facade and cannot be paid through it; \
+             pay the order under a new shopTransactionId",
+        ));
+    }
     Metrics::inc(&state.metrics.deposits_created);
     let payment = facade
         .store
@@ -367,8 +375,10 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
     }
     let paid = deposit.credited_amount.unwrap_or(deposit.amount);
     let amount = requested.unwrap_or(paid);
-    let key = derived_key(&format!("refund:{payment_id}:{}", amount.minor())).to_string();
-    let user = payment.external_user_id.clone();
+    let key = pgm::refund_key(payment_id, amount).to_string();
+    // A refund draws on the account the payment credited: the order's own
+    // (payments recorded before orders had accounts credited the customer's wallet).
+    let account = deposit.user_id.clone();
     // One refund of a payment at a time (across instances too), so two
     // concurrent refunds cannot both pass the "left to refund" check. A fixed
     // set of lock names: refunds are rare, and the set of locks stays bounded.
@@ -378,7 +388,7 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
     };
 
     // A retry of this very refund skips the checks and settles the same withdrawal.
-    if state.storage.withdrawal_by_key(&user, &key).await?.is_none() {
+    if state.storage.withdrawal_by_key(&account, &key).await?.is_none() {
         let mut refunded = Amount::ZERO;
         for earlier in facade.store.refunds_of(payment_id).await? {
             let failed = state
@@ -401,7 +411,7 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
     let reserved = state
         .storage
         .reserve_withdrawal(NewWithdrawal {
-            user_id: user.clone(),
+            user_id: account,
             idempotency_key: key,
             amount,
             currency: DEFAULT_CURRENCY.to_owned(),
@@ -412,7 +422,7 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
         .await?
         .map_err(|short| {
             Ko::refused(format!(
-                "insufficient funds: the customer's available balance is {}",
+                "insufficient funds: {} of this payment is left to refund",
                 short.available.format(Locale::En)
             ))
         })?;
@@ -428,7 +438,7 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
             action: Action::Refund,
             shop_transaction_id: payment.shop_transaction_id.clone(),
             refund_of: Some(payment_id),
-            external_user_id: user,
+            external_user_id: payment.external_user_id.clone(),
             amount,
             currency: DEFAULT_CURRENCY.to_owned(),
             created_at: Utc::now(),
@@ -509,11 +519,5 @@ mod tests {
         assert_eq!(payment_id_param(Some("paymentId=nope")).unwrap_err().status, StatusCode::NOT_FOUND);
         let id = Uuid::new_v4();
         assert_eq!(payment_id_param(Some(&format!("x=1&paymentId={id}"))).unwrap(), id);
-    }
-
-    #[test]
-    fn a_shop_transaction_always_derives_the_same_key() {
-        assert_eq!(derived_key("pay:order-1"), derived_key("pay:order-1"));
-        assert_ne!(derived_key("pay:order-1"), derived_key("pay:order-2"));
     }
 }

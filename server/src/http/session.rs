@@ -25,6 +25,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCod
         serde_json::from_slice(&body).map_err(|e| AppError::validation(format!("invalid body: {e}")))?;
     let user = ExternalUserId::parse(&request.external_user_id)
         .map_err(|e| AppError::validation(format!("externalUserId {e}")))?;
+    crate::token::may_name(&user).map_err(|e| AppError::validation(format!("externalUserId: {e}")))?;
     let label = request
         .label
         .as_deref()

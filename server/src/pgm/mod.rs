@@ -8,6 +8,8 @@
 //! the same database, queues the status object, and POSTs it until the shop
 //! answers 2xx, with exponential backoff. What the shop acknowledged is
 //! recorded, so a duplicate webhook (which changes nothing) notifies nothing.
+//! Each attempt is signed afresh ([`SIGNATURE_HEADER`]), so the shop can tell
+//! a notification from the kit from anyone else's POST.
 
 pub mod store;
 
@@ -16,17 +18,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use pientegra_shared::Amount;
+use pientegra_shared::ids::IdempotencyKey;
 use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::sync::Notify;
-use url::Url;
 use uuid::Uuid;
 
 pub use store::{FacadeStore, PgmPayment};
 
 use crate::http::AppState;
-use crate::settings::Settings;
+use crate::settings::{Settings, ShopCallback};
 use crate::storage::WithdrawalState;
+
+/// Namespace of the Pientegra idempotency keys the facade derives: the same
+/// shopTransactionId (or refund) always sends Pientegra the same key.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x3f5e_9a21_7c4b_4d0e_8b6a_1e2f_3a4b_5c6d);
+
+/// The Pientegra `Idempotency-Key` of the payment of a shopTransactionId: a
+/// retry, even after a crash right after Pientegra answered, gets the same
+/// intent back instead of a second one.
+pub fn pay_key(shop_transaction_id: &str) -> IdempotencyKey {
+    derived_key(&format!("pay:{shop_transaction_id}"))
+}
+
+/// The key under which a refund of `amount` of a payment is reserved and sent:
+/// the same refund asked again is the same withdrawal.
+pub fn refund_key(payment_id: Uuid, amount: Amount) -> IdempotencyKey {
+    derived_key(&format!("refund:{payment_id}:{}", amount.minor()))
+}
+
+fn derived_key(scope: &str) -> IdempotencyKey {
+    IdempotencyKey::from_uuid(Uuid::new_v5(&KEY_NAMESPACE, scope.as_bytes()))
+}
 
 /// `providerName` of every status object.
 pub const PROVIDER_NAME: &str = "pientegra";
@@ -193,10 +218,15 @@ impl StatusObject {
     }
 }
 
+/// The header that signs every shop notification: `t=<unix ms>,v1=<hex>`, the
+/// scheme of Pientegra's own `Pientegra-Signature` (`shared::signature`),
+/// keyed with `PAYMENT_CALLBACK_SECRET`.
+pub const SIGNATURE_HEADER: &str = "Pientegra-Kit-Signature";
+
 /// The facade's handles, shared by its routes and its notifier.
 pub struct Facade {
     pub store: Arc<dyn FacadeStore>,
-    callback_url: Option<Url>,
+    callback: Option<ShopCallback>,
     client: reqwest::Client,
     wake: Notify,
 }
@@ -212,15 +242,15 @@ impl Facade {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the PGM callback client")?;
-        if pgm.callback_url.is_none() {
+        if pgm.callback.is_none() {
             tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
         }
-        Ok(Some(Arc::new(Facade { store, callback_url: pgm.callback_url.clone(), client, wake: Notify::new() })))
+        Ok(Some(Arc::new(Facade { store, callback: pgm.callback.clone(), client, wake: Notify::new() })))
     }
 
     /// Queues a notification of `object` (`/check`) and wakes the notifier.
     pub async fn notify_shop(&self, object: &StatusObject) -> anyhow::Result<()> {
-        if self.callback_url.is_none() {
+        if self.callback.is_none() {
             return Ok(());
         }
         self.store.enqueue(object.payment_id, object.status, &object.to_json()).await?;
@@ -282,7 +312,7 @@ pub async fn notifier(state: AppState) {
 
 /// One idempotent pass: queue what changed, then send what is due.
 async fn notify_pass(state: &AppState, facade: &Facade) -> anyhow::Result<()> {
-    let Some(url) = &facade.callback_url else { return Ok(()) };
+    let Some(callback) = &facade.callback else { return Ok(()) };
     // Two cheap reads first: the lock (a database session on PostgreSQL) is
     // only taken when there is work.
     let now = chrono::Utc::now().timestamp_millis();
@@ -312,17 +342,26 @@ async fn notify_pass(state: &AppState, facade: &Facade) -> anyhow::Result<()> {
         if state.shutdown.is_cancelled() {
             break;
         }
-        deliver(facade, url, due).await?;
+        deliver(facade, callback, due).await?;
     }
     drop(lock);
     Ok(())
 }
 
-async fn deliver(facade: &Facade, url: &Url, due: store::Due) -> anyhow::Result<()> {
+/// The `Pientegra-Kit-Signature` value of `body` sent at `t_ms`.
+pub fn signature(secret: &SecretString, t_ms: i64, body: &str) -> String {
+    pientegra_shared::signature::sign(secret.expose_secret(), t_ms, body.as_bytes())
+}
+
+async fn deliver(facade: &Facade, callback: &ShopCallback, due: store::Due) -> anyhow::Result<()> {
+    // Signed now, not when queued: a retry hours later still arrives within
+    // the shop's tolerance, and the queued body is sent byte for byte.
+    let signed = signature(&callback.secret, chrono::Utc::now().timestamp_millis(), &due.body);
     let sent = facade
         .client
-        .post(url.clone())
+        .post(callback.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signed)
         .body(due.body.clone())
         .send()
         .await;
@@ -382,6 +421,29 @@ mod tests {
         assert!(!settled(Action::Payment, "AUTO_CANCELLED")); // a late arrival may follow
         assert!(!settled(Action::Refund, "SENT")); // a bank return may follow
         assert!(settled(Action::Refund, "RETURNED"));
+    }
+
+    #[test]
+    fn a_shop_transaction_always_derives_the_same_key() {
+        assert_eq!(pay_key("order-1"), pay_key("order-1"));
+        assert_ne!(pay_key("order-1"), pay_key("order-2"));
+        let id = Uuid::nil();
+        assert_ne!(refund_key(id, Amount::from_minor(100)), refund_key(id, Amount::from_minor(200)));
+    }
+
+    #[test]
+    fn a_notification_is_signed_over_its_exact_body_with_the_callback_secret() {
+        let secret = SecretString::from("shop-callback-secret-0123456789ab".to_owned());
+        let body = r#"{"status":"ACCEPTED","paymentId":"p-1"}"#;
+        let t = 1_767_225_600_000;
+        let header = signature(&secret, t, body);
+        assert!(header.starts_with(&format!("t={t},v1=")), "{header}");
+        let verify = |header: &str, body: &str, secret: &str, now: i64| {
+            pientegra_shared::signature::verify(header, body.as_bytes(), &[secret], now)
+        };
+        assert!(verify(&header, body, secret.expose_secret(), t).is_ok());
+        assert!(verify(&header, &body.replace("ACCEPTED", "FAILED"), secret.expose_secret(), t).is_err());
+        assert!(verify(&header, body, "another-secret-0123456789abcdef01", t).is_err());
     }
 
     #[test]
