@@ -25,12 +25,17 @@ async fn readiness(http: &reqwest::Client, server: &str) -> (StatusCode, Value) 
     (response.status(), response.json().await.expect("readiness body"))
 }
 
+/// Readiness answers 200 once the check at start has had Pientegra's answer.
+async fn wait_until_ready(http: &reqwest::Client, server: &str) {
+    wait_for(Duration::from_secs(10), || async { readiness(http, server).await.0 == StatusCode::OK })
+        .await
+        .expect("the server becomes ready");
+}
+
 async fn a_thousand_readiness_probes_cost_at_most_one_pientegra_call(options: Options) {
     let stack = Stack::with(options).await;
     let server = stack.server.url();
-    wait_for(Duration::from_secs(10), || async { readiness(&stack.http, &server).await.0 == StatusCode::OK })
-        .await
-        .expect("the server becomes ready");
+    wait_until_ready(&stack.http, &server).await;
     let (before, _) = api_calls(&stack).await;
     let answers: Vec<(StatusCode, Value)> =
         futures::stream::iter(0..1_000).map(|_| readiness(&stack.http, &server)).buffer_unordered(50).collect().await;
@@ -44,9 +49,7 @@ async fn a_thousand_readiness_probes_cost_at_most_one_pientegra_call(options: Op
 async fn readiness_reports_pientegra_down_from_the_calls_that_fail(options: Options) {
     let stack = Stack::with(options).await;
     let server = stack.server.url();
-    wait_for(Duration::from_secs(10), || async { readiness(&stack.http, &server).await.0 == StatusCode::OK })
-        .await
-        .expect("the server becomes ready");
+    wait_until_ready(&stack.http, &server).await;
     // A deposit that meets Pientegra failing on every attempt is the latest contact.
     stack.sandbox_config(json!({"faults": {"apiErrorsNext": 5}})).await;
     let token = stack.token("unlucky").await;
