@@ -238,7 +238,8 @@ async fn oversized_bodies_get_413(options: Options) {
 async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown(options: Options) {
     let stack = Stack::with(options).await;
     let token = stack.token("streamer").await;
-    let response = stack.http.get(format!("{}/api/events?token={token}", stack.server.url())).send().await.unwrap();
+    let ticket = stack.stream_ticket(&token).await;
+    let response = stack.http.get(format!("{}/api/events?ticket={ticket}", stack.server.url())).send().await.unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
     let mut body = response.bytes_stream();
