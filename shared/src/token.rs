@@ -208,7 +208,7 @@ impl TicketKey {
     /// A ticket for the holder of a verified widget token: valid for
     /// [`TICKET_TTL`] (never past the token), its stream ending with the token.
     pub fn issue(&self, claims: &Claims, now: DateTime<Utc>) -> Ticket {
-        let expires_at = (now + TICKET_TTL).min(claims.expires_at);
+        let expires_at = now.checked_add_signed(TICKET_TTL).map_or(claims.expires_at, |t| t.min(claims.expires_at));
         let payload = TicketPayload {
             sub: claims.user.as_str().to_owned(),
             exp: expires_at.timestamp(),
