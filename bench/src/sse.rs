@@ -101,7 +101,7 @@ async fn measure(
     let host = server.url.trim_start_matches("http://").to_owned();
     let http = reqwest::Client::new();
     let (frames_tx, mut frames) = mpsc::unbounded_channel();
-    let mut live = open_stream(&host, &stack::token(LIVE_USER)?).await?;
+    let mut live = open_stream(&host, &stack::stream_ticket(LIVE_USER)?).await?;
     let reader = tokio::spawn(async move {
         let mut line = String::new();
         loop {
@@ -177,11 +177,11 @@ async fn timed(
 }
 
 /// Opens `/api/events` by hand and reads up to the end of the response headers.
-async fn open_stream(host: &str, token: &str) -> anyhow::Result<BufReader<TcpStream>> {
+async fn open_stream(host: &str, ticket: &str) -> anyhow::Result<BufReader<TcpStream>> {
     let mut tcp = TcpStream::connect(host).await?;
     tcp.set_nodelay(true)?;
     let request = format!(
-        "GET /api/events?token={token} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+        "GET /api/events?ticket={ticket} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await?;
     let mut reader = BufReader::new(tcp);
@@ -201,7 +201,7 @@ async fn open_idle(host: &str, count: usize) -> anyhow::Result<Vec<BufReader<Tcp
         let (gate, host) = (gate.clone(), host.to_owned());
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let mut stream = open_stream(&host, &stack::token(&format!("idle-{i}"))?).await?;
+            let mut stream = open_stream(&host, &stack::stream_ticket(&format!("idle-{i}"))?).await?;
             let mut line = String::new();
             let opened = tokio::time::timeout(Duration::from_secs(30), async {
                 loop {

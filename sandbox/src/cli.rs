@@ -1,5 +1,7 @@
 //! The command line: every setting has a flag and a `PIENTEGRA_SANDBOX_*`
 //! environment twin, and no flag at all gives a sandbox the demo can use.
+//! `--help` names the variables but never shows their values (the API key and
+//! the webhook secret may be real ones).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,40 +15,40 @@ use crate::config::{self, Config};
 #[command(name = "pientegra-sandbox", version, about)]
 pub struct Cli {
     /// Address to listen on.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_BIND", hide_env_values = true, default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
     /// Base URL of `depositUrl` links (default: http://<bind address>).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_PUBLIC_URL")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_PUBLIC_URL", hide_env_values = true)]
     pub public_url: Option<String>,
     /// The API key to accept (default: a fixed demo key, printed at start).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_API_KEY")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// The webhook secret to sign with at start, `whsec_...` (default: a fixed demo secret).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_SECRET")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// Where to POST webhooks (can also be set with the webhook-config endpoint).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_URL")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
     /// Approve every review this many ms after it becomes due (default: manual review).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_AUTO_APPROVE_MS")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_AUTO_APPROVE_MS", hide_env_values = true)]
     pub auto_approve_ms: Option<u64>,
     /// Multiplier of the webhook retry schedule, e.g. 0.001 (at most six decimals).
-    #[arg(long, env = "PIENTEGRA_SANDBOX_RETRY_SCALE", default_value = "1", value_parser = config::parse_scale_ppm)]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_RETRY_SCALE", hide_env_values = true, default_value = "1", value_parser = config::parse_scale_ppm)]
     pub retry_scale: u64,
     /// External API calls allowed per API key per minute.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_RATE_LIMIT", default_value_t = 60)]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_RATE_LIMIT", hide_env_values = true, default_value_t = 60)]
     pub rate_limit: u32,
     /// Milliseconds a deposit stays open before it is AUTO_CANCELLED.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_INTENT_TTL_MS", default_value_t = 30 * 60 * 1000)]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_INTENT_TTL_MS", hide_env_values = true, default_value_t = 30 * 60 * 1000)]
     pub intent_ttl_ms: u64,
     /// Number of receiving accounts deposits reserve from.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_ACCOUNTS", default_value_t = 50)]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_ACCOUNTS", hide_env_values = true, default_value_t = 50)]
     pub accounts: usize,
     /// Tenant name shown on the hosted deposit page.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_NAME", default_value = "Pientegra Sandbox")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_NAME", hide_env_values = true, default_value = "Pientegra Sandbox")]
     pub tenant_name: String,
     /// Tenant colour of the hosted deposit page, #rgb or #rrggbb.
-    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_COLOR", default_value = "#4f46e5")]
+    #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_COLOR", hide_env_values = true, default_value = "#4f46e5")]
     pub tenant_color: String,
 }
 

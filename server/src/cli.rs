@@ -7,7 +7,7 @@ use pientegra_shared::ids::{ExternalUserId, UserLabel};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{ServeArgs, Settings, parse_duration};
+use crate::settings::{DEMO_PUBLIC_OVERRIDE, ServeArgs, Settings, demo_mode_guard, parse_duration};
 use crate::token::TokenKey;
 
 /// The Pientegra kit's companion server.
@@ -52,6 +52,9 @@ pub struct DemoArgs {
     /// The demo's SQLite file
     #[arg(long, default_value = "target/pientegra-demo.db")]
     pub database: std::path::PathBuf,
+    /// Let the demo listen beyond loopback (anyone who reaches it can mint tokens)
+    #[arg(long = "i-understand-demo-mode-is-public", env = DEMO_PUBLIC_OVERRIDE, hide_env_values = true, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_public: bool,
 }
 
 /// `reconcile` flags.
@@ -69,11 +72,11 @@ pub struct ReconcileArgs {
     /// table | json
     #[arg(long, default_value = "table")]
     pub format: String,
-    #[arg(long, env = "PIENTEGRA_API_BASE")]
+    #[arg(long, env = "PIENTEGRA_API_BASE", hide_env_values = true)]
     pub api_base: String,
     #[arg(long, env = "PIENTEGRA_API_KEY", hide_env_values = true)]
     pub api_key: String,
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "sqlite://pientegra.db")]
     pub database_url: String,
     /// Calls to Pientegra per minute (on PostgreSQL, shared with the running servers)
     #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
@@ -178,6 +181,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // The sandbox's key is a test key; the address is what could expose it.
+    let exposure = demo_mode_guard("", args.bind, "--bind", args.allow_public)?;
     if !args.static_dir.join("index.html").exists() {
         anyhow::bail!(
             "{} has no index.html: build the widget first (cargo xtask demo does)",
@@ -232,6 +237,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    if let Some(warning) = exposure {
+        tracing::warn!("{warning}");
+    }
     let served = crate::run(listener, settings, shutdown).await;
     sandbox.shutdown().await;
     served
@@ -254,4 +262,44 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of `command` and its subcommands, with the path of the command it belongs to.
+    fn all_args(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        let path = format!("{path} {}", command.get_name()).trim().to_owned();
+        out.extend(command.get_arguments().map(|arg| (path.clone(), arg.clone())));
+        for sub in command.get_subcommands() {
+            all_args(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn no_argument_shows_its_environment_value_in_help() {
+        let mut args = Vec::new();
+        all_args(&Cli::command(), "", &mut args);
+        let with_env: Vec<_> = args.iter().filter(|(_, arg)| arg.get_env().is_some()).collect();
+        assert!(with_env.len() >= 20, "the walk found the arguments: {}", with_env.len());
+        for (command, arg) in with_env {
+            assert!(arg.is_hide_env_values_set(), "{command} --{} shows its value", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn the_demo_refuses_an_address_beyond_loopback_unless_told() {
+        let parse = |extra: &[&str]| Cli::try_parse_from([&["pientegra-server", "demo"], extra].concat()).unwrap();
+        let Command::Demo(public) = parse(&["--bind", "0.0.0.0:8080"]).command else { unreachable!() };
+        let error = demo_mode_guard("", public.bind, "--bind", public.allow_public).unwrap_err().to_string();
+        assert!(error.contains("--bind 0.0.0.0:8080") && error.contains(DEMO_PUBLIC_OVERRIDE), "{error}");
+        let Command::Demo(told) = parse(&["--bind", "0.0.0.0:8080", "--i-understand-demo-mode-is-public"]).command
+        else {
+            unreachable!()
+        };
+        assert!(told.allow_public);
+        assert!(demo_mode_guard("", told.bind, "--bind", told.allow_public).unwrap().is_some());
+    }
 }

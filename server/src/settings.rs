@@ -12,11 +12,19 @@ use url::Url;
 use crate::ledger::BalanceModel;
 use crate::pientegra::{BudgetSettings, RetryPolicy};
 
+/// The variable that lets demo mode start where strangers can reach it. Its
+/// name says what it allows, so nobody sets it by accident.
+pub const DEMO_PUBLIC_OVERRIDE: &str = "I_UNDERSTAND_DEMO_MODE_IS_PUBLIC";
+/// Its flag twin.
+pub const DEMO_PUBLIC_OVERRIDE_FLAG: &str = "--i-understand-demo-mode-is-public";
+/// The shortest accepted `ADMIN_TOKEN`, as for `WIDGET_TOKEN_SECRET`: a guessable token opens `/admin/*`.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
 /// `serve` flags; each also reads the environment variable named beside it.
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
     /// Pientegra External API base, e.g. https://api.pientegra.com/api/v1
-    #[arg(long, env = "PIENTEGRA_API_BASE")]
+    #[arg(long, env = "PIENTEGRA_API_BASE", hide_env_values = true)]
     pub api_base: Option<String>,
     /// Pientegra API key (sk_live_... / sk_test_...)
     #[arg(long, env = "PIENTEGRA_API_KEY", hide_env_values = true)]
@@ -25,34 +33,37 @@ pub struct ServeArgs {
     #[arg(long, env = "PIENTEGRA_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// sqlite://path.db (default) or postgres://...
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pientegra.db")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "sqlite://pientegra.db")]
     pub database_url: String,
     /// Secret that signs widget tokens (at least 32 bytes)
     #[arg(long, env = "WIDGET_TOKEN_SECRET", hide_env_values = true)]
     pub widget_token_secret: Option<String>,
     /// Partner page origins allowed to call the API (CORS), comma-separated
-    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    #[arg(long, env = "ALLOWED_ORIGINS", hide_env_values = true, default_value = "")]
     pub allowed_origins: String,
     /// Hosts a depositUrl may point to, comma-separated (default: the API base's host)
-    #[arg(long, env = "DEPOSIT_URL_HOSTS")]
+    #[arg(long, env = "DEPOSIT_URL_HOSTS", hide_env_values = true)]
     pub deposit_url_hosts: Option<String>,
     /// Address to listen on
-    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "BIND", hide_env_values = true, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// pre-reserve | final-debit
-    #[arg(long, env = "BALANCE_MODEL", default_value = "pre-reserve")]
+    #[arg(long, env = "BALANCE_MODEL", hide_env_values = true, default_value = "pre-reserve")]
     pub balance_model: String,
     /// How often reconciliation runs, e.g. 1h, 15m (0 = never)
-    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1h")]
+    #[arg(long, env = "RECONCILE_INTERVAL", hide_env_values = true, default_value = "1h")]
     pub reconcile_interval: String,
     /// Bearer token for /admin/* (admin routes are off without it)
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Demo mode: enables POST /api/session (never in production)
-    #[arg(long, env = "DEMO_MODE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    /// Demo mode: enables POST /api/session, with which anyone mints a token for any user (never in production)
+    #[arg(long, env = "DEMO_MODE", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub demo: bool,
+    /// Let demo mode start with a live API key or on a non-loopback address (anyone who reaches it can mint tokens)
+    #[arg(long = "i-understand-demo-mode-is-public", env = DEMO_PUBLIC_OVERRIDE, hide_env_values = true, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo_allow_public: bool,
     /// Money-moving requests allowed per user per minute
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value = "30")]
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", hide_env_values = true, default_value = "30")]
     pub rate_limit_per_minute: u32,
     /// Calls to Pientegra per minute, shared by every instance on one database (keep it plus the burst under your key's limit)
     #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
@@ -61,13 +72,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PIENTEGRA_CALL_BURST", default_value = "5")]
     pub pientegra_call_burst: u32,
     /// Serve the built widget and demo page (trunk's dist/) from this folder
-    #[arg(long, env = "STATIC_DIR")]
+    #[arg(long, env = "STATIC_DIR", hide_env_values = true)]
     pub static_dir: Option<std::path::PathBuf>,
     /// Bearer token Mia-Platform's Payment Gateway Manager must send to /v3/pientegra (at least 32 bytes; the facade is off without it)
     #[arg(long, env = "PGM_FACADE_TOKEN", hide_env_values = true)]
     pub pgm_facade_token: Option<String>,
     /// Where the facade notifies the shop of payment status changes (PGM's PAYMENT_CALLBACK_URL; https unless loopback)
-    #[arg(long, env = "PAYMENT_CALLBACK_URL")]
+    #[arg(long, env = "PAYMENT_CALLBACK_URL", hide_env_values = true)]
     pub payment_callback_url: Option<String>,
     /// Secret that signs every shop notification (Pientegra-Kit-Signature; at least 32 bytes)
     #[arg(long, env = "PAYMENT_CALLBACK_SECRET", hide_env_values = true)]
@@ -238,6 +249,19 @@ impl Settings {
         if !(args.database_url.starts_with("sqlite:") || args.database_url.starts_with("postgres")) {
             bail!("DATABASE_URL must start with sqlite: or postgres://");
         }
+        let admin_token = args.admin_token.filter(|t| !t.is_empty()).map(SecretString::from);
+        if admin_token.as_ref().is_some_and(|t| t.expose_secret().len() < MIN_ADMIN_TOKEN_BYTES) {
+            bail!(
+                "ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long \
+                 (e.g. the output of `head -c 32 /dev/urandom | base64`)"
+            );
+        }
+        if args.demo {
+            if let Some(warning) = demo_mode_guard(api_key.expose_secret(), args.bind, "BIND", args.demo_allow_public)?
+            {
+                tracing::warn!("{warning}");
+            }
+        }
         Ok(Settings {
             api_base,
             api_key,
@@ -249,7 +273,7 @@ impl Settings {
             bind: args.bind,
             balance_model,
             reconcile_interval: (!reconcile_interval.is_zero()).then_some(reconcile_interval),
-            admin_token: args.admin_token.filter(|t| !t.is_empty()).map(SecretString::from),
+            admin_token,
             demo: args.demo,
             rate_limit_per_minute: args.rate_limit_per_minute.max(1),
             pientegra_budget: BudgetSettings {
@@ -273,6 +297,41 @@ impl Settings {
             },
         })
     }
+}
+
+/// Refuses demo mode where strangers could use it: `POST /api/session` mints a
+/// widget token for any user, so it must not run with a live API key
+/// (`sk_live_...`) or listen beyond loopback. With the override
+/// (`allow_public`) it starts anyway, and the returned warning is for the log.
+/// `bind_name` is the variable or flag the address came from.
+pub fn demo_mode_guard(
+    api_key: &str,
+    bind: SocketAddr,
+    bind_name: &str,
+    allow_public: bool,
+) -> anyhow::Result<Option<String>> {
+    let mut exposures = Vec::new();
+    if api_key.trim().starts_with("sk_live_") {
+        exposures.push("PIENTEGRA_API_KEY is a live key (sk_live_...)".to_owned());
+    }
+    if !bind.ip().is_loopback() {
+        exposures.push(format!("{bind_name} {bind} is not a loopback address"));
+    }
+    if exposures.is_empty() {
+        return Ok(None);
+    }
+    let exposures = exposures.join(" and ");
+    if !allow_public {
+        bail!(
+            "DEMO_MODE refused: {exposures}, and demo mode's POST /api/session lets anyone mint a widget token \
+             for any user. Turn DEMO_MODE off, or set {DEMO_PUBLIC_OVERRIDE}=true ({DEMO_PUBLIC_OVERRIDE_FLAG}) \
+             if that is truly what you want"
+        );
+    }
+    Ok(Some(format!(
+        "DEMO MODE IS PUBLIC ({DEMO_PUBLIC_OVERRIDE}): {exposures}; anyone who reaches this server can mint \
+         a widget token for any user with POST /api/session"
+    )))
 }
 
 /// Parses `1h`, `15m`, `30s`, `250ms`, `2d`, or a bare number of seconds.
@@ -362,6 +421,103 @@ mod tests {
         let pgm = PgmSettings::new(TOKEN, Some("https://shop.example/cb"), Some(SECRET)).unwrap();
         let printed = format!("{pgm:?}");
         assert!(!printed.contains(TOKEN) && !printed.contains(SECRET), "{printed}");
+    }
+
+    const TEST_KEY: &str = "sk_test_0123456789abcdef";
+    const LIVE_KEY: &str = "sk_live_0123456789abcdef";
+
+    /// Valid `serve` arguments, built directly so that no variable of the
+    /// test process's environment takes part.
+    fn args() -> ServeArgs {
+        ServeArgs {
+            api_base: Some("http://127.0.0.1:8081/api/v1".into()),
+            api_key: Some(TEST_KEY.into()),
+            webhook_secret: Some("whsec_test".into()),
+            database_url: "sqlite://p.db".into(),
+            widget_token_secret: Some("0123456789abcdef0123456789abcdef".into()),
+            allowed_origins: String::new(),
+            deposit_url_hosts: None,
+            bind: "127.0.0.1:8080".parse().unwrap(),
+            balance_model: "pre-reserve".into(),
+            reconcile_interval: "1h".into(),
+            admin_token: None,
+            demo: false,
+            demo_allow_public: false,
+            rate_limit_per_minute: 30,
+            pientegra_calls_per_minute: 45,
+            pientegra_call_burst: 5,
+            static_dir: None,
+            pgm_facade_token: None,
+            payment_callback_url: None,
+            payment_callback_secret: None,
+        }
+    }
+
+    fn refusal(args: ServeArgs) -> String {
+        format!("{:#}", Settings::from_args(args).expect_err("refused"))
+    }
+
+    #[test]
+    fn demo_mode_starts_on_loopback_with_a_test_key() {
+        for bind in ["127.0.0.1:8080", "[::1]:8080"] {
+            let settings = Settings::from_args(ServeArgs { demo: true, bind: bind.parse().unwrap(), ..args() });
+            assert!(settings.unwrap().demo, "{bind}");
+        }
+    }
+
+    #[test]
+    fn demo_mode_refuses_a_live_api_key_and_names_the_variables() {
+        let error = refusal(ServeArgs { demo: true, api_key: Some(LIVE_KEY.into()), ..args() });
+        assert!(error.contains("DEMO_MODE") && error.contains("PIENTEGRA_API_KEY"), "{error}");
+        assert!(error.contains(DEMO_PUBLIC_OVERRIDE) && error.contains(DEMO_PUBLIC_OVERRIDE_FLAG), "{error}");
+        assert!(!error.contains(LIVE_KEY), "the key itself is never printed: {error}");
+    }
+
+    #[test]
+    fn demo_mode_refuses_an_address_beyond_loopback() {
+        for bind in ["0.0.0.0:8080", "192.168.1.20:8080", "[::]:8080"] {
+            let error = refusal(ServeArgs { demo: true, bind: bind.parse().unwrap(), ..args() });
+            assert!(error.contains("DEMO_MODE") && error.contains("BIND") && error.contains(bind), "{error}");
+        }
+    }
+
+    #[test]
+    fn demo_mode_goes_public_only_with_the_override_and_says_so() {
+        let public = ServeArgs {
+            demo: true,
+            demo_allow_public: true,
+            api_key: Some(LIVE_KEY.into()),
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            ..args()
+        };
+        assert!(Settings::from_args(public).unwrap().demo);
+        let warning = demo_mode_guard(LIVE_KEY, "0.0.0.0:8080".parse().unwrap(), "BIND", true).unwrap().unwrap();
+        assert!(warning.contains("PUBLIC") && warning.contains("PIENTEGRA_API_KEY") && warning.contains("BIND"));
+        assert!(!warning.contains(LIVE_KEY));
+        assert_eq!(demo_mode_guard(TEST_KEY, "127.0.0.1:1".parse().unwrap(), "BIND", true).unwrap(), None);
+    }
+
+    #[test]
+    fn without_demo_mode_a_live_key_on_any_address_is_fine() {
+        let live = ServeArgs { api_key: Some(LIVE_KEY.into()), bind: "0.0.0.0:8080".parse().unwrap(), ..args() };
+        assert!(!Settings::from_args(live).unwrap().demo);
+    }
+
+    #[test]
+    fn an_admin_token_shorter_than_32_bytes_is_refused() {
+        let error = refusal(ServeArgs { admin_token: Some("admin-token-of-31-bytes-0123456".into()), ..args() });
+        assert!(error.contains("ADMIN_TOKEN") && error.contains("32 bytes"), "{error}");
+        assert!(!error.contains("admin-token-of"), "{error}");
+        let settings =
+            Settings::from_args(ServeArgs { admin_token: Some("admin-token-of-32-bytes-01234567".into()), ..args() });
+        assert!(settings.unwrap().admin_token.is_some());
+        // Empty means no admin routes, as unset does.
+        assert!(
+            Settings::from_args(ServeArgs { admin_token: Some(String::new()), ..args() })
+                .unwrap()
+                .admin_token
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The `pientegra-server` binary as a process: configuration errors name the
-//! variable, `token mint` works, and a full deposit and a PGM payment with its
-//! signed shop notification leave no secret in any log line or response.
+//! variable, demo mode refuses to run where strangers reach it, `--help` shows
+//! no variable's value, `token mint` works, and a full deposit and a PGM
+//! payment with its signed shop notification leave no secret in any log line
+//! or response.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pientegra-server");
 const TOKEN_SECRET: &str = "process-test-token-secret-0123456789abcdef";
-const ADMIN_TOKEN: &str = "process-test-admin-token-42";
+const ADMIN_TOKEN: &str = "process-test-admin-token-0123456789abcdef";
 const PGM_TOKEN: &str = "process-test-pgm-facade-token-0123456789";
 const CALLBACK_SECRET: &str = "process-test-callback-secret-0123456789";
 
@@ -111,6 +113,116 @@ async fn a_missing_variable_is_named_at_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PIENTEGRA_API_KEY"), "{stderr}");
+}
+
+/// `serve` with a complete configuration that needs nothing running (demo mode
+/// on loopback), to which a test adds the variable it checks.
+fn serve_with(dir: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PIENTEGRA_API_BASE", "http://127.0.0.1:1/api/v1")
+        .env("PIENTEGRA_API_KEY", "sk_test_process_0123456789")
+        .env("PIENTEGRA_WEBHOOK_SECRET", "whsec_process_0123456789")
+        .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
+        .env("DATABASE_URL", format!("sqlite://{}", dir.join("p.db").display()))
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DEMO_MODE", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn demo_mode_refuses_a_live_key_or_a_public_address_unless_told_and_then_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let live_key = "sk_live_process_0123456789";
+    let refused = serve_with(dir.path(), port).env("PIENTEGRA_API_KEY", live_key).output().await.unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("DEMO_MODE") && stderr.contains("PIENTEGRA_API_KEY"), "{stderr}");
+    assert!(stderr.contains("I_UNDERSTAND_DEMO_MODE_IS_PUBLIC"), "{stderr}");
+    assert!(!stderr.contains(live_key), "{stderr}");
+
+    let public = serve_with(dir.path(), port).env("BIND", format!("0.0.0.0:{port}")).output().await.unwrap();
+    assert!(!public.status.success());
+    let stderr = String::from_utf8_lossy(&public.stderr);
+    assert!(stderr.contains("DEMO_MODE") && stderr.contains(&format!("BIND 0.0.0.0:{port}")), "{stderr}");
+
+    // Told, it starts, and says at once what it exposes.
+    let mut child = serve_with(dir.path(), port)
+        .env("PIENTEGRA_API_KEY", live_key)
+        .env("I_UNDERSTAND_DEMO_MODE_IS_PUBLIC", "true")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_until_up(&http, &base).await;
+    let session = http.post(format!("{base}/api/session")).json(&json!({"externalUserId": "u"})).send().await.unwrap();
+    assert_eq!(session.status(), 201);
+    let logs = stop_and_read_logs(&mut child).await;
+    assert!(logs.contains("WARN") && logs.contains("DEMO MODE IS PUBLIC"), "{logs}");
+    assert!(logs.contains("PIENTEGRA_API_KEY") && !logs.contains(live_key), "{logs}");
+}
+
+#[tokio::test]
+async fn an_admin_token_shorter_than_32_bytes_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "short-admin-token";
+    let output = serve_with(dir.path(), free_port()).env("ADMIN_TOKEN", short).output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ADMIN_TOKEN must be at least 32 bytes"), "{stderr}");
+    assert!(!stderr.contains(short), "{stderr}");
+}
+
+/// Every subcommand's `--help`, with every variable any argument reads set.
+#[tokio::test]
+async fn help_shows_no_variables_value() {
+    use clap::CommandFactory;
+    let mut variables = Vec::new();
+    let mut commands = vec![(Vec::<String>::new(), pientegra_server::cli::Cli::command())];
+    let mut invocations = Vec::new();
+    while let Some((path, command)) = commands.pop() {
+        for arg in command.get_arguments() {
+            if let Some(var) = arg.get_env() {
+                variables.push(var.to_string_lossy().into_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            commands.push((sub_path, sub.clone()));
+        }
+        invocations.push(path);
+    }
+    variables.sort();
+    variables.dedup();
+    for must in ["DATABASE_URL", "PIENTEGRA_API_KEY", "WIDGET_TOKEN_SECRET", "ADMIN_TOKEN", "PGM_FACADE_TOKEN"] {
+        assert!(variables.iter().any(|v| v == must), "{must} is read by an argument");
+    }
+    // Recognisable, and as a DATABASE_URL would carry it: a password.
+    let value = |var: &str| format!("postgres://kit:pw-{}@db.internal/kit", var.to_lowercase());
+    assert!(invocations.len() >= 5, "{invocations:?}");
+    for path in &invocations {
+        let mut command = Command::new(BIN);
+        command.args(path).arg("--help").env_clear();
+        for var in &variables {
+            command.env(var, value(var));
+        }
+        let output = command.output().await.unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{path:?} --help: {}", String::from_utf8_lossy(&output.stderr));
+        for var in &variables {
+            assert!(!help.contains(&value(var)), "`{} --help` shows {var}'s value:\n{help}", path.join(" "));
+        }
+        assert!(!help.contains("pw-"), "`{} --help` shows a password:\n{help}", path.join(" "));
+    }
+    let serve_help = Command::new(BIN).args(["serve", "--help"]).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&serve_help.stdout).contains("[env: DATABASE_URL"), "variables are still named");
 }
 
 #[tokio::test]
@@ -244,11 +356,18 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
 
     let mut bodies = String::new();
     let (token, intent_id) = deposit_1500_and_approve(&http, &base, &sandbox.base_url(), "quiet", &mut bodies).await;
-    // A stream opened with the token in the query string must not log it either.
-    let mut stream = http.get(format!("{base}/api/events?token={token}")).send().await.unwrap();
+    // A stream opened with a ticket in the query string must not log it either,
+    // nor the refusal of a widget token there.
+    let ticket: Value =
+        http.post(format!("{base}/api/stream-ticket")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    let mut stream = http.get(format!("{base}/api/events?ticket={ticket}")).send().await.unwrap();
     let first = stream.chunk().await.unwrap().unwrap();
     bodies.push_str(&String::from_utf8_lossy(&first));
     drop(stream);
+    let refused = http.get(format!("{base}/api/events?token={token}")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    bodies.push_str(&refused.text().await.unwrap());
     for path in ["/readyz", "/metrics", &format!("/admin/intents/{intent_id}")] {
         bodies.push_str(
             &http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap(),
@@ -301,9 +420,10 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         ("PGM facade token", PGM_TOKEN),
         ("callback secret", CALLBACK_SECRET),
         ("widget token", token.as_str()),
+        ("stream ticket", ticket.as_str()),
     ] {
         assert!(!logs.contains(secret), "the {name} appears in the logs");
-        if name != "widget token" {
+        if name != "widget token" && name != "stream ticket" {
             assert!(!bodies.contains(secret), "the {name} appears in a response");
         }
     }

@@ -28,6 +28,10 @@ pub mod codes {
     pub const IDEMPOTENCY_KEY_IN_FLIGHT: &str = "idempotency_key_in_flight";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// `GET /api/events?token=`: the URL must carry a stream ticket instead.
+    pub const STREAM_TICKET_REQUIRED: &str = "stream_ticket_required";
+    /// The stream ticket is past its minute: fetch a new one.
+    pub const TICKET_EXPIRED: &str = "ticket_expired";
     pub const FORBIDDEN: &str = "forbidden";
     pub const NOT_FOUND: &str = "not_found";
     pub const RATE_LIMITED: &str = "rate_limited";
@@ -132,6 +136,15 @@ pub struct SessionRequest {
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub token: String,
+    #[serde(with = "time::millis")]
+    pub expires_at: Timestamp,
+}
+
+/// `POST /api/stream-ticket`: what opens `GET /api/events?ticket=` until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamTicket {
+    pub ticket: String,
     #[serde(with = "time::millis")]
     pub expires_at: Timestamp,
 }

@@ -1,4 +1,4 @@
-//! Wire types, money, signatures and IBANs shared by every part of the
+//! Wire types, money, signatures, widget tokens and IBANs shared by every part of the
 //! Pientegra kit. Pure: no I/O, no clock; compiles for the host and for
 //! `wasm32-unknown-unknown`.
 
@@ -10,6 +10,7 @@ pub mod ids;
 pub mod signature;
 pub mod status;
 pub mod time;
+pub mod token;
 pub mod wire;
 
 pub use amount::{Amount, Locale};

@@ -1,4 +1,4 @@
-//! The four fuzz targets of `fuzz/` as property tests, so `cargo test` checks
+//! The five fuzz targets of `fuzz/` as property tests, so `cargo test` checks
 //! the same properties on every run (libFuzzer only runs under
 //! `cargo xtask fuzz`). Each `check_*` is the body of the target of that name;
 //! the strategies feed it arbitrary input and, more usefully, valid input that
@@ -10,7 +10,9 @@ use pientegra_shared::event::{
     EventKind, IntentEvent, IntentSnapshot, WebhookEvent, WithdrawalEvent, WithdrawalSnapshot,
 };
 use pientegra_shared::iban::{self, Iban};
+use pientegra_shared::ids::{ExternalUserId, UserLabel};
 use pientegra_shared::signature::{SignatureError, TOLERANCE_MS, Verified, compute_v1, sign, verify};
+use pientegra_shared::token::{TICKET_TTL, TokenError, TokenKey};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value};
@@ -591,6 +593,149 @@ proptest! {
     #[test]
     fn webhook_body_properties_hold_for_mutated_events(event in event(), mutation in body_mutation()) {
         check_webhook_body(&mutate(&event, &mutation))?;
+    }
+}
+
+// ---- widget_token -----------------------------------------------------------------
+
+/// The extremes of chrono's range, the epoch and an ordinary day.
+fn clocks() -> [DateTime<Utc>; 4] {
+    [
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::from_timestamp(0, 0).expect("epoch"),
+        DateTime::from_timestamp(1_767_225_600, 0).expect("2026"),
+        DateTime::<Utc>::MAX_UTC,
+    ]
+}
+
+/// The first half of the `widget_token` target: any credential, at any clock,
+/// gets an answer; what verifies is byte for byte what the key mints, and not
+/// yet expired; a ticket is never a token.
+fn check_credential(key: &TokenKey, credential: &str) -> Checked {
+    for now in clocks() {
+        if let Ok(claims) = key.verify(credential, now) {
+            prop_assert!(claims.expires_at > now);
+            prop_assert_eq!(key.mint(&claims.user, claims.label.as_ref(), claims.expires_at), credential.trim());
+        }
+        if let Ok(ticket) = key.tickets().verify(credential, now) {
+            prop_assert!(ticket.expires_at > now);
+            prop_assert!(key.verify(credential, now).is_err(), "a ticket is no token");
+        }
+    }
+    Ok(())
+}
+
+/// The second half: a minted token and the ticket issued for it verify until
+/// their expiry, never as each other, and never after an edit.
+fn check_minted(key: &TokenKey, user: &ExternalUserId, label: Option<&UserLabel>, exp: i64, edit: &Edit) -> Checked {
+    let expires_at = DateTime::from_timestamp(exp, 0).expect("in range");
+    let token = key.mint(user, label, expires_at);
+    let before = expires_at - chrono::Duration::seconds(1);
+    let claims = key.verify(&token, before).expect("a minted token verifies");
+    prop_assert_eq!((&claims.user, claims.label.as_ref()), (user, label));
+    prop_assert_eq!(key.verify(&token, expires_at), Err(TokenError::Expired));
+    let ticket = key.tickets().issue(&claims, before);
+    prop_assert!(ticket.expires_at <= expires_at && ticket.expires_at <= before + TICKET_TTL);
+    let checked = key.tickets().verify(&ticket.ticket, before).expect("an issued ticket verifies");
+    prop_assert_eq!((&checked.user, checked.stream_until), (user, expires_at));
+    prop_assert!(key.verify(&ticket.ticket, before).is_err());
+    prop_assert!(key.tickets().verify(&token, before).is_err());
+    for original in [&token, &ticket.ticket] {
+        let edited = edit.apply(original);
+        check_credential(key, &edited)?;
+        let accepted = key.verify(&edited, before).is_ok() || key.tickets().verify(&edited, before).is_ok();
+        prop_assert!(!accepted || edited.trim() == original.as_str(), "{:?} verified", edited);
+    }
+    Ok(())
+}
+
+/// What an attacker does to a credential: one character replaced, removed
+/// or added, the signature cut short, or the kind's prefix swapped.
+#[derive(Clone, Debug)]
+enum Edit {
+    Replace(usize, char),
+    Remove(usize),
+    Insert(usize, char),
+    Truncate(usize),
+    Relabel,
+}
+
+impl Edit {
+    fn apply(&self, original: &str) -> String {
+        let mut chars: Vec<char> = original.chars().collect();
+        match *self {
+            Edit::Replace(i, c) => {
+                let i = i % chars.len();
+                chars[i] = c;
+            }
+            Edit::Remove(i) => {
+                chars.remove(i % chars.len());
+            }
+            Edit::Insert(i, c) => {
+                let i = i % (chars.len() + 1);
+                chars.insert(i, c);
+            }
+            Edit::Truncate(cut) => chars.truncate(chars.len().saturating_sub(1 + cut % 8)),
+            Edit::Relabel => {
+                let text: String = chars.iter().collect();
+                let swapped = match text.get(..4) {
+                    Some("pk1.") => text.replacen("pk1.", "st1.", 1),
+                    _ => text.replacen("st1.", "pk1.", 1),
+                };
+                return swapped;
+            }
+        }
+        chars.into_iter().collect()
+    }
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Base64url's alphabet, its dot, padding and whitespace reach the deep branches.
+    let c = prop_oneof![
+        proptest::char::range('A', 'Z'),
+        Just('-'),
+        Just('_'),
+        Just('.'),
+        Just('='),
+        Just(' '),
+        any::<char>()
+    ];
+    prop_oneof![
+        (any::<usize>(), c.clone()).prop_map(|(i, c)| Edit::Replace(i, c)),
+        any::<usize>().prop_map(Edit::Remove),
+        (any::<usize>(), c).prop_map(|(i, c)| Edit::Insert(i, c)),
+        any::<usize>().prop_map(Edit::Truncate),
+        Just(Edit::Relabel),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn token_properties_hold_for_arbitrary_text(secret in any::<String>(), credential in any::<String>()) {
+        check_credential(&TokenKey::new(secret.into()), &credential)?;
+    }
+
+    #[test]
+    fn token_properties_hold_for_token_like_text(
+        secret in "[a-z0-9]{0,40}",
+        credential in "(pk1|st1|pk2)?\\.?[A-Za-z0-9_=-]{0,60}(\\.[A-Za-z0-9_=-]{0,50}){0,3}",
+    ) {
+        check_credential(&TokenKey::new(secret.into()), &credential)?;
+    }
+
+    #[test]
+    fn minted_tokens_and_tickets_verify_and_edited_ones_do_not(
+        secret in any::<String>(),
+        user in "[A-Za-z0-9_.@ -]{1,40}",
+        label in proptest::option::of("[\\p{L} ]{1,30}"),
+        exp in 0_i64..4_102_444_800,
+        edit in edit(),
+    ) {
+        let Ok(user) = ExternalUserId::parse(&user) else { return Ok(()) };
+        let label = label.as_deref().and_then(|l| UserLabel::parse(l).ok());
+        check_minted(&TokenKey::new(secret.into()), &user, label.as_ref(), exp, &edit)?;
     }
 }
 

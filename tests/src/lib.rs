@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 /// The token secret every test server uses.
 pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123456789";
 
+/// The admin token every test server uses (at least 32 bytes, as `serve` demands).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
+
 /// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
 pub const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
 
@@ -238,7 +241,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         bind: "127.0.0.1:0".parse().expect("addr"),
         balance_model: options.balance_model,
         reconcile_interval: None,
-        admin_token: Some(SecretString::from("admin-test-token".to_owned())),
+        admin_token: Some(SecretString::from(ADMIN_TOKEN.to_owned())),
         demo: true,
         rate_limit_per_minute: options.rate_limit_per_minute,
         pientegra_budget: options.pientegra_budget,
@@ -499,6 +502,11 @@ impl Stack {
         body.insert("eventType".into(), item["eventType"].clone());
         body.insert("occurredAt".into(), item["occurredAt"].clone());
         serde_json::to_vec(&body).expect("JSON")
+    }
+
+    /// A stream ticket for the holder of `token` (`POST /api/stream-ticket`).
+    pub async fn stream_ticket(&self, token: &str) -> String {
+        sse::stream_ticket(&self.server.url(), token).await.expect("stream ticket")
     }
 
     /// Opens the user's SSE stream.

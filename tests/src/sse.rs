@@ -6,6 +6,21 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+/// `POST /api/stream-ticket` with the widget token: the ticket that opens the user's stream.
+pub async fn stream_ticket(base: &str, token: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/stream-ticket"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("stream ticket request")?;
+    if !response.status().is_success() {
+        bail!("stream ticket answered {}", response.status());
+    }
+    let answer: pientegra_shared::api::StreamTicket = response.json().await.context("stream ticket body")?;
+    Ok(answer.ticket)
+}
+
 /// One received event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Received {
@@ -35,9 +50,20 @@ pub struct SseClient {
 }
 
 impl SseClient {
-    /// Connects to `GET /api/events` with the token in the query (as `EventSource` does).
+    /// Connects to `GET /api/events` as the widget does: a stream ticket for
+    /// the token first, then the ticket in the query (`EventSource` sends no headers).
     pub async fn connect(base: &str, token: &str, last_event_id: Option<i64>) -> anyhow::Result<SseClient> {
-        let mut request = reqwest::Client::new().get(format!("{base}/api/events")).query(&[("token", token)]);
+        let ticket = stream_ticket(base, token).await?;
+        SseClient::connect_with_ticket(base, &ticket, last_event_id).await
+    }
+
+    /// Connects to `GET /api/events?ticket=`.
+    pub async fn connect_with_ticket(
+        base: &str,
+        ticket: &str,
+        last_event_id: Option<i64>,
+    ) -> anyhow::Result<SseClient> {
+        let mut request = reqwest::Client::new().get(format!("{base}/api/events")).query(&[("ticket", ticket)]);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }

@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 
 const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
 
+const LINK_LIVE: &str = "document.querySelector('[data-testid=link-state]')?.dataset.state === 'live'";
+
+const APPROVAL_LOGGED: &str = "Array.from(document.querySelectorAll('[data-testid=event-item][data-event=\"deposit.updated\"]'))\
+                               .some(e => e.textContent.includes('Onaylandı'))";
+
 fn status_is(testid: &str, status: &str) -> String {
     format!("(document.querySelector('[data-testid={testid}]') || {{}}).dataset?.status === '{status}'")
 }
@@ -220,6 +225,24 @@ async fn a_server_restart_mid_flow_still_ends_in_the_right_state() {
 
     browser.until("approved after the restart", &status_is("deposit-status", "APPROVED")).await.unwrap();
     browser.until("the new balance", &text_contains("balance", "75,00 ₺")).await.unwrap();
+    // The stream came back on a fresh ticket and resumed after the last event
+    // it had: the approval is in the event log, and no event id twice. (Polling
+    // logs no events; a fresh stream would not replay the approval, and its
+    // opening balance would repeat the last id.)
+    browser.until("the stream live again", LINK_LIVE).await.unwrap();
+    browser.until("the approval in the event log", APPROVAL_LOGGED).await.unwrap();
+    let ids = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('[data-testid=event-item] .pk-item-meta'))\
+             .map(e => e.textContent.split('·')[0].trim());",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = serde_json::from_value(ids).unwrap();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert!(ids.len() >= 3 && unique.len() == ids.len(), "events logged: {ids:?}");
     browser.screenshot("restart-approved").await.unwrap();
     browser.close().await;
 }

@@ -555,7 +555,8 @@ async fn open_streams(stack: &Stack) -> u64 {
 async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     let stack = Stack::start().await;
     let token = stack.token("wire").await;
-    let request = format!("GET /api/events?token={token} HTTP/1.1\r\nHost: x\r\nOrigin: http://partner.test\r\n\r\n");
+    let ticket = stack.stream_ticket(&token).await;
+    let request = format!("GET /api/events?ticket={ticket} HTTP/1.1\r\nHost: x\r\nOrigin: http://partner.test\r\n\r\n");
     let mut socket = raw_request(&stack, &[&request]).await;
     let answer = read_until(&mut socket, "event: balance.updated").await.to_ascii_lowercase();
     assert!(answer.starts_with("http/1.1 200 ok\r\n"), "{answer}");
@@ -579,7 +580,7 @@ async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     wait_for(Duration::from_secs(3), || async { open_streams(&stack).await == 0 }).await.unwrap();
 
     // An HTTP/1.0 client knows no chunks: the frames come as they are, and end with the connection.
-    let request = format!("GET /api/events?token={token} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let request = format!("GET /api/events?ticket={ticket} HTTP/1.0\r\nHost: x\r\n\r\n");
     let mut socket = raw_request(&stack, &[&request]).await;
     let answer = read_until(&mut socket, "event: balance.updated").await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
@@ -589,7 +590,7 @@ async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     drop(socket);
 
     // Refused before any stream starts: a complete answer, then the connection closes.
-    let mut socket = raw_request(&stack, &["GET /api/events?token=garbage HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
+    let mut socket = raw_request(&stack, &["GET /api/events?ticket=garbage HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
     let answer = read_until(&mut socket, "\u{0}never").await;
     assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer}");
     let (_, body) = answer.split_once("\r\n\r\n").unwrap();
@@ -597,7 +598,7 @@ async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     assert_eq!(serde_json::from_str::<Value>(body).unwrap()["error"], "unauthorized");
 
     // A request line that arrives in pieces, and other paths, are hyper's, as before.
-    let rest = format!("ents?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let rest = format!("ents?ticket={ticket} HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut socket = raw_request(&stack, &["GET /api/ev", &rest]).await;
     let answer = read_until(&mut socket, "event: balance.updated").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");

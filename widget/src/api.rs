@@ -1,7 +1,9 @@
 //! Every HTTP call the widget makes to the companion server, in one place.
 //!
-//! The widget token travels as `Authorization: Bearer` on each call (and as a
-//! query parameter on the SSE stream, which cannot carry headers). Creating a
+//! The widget token travels as `Authorization: Bearer` on each call and in no
+//! URL: the SSE stream, which cannot carry headers, opens with a stream ticket
+//! fetched just before (`POST /api/stream-ticket`, good for a minute and for
+//! that stream only), so proxies' access logs never hold the token. Creating a
 //! deposit or a withdrawal carries an `Idempotency-Key` made before the first
 //! attempt; every retry reuses it, so a retry can never create a second one.
 
@@ -98,10 +100,22 @@ impl Client {
         Client { endpoint: endpoint.trim_end_matches('/').into(), token: token.into() }
     }
 
-    /// The SSE stream's URL. `EventSource` cannot set headers, hence the query parameter.
-    pub fn events_url(&self) -> String {
-        let token = String::from(js_sys::encode_uri_component(&self.token));
-        format!("{}/api/events?token={token}", self.endpoint)
+    /// `POST /api/stream-ticket`: what opens the SSE stream in the next minute.
+    pub async fn stream_ticket(&self) -> Result<String, ApiFailure> {
+        read(self.send("POST", "/api/stream-ticket", None, None).await, |json| json.string("ticket"))
+    }
+
+    /// The SSE stream's URL: `EventSource` cannot set headers, hence the ticket
+    /// in the query, and `lastEventId` to resume after the last event received
+    /// (the browser's own `Last-Event-ID` only follows its own reconnects).
+    pub fn events_url(&self, ticket: &str, last_event_id: Option<&str>) -> String {
+        let ticket = String::from(js_sys::encode_uri_component(ticket));
+        let mut url = format!("{}/api/events?ticket={ticket}", self.endpoint);
+        if let Some(id) = last_event_id {
+            url.push_str("&lastEventId=");
+            url.push_str(&String::from(js_sys::encode_uri_component(id)));
+        }
+        url
     }
 
     /// `GET /api/account`: balance, deposits and withdrawals, newest first.

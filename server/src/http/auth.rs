@@ -1,4 +1,5 @@
-//! Who is calling: the widget token (`Authorization: Bearer`), and the admin token.
+//! Who is calling: the widget token (`Authorization: Bearer`), a stream
+//! ticket (`GET /api/events?ticket=` only), and the admin token.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -10,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::AppError;
-use crate::token::{Claims, TokenError};
+use crate::token::{Claims, TokenError, looks_like_ticket, may_name};
 
 /// The user a valid widget token speaks for.
 pub struct User(pub Claims);
@@ -28,14 +29,36 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 /// Checks a widget token, mapping each failure to its code.
 pub fn check_token(state: &AppState, token: &str) -> Result<User, AppError> {
-    state.tokens.verify(token, Utc::now()).map(User).map_err(|e| match e {
+    let claims = state.tokens.verify(token, Utc::now()).map_err(|e| match e {
         TokenError::Expired => {
             AppError::new(StatusCode::UNAUTHORIZED, codes::TOKEN_EXPIRED, "the widget token has expired")
         }
-        TokenError::Malformed | TokenError::BadSignature | TokenError::ReservedUser => {
-            AppError::unauthorized("the widget token is not valid")
-        }
-    })
+        TokenError::Malformed if looks_like_ticket(token) => AppError::unauthorized(
+            "a stream ticket opens GET /api/events?ticket= and nothing else: send the widget token here",
+        ),
+        TokenError::Malformed | TokenError::BadSignature => AppError::unauthorized("the widget token is not valid"),
+    })?;
+    speakable(claims).map(User)
+}
+
+/// Claims whose user a widget may speak for; the account of a PGM order is not one.
+fn speakable(claims: Claims) -> Result<Claims, AppError> {
+    may_name(&claims.user).map_err(|_| AppError::unauthorized("the widget token is not valid"))?;
+    Ok(claims)
+}
+
+/// Checks a stream ticket: the user it speaks for, whose stream may run until
+/// the widget token it was issued for expires.
+pub fn check_ticket(state: &AppState, ticket: &str) -> Result<User, AppError> {
+    let claims = state.tokens.tickets().verify(ticket, Utc::now()).map_err(|e| match e {
+        TokenError::Expired => AppError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::TICKET_EXPIRED,
+            "the stream ticket has expired: POST /api/stream-ticket for a new one",
+        ),
+        TokenError::Malformed | TokenError::BadSignature => AppError::unauthorized("the stream ticket is not valid"),
+    })?;
+    speakable(Claims { user: claims.user, label: None, expires_at: claims.stream_until }).map(User)
 }
 
 impl FromRequestParts<AppState> for User {

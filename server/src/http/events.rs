@@ -1,5 +1,11 @@
 //! `GET /api/events`: the user's Server-Sent Events stream.
 //!
+//! A browser's `EventSource` cannot send headers, and its URL lands in proxies'
+//! access logs, so the URL carries a stream ticket (`?ticket=`, from
+//! `POST /api/stream-ticket`: a minute long, good for this route only), never
+//! the widget token; `?token=` is refused with `stream_ticket_required`.
+//! Other clients may send the widget token as `Authorization: Bearer`.
+//!
 //! Every event has the user's monotonic sequence number as its `id`; a
 //! reconnect with `Last-Event-ID` replays what was missed from storage, so a
 //! restart of the server loses nothing. Streams end on shutdown.
@@ -9,15 +15,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
+use pientegra_shared::api::codes;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{User, check_token};
+use super::auth::{User, check_ticket, check_token};
 use super::error::AppError;
 use crate::storage::balance_event;
 
@@ -32,7 +39,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StreamQuery {
-    /// `EventSource` cannot send headers, so the token may come here.
+    /// `EventSource` cannot send headers: a stream ticket comes here.
+    ticket: Option<String>,
+    /// Refused: a widget token does not belong in a URL.
     token: Option<String>,
     last_event_id: Option<i64>,
 }
@@ -47,10 +56,22 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let token = bearer
-        .or(query.token)
-        .ok_or_else(|| AppError::unauthorized("send the widget token as Authorization: Bearer or ?token="))?;
-    let user = check_token(&state, &token)?;
+    if query.token.is_some() {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::STREAM_TICKET_REQUIRED,
+            "a widget token does not belong in a URL: POST /api/stream-ticket, then GET /api/events?ticket=",
+        ));
+    }
+    let user = match (query.ticket, bearer) {
+        (Some(ticket), _) => check_ticket(&state, &ticket)?,
+        (None, Some(token)) => check_token(&state, &token)?,
+        (None, None) => {
+            return Err(AppError::unauthorized(
+                "open the stream with ?ticket= (POST /api/stream-ticket), or send the widget token as Authorization: Bearer",
+            ));
+        }
+    };
     let resume_from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -108,7 +129,8 @@ async fn user_stream(
             tokio::select! {
                 changed = wake.changed() => if changed.is_err() { break },
                 () = shutdown.cancelled() => break,
-                // A stream may not outlive its token; the widget reconnects with a fresh one.
+                // A stream may not outlive its widget token (a ticket's stream ends
+                // with the token it was issued for); the widget reconnects with a fresh one.
                 () = tokio::time::sleep(until_expiry) => break,
             }
         }

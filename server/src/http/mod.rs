@@ -13,6 +13,7 @@ mod ops;
 mod pgm;
 mod session;
 mod site;
+mod stream_ticket;
 pub mod streams;
 mod webhooks;
 
@@ -83,6 +84,7 @@ pub fn app(state: AppState) -> Router {
     let timed = Router::new()
         .merge(money::router())
         .merge(account::router())
+        .merge(stream_ticket::router())
         .merge(session::router(state.settings.demo))
         .merge(admin::router())
         .merge(ops::router())
@@ -105,7 +107,7 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(site::CSP)))
         .layer(
-            // Spans carry the path only: query strings may hold a widget token (SSE).
+            // Spans carry the path only: an event stream's query holds its ticket.
             TraceLayer::new_for_http().make_span_with(
                 |req: &Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
             ),

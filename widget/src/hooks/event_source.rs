@@ -3,10 +3,15 @@
 //!
 //! The first widget to ask for a user's feed opens the stream and loads the
 //! account; later widgets share both; the last one to unmount closes them.
-//! The browser reconnects a dropped stream by itself (sending
-//! `Last-Event-ID`, so the server replays what was missed). When the stream
-//! keeps failing, or cannot exist at all, the feed falls back to polling
-//! `GET /api/account` and tries the stream again now and then.
+//!
+//! Each (re)connection fetches a fresh stream ticket first: the URL carries
+//! the ticket, never the widget token, and a ticket opens a stream for a
+//! minute only. So the browser's own reconnect, which would reuse the old URL,
+//! is not used: a dropped stream is closed and opened again with a new ticket
+//! and `lastEventId` (the last event received), so the server replays what was
+//! missed. When the stream keeps failing, or cannot exist at all, the feed
+//! falls back to polling `GET /api/account` and tries the stream again now and
+//! then. A token the server refuses stops both.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -19,12 +24,14 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{Event, EventSource, MessageEvent};
 
-use crate::api::{Client, EVENT_NAMES, UserEvent};
+use crate::api::{ApiFailure, Client, EVENT_NAMES, UserEvent};
 use crate::browser::now_ms;
 use crate::feed::{Feed, Link, LogEntry};
 
 /// Consecutive stream errors, without a successful open between them, before falling back to polling.
 const ERRORS_BEFORE_POLLING: u32 = 3;
+/// Pause before reopening a dropped stream (the server's `retry:` hint).
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 /// How often the account is fetched while polling.
 const POLL_EVERY: Duration = Duration::from_secs(3);
 /// How long polling goes on before the stream is tried again.
@@ -59,6 +66,8 @@ fn acquire(client: &Client) -> Feed {
         feed,
         users: Cell::new(1),
         stream: RefCell::new(None),
+        opening: Cell::new(0),
+        last_event_id: RefCell::new(None),
         errors: Cell::new(0),
         poll: Cell::new(None),
         poll_in_flight: Rc::new(Cell::new(false)),
@@ -100,6 +109,11 @@ struct Hub {
     feed: Feed,
     users: Cell<usize>,
     stream: RefCell<Option<Stream>>,
+    /// Counts the opens begun; a ticket that arrives after a newer open, a
+    /// close or the shutdown is dropped.
+    opening: Cell<u64>,
+    /// The id of the last event received: where a reopened stream resumes.
+    last_event_id: RefCell<Option<String>>,
     errors: Cell<u32>,
     poll: Cell<Option<IntervalHandle>>,
     poll_in_flight: Rc<Cell<bool>>,
@@ -109,15 +123,45 @@ struct Hub {
 }
 
 impl Hub {
+    /// Fetches a stream ticket, then opens the stream with it.
     fn open_stream(self: &Rc<Self>) {
         let supported = js_sys::Reflect::has(&window(), &"EventSource".into()).unwrap_or(false);
-        let Some(source) = supported.then(|| EventSource::new(&self.client.events_url()).ok()).flatten() else {
+        if !supported {
             self.start_polling();
             return;
-        };
+        }
+        if let Some(retry) = self.stream_retry.take() {
+            retry.clear();
+        }
         if self.poll.get().is_none() {
             self.feed.set_link(Link::Connecting);
         }
+        let attempt = self.opening.get() + 1;
+        self.opening.set(attempt);
+        let (client, weak) = (self.client.clone(), Rc::downgrade(self));
+        spawn_local(async move {
+            let ticket = client.stream_ticket().await;
+            let Some(hub) = weak.upgrade() else { return };
+            if hub.opening.get() != attempt {
+                return;
+            }
+            match ticket {
+                Ok(ticket) => hub.connect(&ticket),
+                Err(failure) if failure.is_auth() => hub.give_up(failure),
+                Err(_) => hub.on_error(),
+            }
+        });
+    }
+
+    /// Opens the `EventSource` with a fresh ticket, resuming after the last
+    /// event received unless polling has caught the feed up since.
+    fn connect(self: &Rc<Self>, ticket: &str) {
+        let resume = if self.was_polling.get() { None } else { self.last_event_id.borrow().clone() };
+        let Ok(source) = EventSource::new(&self.client.events_url(ticket, resume.as_deref())) else {
+            self.start_polling();
+            return;
+        };
+        self.drop_stream();
 
         let mut listeners = Vec::new();
         let mut listen = |name: &'static str, handler: Box<Handler>| {
@@ -171,32 +215,51 @@ impl Hub {
         }
     }
 
+    /// The stream dropped or could not open. The browser's own reconnect would
+    /// reuse the URL, whose ticket is soon stale: close it and open again with
+    /// a new one, a few times, then fall back to polling for a while.
     fn on_error(self: &Rc<Self>) {
-        let closed = self.stream.borrow().as_ref().is_none_or(|s| s.source.ready_state() == EventSource::CLOSED);
+        self.close_stream();
         self.errors.set(self.errors.get() + 1);
-        if !closed && self.errors.get() < ERRORS_BEFORE_POLLING {
-            // The browser is reconnecting by itself.
+        if self.errors.get() < ERRORS_BEFORE_POLLING {
             if self.poll.get().is_none() {
                 self.feed.set_link(Link::Connecting);
             }
+            self.retry_stream_in(RECONNECT_AFTER);
             return;
         }
-        self.close_stream();
         self.start_polling();
+        self.retry_stream_in(STREAM_RETRY_AFTER);
+    }
+
+    fn retry_stream_in(self: &Rc<Self>, delay: Duration) {
         let weak = Rc::downgrade(self);
         let retry = set_timeout_with_handle(
             move || {
                 if let Some(hub) = weak.upgrade() {
                     hub.stream_retry.set(None);
-                    hub.errors.set(0);
+                    if hub.errors.get() >= ERRORS_BEFORE_POLLING {
+                        hub.errors.set(0);
+                    }
                     hub.open_stream();
                 }
             },
-            STREAM_RETRY_AFTER,
+            delay,
         );
         if let Some(old) = self.stream_retry.replace(retry.ok()) {
             old.clear();
         }
+    }
+
+    /// The server refuses the token: neither the stream nor polling will get
+    /// anywhere with it.
+    fn give_up(&self, failure: ApiFailure) {
+        self.close_stream();
+        self.stop_polling();
+        if let Some(retry) = self.stream_retry.take() {
+            retry.clear();
+        }
+        self.feed.set_problem(failure);
     }
 
     fn on_message(&self, name: &str, event: Event) {
@@ -204,10 +267,14 @@ impl Hub {
             return;
         };
         let data = message.data().as_string().unwrap_or_default();
+        let id = message.last_event_id();
+        if !id.is_empty() {
+            *self.last_event_id.borrow_mut() = Some(id.clone());
+        }
         match UserEvent::from_sse(name, &data) {
             Some(Some(event)) => {
                 self.feed.apply(&event);
-                self.feed.log_event(LogEntry { id: message.last_event_id(), received_ms: now_ms(), event });
+                self.feed.log_event(LogEntry { id, received_ms: now_ms(), event });
             }
             Some(None) => {
                 web_sys::console::warn_1(&format!("pientegra: unreadable {name} event").into());
@@ -216,10 +283,17 @@ impl Hub {
         }
     }
 
-    /// Closes the stream. Its listeners are dropped a tick later: this may run
-    /// inside one of them, and a closure must not be freed while it runs.
+    /// Closes the stream, and forgets any open still waiting for its ticket.
     fn close_stream(&self) {
-        if let Some(stream) = self.stream.borrow_mut().take() {
+        self.opening.set(self.opening.get() + 1);
+        self.drop_stream();
+    }
+
+    /// Closes the `EventSource`. Its listeners are dropped a tick later: this
+    /// may run inside one of them, and a closure must not be freed while it runs.
+    fn drop_stream(&self) {
+        let stream = self.stream.borrow_mut().take();
+        if let Some(stream) = stream {
             stream.source.close();
             set_timeout(move || drop(stream), Duration::ZERO);
         }
