@@ -79,10 +79,10 @@ pub struct ReconcileArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "sqlite://pientegra.db")]
     pub database_url: String,
     /// Calls to Pientegra per minute (on PostgreSQL, shared with the running servers)
-    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
+    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", hide_env_values = true, default_value = "45")]
     pub calls_per_minute: u32,
     /// Calls to Pientegra that may go at once after a quiet spell
-    #[arg(long, env = "PIENTEGRA_CALL_BURST", default_value = "5")]
+    #[arg(long, env = "PIENTEGRA_CALL_BURST", hide_env_values = true, default_value = "5")]
     pub call_burst: u32,
 }
 

@@ -66,10 +66,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", hide_env_values = true, default_value = "30")]
     pub rate_limit_per_minute: u32,
     /// Calls to Pientegra per minute, shared by every instance on one database (keep it plus the burst under your key's limit)
-    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", default_value = "45")]
+    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", hide_env_values = true, default_value = "45")]
     pub pientegra_calls_per_minute: u32,
     /// Calls to Pientegra that may go at once after a quiet spell
-    #[arg(long, env = "PIENTEGRA_CALL_BURST", default_value = "5")]
+    #[arg(long, env = "PIENTEGRA_CALL_BURST", hide_env_values = true, default_value = "5")]
     pub pientegra_call_burst: u32,
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR", hide_env_values = true)]

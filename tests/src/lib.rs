@@ -268,6 +268,7 @@ pub async fn start_server(settings: &Settings, addr: SocketAddr, pientegra: Opti
     let listener = bind_retrying(addr).await;
     let addr = listener.local_addr().expect("local addr");
     let shutdown = CancellationToken::new();
+    let swapped = pientegra.is_some();
     let task = tokio::spawn(pientegra_server::run_with(listener, settings.clone(), pientegra, shutdown.clone()));
     let server = Server { addr, shutdown, task };
     wait_for(Duration::from_secs(10), || async {
@@ -275,6 +276,15 @@ pub async fn start_server(settings: &Settings, addr: SocketAddr, pientegra: Opti
     })
     .await
     .expect("server answers /healthz");
+    if !swapped {
+        // Ready once its check at start has had the sandbox's answer, so that
+        // check never takes a fault a test injects for the calls that follow.
+        wait_for(Duration::from_secs(10), || async {
+            reqwest::get(format!("{}/readyz", server.url())).await.is_ok_and(|r| r.status().is_success())
+        })
+        .await
+        .expect("server answers /readyz");
+    }
     server
 }
 
