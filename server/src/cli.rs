@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the widget API, the webhook receiver and the SSE streams.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the whole kit locally: the sandbox, the server in demo mode, and the demo page.
     Demo(DemoArgs),
     /// Compare a time window of Pientegra's intents and withdrawals with the ledger, and repair.
@@ -99,7 +99,7 @@ pub enum TokenCommand {
 pub async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
-            let settings = Settings::from_args(args)?;
+            let settings = Settings::from_args(*args)?;
             let listener = tokio::net::TcpListener::bind(settings.bind)
                 .await
                 .with_context(|| format!("BIND: cannot listen on {}", settings.bind))?;
@@ -202,6 +202,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         rate_limit_per_minute: 120,
         static_dir: Some(args.static_dir),
         pgm: None,
+        connections: crate::settings::ConnectionLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

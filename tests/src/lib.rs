@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
 use pientegra_server::ledger::BalanceModel;
 use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
-use pientegra_server::settings::{PgmSettings, Settings};
+use pientegra_server::settings::{ConnectionLimits, PgmSettings, Settings};
 use pientegra_shared::api;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -240,6 +240,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         rate_limit_per_minute: options.rate_limit_per_minute,
         static_dir: options.static_dir.clone(),
         pgm: options.pgm.clone(),
+        connections: ConnectionLimits::default(),
     }
 }
 
