@@ -140,7 +140,8 @@ impl Default for ConnectionLimits {
             // Longer than the 60 s idle timeout of common load balancers, so they close first.
             keep_alive_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
-            max_request_head: 16 * 1024,
+            // Apache's limit per header line; what hyper reads a head into at first.
+            max_request_head: 8 * 1024,
             max_streams_per_user: 8,
         }
     }
