@@ -27,10 +27,11 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// the server must answer with 431 after reading `MAX_REQUEST_HEAD`, not
 /// hold: buffering them (as the server did before it had limits, 150 KiB a
 /// connection) would take over 250 MiB. The other half hold 6 KiB heads
-/// until the header timeout; one costs about 15 KiB (its head buffer of
-/// `MAX_REQUEST_HEAD`, the task and hyper's or the stream path's state, and
-/// the allocator's share; measured in a debug build), 38 MiB for all of
-/// them, half the bound.
+/// until the header timeout; one costs about 15 KiB (measured, debug build):
+/// its head buffer of `MAX_REQUEST_HEAD`, the 8 KiB write buffer hyper
+/// allocates for every connection (the event-stream path has none), and the
+/// task's and connection's state. That is 38 MiB for all of them, half the
+/// bound.
 const RSS_GROWTH_BOUND_KIB: u64 = 16 * ATTACKERS as u64;
 /// How late after the header timeout a connection may close on a loaded machine.
 const SLACK: Duration = Duration::from_secs(10);

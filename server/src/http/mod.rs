@@ -18,7 +18,7 @@ mod site;
 mod streams;
 mod webhooks;
 
-pub use connections::serve;
+pub use connections::{listen, serve};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,12 +18,13 @@ use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::http::{Response, StatusCode, Version};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::connections::{Stall, WriteTimeout};
 use super::head::parse_head;
 use crate::settings::ConnectionLimits;
 
@@ -100,16 +101,8 @@ fn plain(status: StatusCode) -> Response<Body> {
     response
 }
 
-/// Writes all of `bytes`, or fails when that takes longer than `timeout`.
-async fn write_all(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8], timeout: Duration) -> io::Result<()> {
-    // Frames are small: a whole one not written in time is a client that stopped reading.
-    tokio::time::timeout(timeout, writer.write_all(bytes))
-        .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")))
-}
-
 /// Writes `response` as HTTP/1.1 and returns when the body ends, the client
-/// leaves, or one frame is not written within `write_timeout` (a client that
+/// leaves, or a write makes no progress for `write_timeout` (a client that
 /// stopped reading, its socket buffers full). A body of unknown length is
 /// chunked, or, for an HTTP/1.0 client (which knows no chunks), ends when the
 /// connection closes.
@@ -137,8 +130,9 @@ async fn write_response(
     }
     head.extend_from_slice(format!("date: {}\r\n", httpdate::fmt_http_date(SystemTime::now())).as_bytes());
     head.extend_from_slice(b"connection: close\r\n\r\n");
-    let (mut reader, mut writer) = socket.split();
-    write_all(&mut writer, &head, write_timeout).await?;
+    let (mut reader, writer) = socket.split();
+    let mut writer = WriteTimeout { inner: writer, stall: Stall::new(write_timeout) };
+    writer.write_all(&head).await?;
     drop(head);
 
     let mut body = body.into_data_stream();
@@ -147,17 +141,17 @@ async fn write_response(
         tokio::select! {
             data = body.next() => match data {
                 Some(Ok(data)) if data.is_empty() => {}
-                Some(Ok(data)) if !chunked => write_all(&mut writer, &data, write_timeout).await?,
+                Some(Ok(data)) if !chunked => writer.write_all(&data).await?,
                 Some(Ok(data)) => {
                     let mut chunk = Vec::with_capacity(data.len() + 12);
                     chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
                     chunk.extend_from_slice(&data);
                     chunk.extend_from_slice(b"\r\n");
-                    write_all(&mut writer, &chunk, write_timeout).await?;
+                    writer.write_all(&chunk).await?;
                 }
                 None => {
                     if chunked {
-                        write_all(&mut writer, b"0\r\n\r\n", write_timeout).await?;
+                        writer.write_all(b"0\r\n\r\n").await?;
                     }
                     return writer.shutdown().await;
                 }
