@@ -8,7 +8,7 @@
 //! It also keeps count of each user's open streams on this instance: one
 //! more than `MAX_STREAMS_PER_USER` closes that user's oldest.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +24,9 @@ pub struct Hub {
 
 struct UserStreams {
     wake: watch::Sender<u64>,
-    /// Each open stream's id and the sender that closes it, oldest first.
-    open: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// Each open stream's id and the sender that closes it, oldest first
+    /// (a few at most: a `Vec` is the smallest for one).
+    open: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 /// One open stream of a user, registered with the hub until dropped.
@@ -60,13 +61,12 @@ impl Hub {
         let mut users = self.users.lock().expect("hub lock");
         let streams = users
             .entry(user.to_owned())
-            .or_insert_with(|| UserStreams { wake: watch::channel(0).0, open: VecDeque::new() });
+            .or_insert_with(|| UserStreams { wake: watch::channel(0).0, open: Vec::with_capacity(1) });
         while streams.open.len() >= self.max_streams_per_user {
-            if let Some((_, oldest)) = streams.open.pop_front() {
-                let _ = oldest.send(());
-            }
+            let (_, oldest) = streams.open.remove(0);
+            let _ = oldest.send(());
         }
-        streams.open.push_back((id, close));
+        streams.open.push((id, close));
         Subscription { wake: streams.wake.subscribe(), replaced, hub: self.clone(), user: user.to_owned(), id }
     }
 

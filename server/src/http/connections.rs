@@ -2,20 +2,21 @@
 //! does its part.
 //!
 //! Every connection takes a slot first: past `MAX_CONNECTIONS`, the next one
-//! waits in the kernel's listen backlog until a slot frees. A waiting
-//! connection costs the process nothing (no descriptor, no task), and is
-//! served in arrival order when a slot frees, which the timeouts below make
-//! happen within seconds; closing it instead would cost an accept and a close
-//! per attempt during a flood, and fail clients that a moment later could
-//! have been served.
+//! waits in the kernel's listen backlog until a slot frees (and past the
+//! backlog, the kernel drops its handshake, which the client retries). A
+//! waiting connection costs the process nothing (no descriptor, no task) and
+//! is served in arrival order once a slot frees, which the timeouts below
+//! bound. Closing it instead would cost an accept and a close per attempt
+//! during a flood, and fail clients that a moment later could have been
+//! served.
 //!
 //! Then the first bytes decide the path: an event-stream request is served
 //! by `streams`, anything else by hyper. On both, the first request head must
-//! be complete `HEADER_READ_TIMEOUT` after the accept. On hyper's, a
+//! be complete `HEADER_READ_TIMEOUT` after the accept, and a write that makes
+//! no progress for `WRITE_TIMEOUT` closes the connection. On hyper's, a
 //! kept-alive connection on which no byte of a new request arrives for
-//! `KEEP_ALIVE_TIMEOUT` after a response is closed, a new head has
-//! `HEADER_READ_TIMEOUT` from its first byte, and a write that makes no
-//! progress for `WRITE_TIMEOUT` closes the connection. hyper's own
+//! `KEEP_ALIVE_TIMEOUT` after a response is closed, and a new head has
+//! `HEADER_READ_TIMEOUT` from its first byte. hyper's own
 //! `header_read_timeout` is off: it starts whenever hyper waits for a head,
 //! so on a kept-alive connection it would be the idle timeout too.
 //!
@@ -96,7 +97,7 @@ pub async fn serve(tcp: TcpListener, app: Router, limits: ConnectionLimits, shut
                 }
             },
         };
-        connections.spawn(connection(socket, slot, app.clone(), limits, shutdown.clone()));
+        connections.spawn(connection(socket, slot, app.clone(), limits, shutdown.clone(), connections.clone()));
     }
     // Connections still in the backlog are refused from here on.
     drop(tcp);
@@ -134,13 +135,15 @@ fn connection_slots(wanted: usize) -> usize {
     wanted
 }
 
-/// One accepted connection, holding its slot until it closes.
+/// One accepted connection, holding its slot until it closes (an event
+/// stream's own task takes the slot over).
 async fn connection(
     socket: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) {
     let accepted = Instant::now();
     let head_deadline = accepted + limits.header_read_timeout;
@@ -150,12 +153,16 @@ async fn connection(
         () = shutdown.cancelled() => return,
     };
     match peeked {
+        // A task of its own, sized for the stream alone: it may stay open for
+        // hours, and thousands of them at once.
         Ok(Ok(n)) if streams::is_stream_request(&start[..n]) => {
-            streams::serve(socket, app, head_deadline, limits, shutdown).await;
+            tasks.spawn(streams::serve(socket, slot, app, head_deadline, limits, shutdown));
         }
-        // Boxed: an idle event stream's task should not carry a hyper connection's size.
         // A request line whose start arrived in pieces is hyper's too, served the usual way.
-        Ok(Ok(1..)) => Box::pin(hyper_connection(socket, app, accepted, limits, shutdown)).await,
+        Ok(Ok(1..)) => {
+            let _slot = slot;
+            Box::pin(hyper_connection(socket, app, accepted, limits, shutdown)).await;
+        }
         // Closed, failed, or silent until the deadline: there is nothing to answer.
         _ => {}
     }

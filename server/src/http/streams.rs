@@ -2,7 +2,7 @@
 //!
 //! A widget keeps its `GET /api/events` stream open for as long as its page
 //! is open, so one server holds thousands of them, nearly all idle. Under
-//! hyper each one keeps a 16 KiB read buffer and an 8 KiB write buffer for its
+//! hyper each one keeps an 8 KiB read buffer and an 8 KiB write buffer for its
 //! whole life. Here a connection whose request line starts `GET /api/events`
 //! is read with a buffer that is dropped once the request head is parsed. The
 //! request goes through the same router as any other, so authentication, CORS
@@ -20,6 +20,7 @@ use axum::http::{Response, StatusCode, Version};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -39,10 +40,12 @@ pub(super) fn is_stream_request(start: &[u8]) -> bool {
 }
 
 /// Serves the event-stream request of `socket`, whose head must be complete
-/// by `head_deadline`. A connection still without a whole head at shutdown
-/// is closed; a stream that runs ends with the shutdown (see `events`).
+/// by `head_deadline`, holding the connection's slot until it closes. A
+/// connection still without a whole head at shutdown is closed; a stream
+/// that runs ends with the shutdown (see `events`).
 pub(super) async fn serve(
     mut socket: TcpStream,
+    _slot: OwnedSemaphorePermit,
     app: Router,
     head_deadline: Instant,
     limits: ConnectionLimits,
