@@ -12,6 +12,7 @@ mod deposits;
 mod proxy;
 mod reconcile;
 mod report;
+mod slow_heads;
 mod sse;
 mod stack;
 mod webhooks;
@@ -134,6 +135,19 @@ fn main() -> anyhow::Result<()> {
         let t = timed("7");
         take(runtime.block_on(widget::tti(&ctx)), &[("7", "widget time to interactive", "≤ 300 ms")]);
         done("7", t);
+    }
+
+    if wanted(8) {
+        let t = timed("8");
+        take(
+            runtime.block_on(slow_heads::run(&ctx)),
+            &[(
+                "8",
+                "slow-head attack: 5000 connections, unfinished heads",
+                "RSS ≤ 20 KiB a connection; /healthz p99 ≤ 5 ms",
+            )],
+        );
+        done("8", t);
     }
 
     println!(

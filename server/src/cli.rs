@@ -110,8 +110,7 @@ pub async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
             let settings = Settings::from_args(*args)?;
-            let listener = tokio::net::TcpListener::bind(settings.bind)
-                .await
+            let listener = crate::http::listen(settings.bind)
                 .with_context(|| format!("BIND: cannot listen on {}", settings.bind))?;
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -225,10 +224,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         pientegra_retry: crate::pientegra::RetryPolicy::default(),
         static_dir: Some(args.static_dir),
         pgm: None,
+        connections: crate::settings::ConnectionLimits::default(),
     };
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let listener = crate::http::listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     println!();
     println!("  Pientegra kit demo is running.");
     println!("  Open:            {site}/");

@@ -58,6 +58,7 @@ pub async fn run_with(
     };
     // After the storage: it applied the migrations, the facade's tables among them.
     let pgm = pgm::Facade::connect(&settings).await?;
+    let limits = settings.connections;
     let state = AppState::new(Shared {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
         tokens: token::TokenKey::new(settings.widget_token_secret.clone()),
@@ -66,20 +67,14 @@ pub async fn run_with(
         pientegra,
         background,
         budget,
-        hub: sse::Hub::default(),
+        hub: sse::Hub::new(limits.max_streams_per_user),
         metrics: Arc::default(),
         shutdown: shutdown.clone(),
         pgm,
     });
     let jobs = jobs::spawn(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
-    let app = http::app(state);
-    // Event streams are served beside hyper, lighter; everything else by hyper.
-    let listener = http::streams::Listener::new(listener, app.clone(), shutdown.clone())?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    http::serve(listener, http::app(state), limits, shutdown.clone()).await;
     shutdown.cancel();
     let mut jobs = jobs;
     while let Some(job) = jobs.join_next().await {

@@ -83,6 +83,24 @@ pub struct ServeArgs {
     /// Secret that signs every shop notification (Pientegra-Kit-Signature; at least 32 bytes)
     #[arg(long, env = "PAYMENT_CALLBACK_SECRET", hide_env_values = true)]
     pub payment_callback_secret: Option<String>,
+    /// Connections served at once, event streams included; more wait in the listen backlog
+    #[arg(long, env = "MAX_CONNECTIONS", hide_env_values = true, default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head, e.g. 10s
+    #[arg(long, env = "HEADER_READ_TIMEOUT", hide_env_values = true, default_value = "10s")]
+    pub header_read_timeout: String,
+    /// A kept-alive connection on which no new request starts for this long is closed
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", hide_env_values = true, default_value = "75s")]
+    pub keep_alive_timeout: String,
+    /// A response write that makes no progress for this long drops the connection
+    #[arg(long, env = "WRITE_TIMEOUT", hide_env_values = true, default_value = "30s")]
+    pub write_timeout: String,
+    /// The largest request head accepted, in bytes (larger gets 431)
+    #[arg(long, env = "MAX_REQUEST_HEAD", hide_env_values = true, default_value_t = ConnectionLimits::default().max_request_head)]
+    pub max_request_head: usize,
+    /// Open event streams per user on one instance; one more closes the user's oldest
+    #[arg(long, env = "MAX_STREAMS_PER_USER", hide_env_values = true, default_value_t = ConnectionLimits::default().max_streams_per_user)]
+    pub max_streams_per_user: usize,
 }
 
 /// Validated settings of a running server.
@@ -109,6 +127,49 @@ pub struct Settings {
     pub static_dir: Option<std::path::PathBuf>,
     /// The PGM facade: its bearer token and the shop's callback URL.
     pub pgm: Option<PgmSettings>,
+    /// Limits on connections, for hyper's and the event streams' alike.
+    pub connections: ConnectionLimits,
+}
+
+/// How many connections the server holds, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; the next waits in the kernel's listen backlog.
+    pub max_connections: usize,
+    /// From accepting a connection, or from the first byte of a later request
+    /// on a kept-alive one, until its request head is complete.
+    pub header_read_timeout: Duration,
+    /// From the end of a response until the first byte of the next request.
+    pub keep_alive_timeout: Duration,
+    /// How long a response write may make no progress (a client that stopped reading).
+    pub write_timeout: Duration,
+    /// The largest request head, in bytes.
+    pub max_request_head: usize,
+    /// Open event streams per user on one instance.
+    pub max_streams_per_user: usize,
+}
+
+impl ConnectionLimits {
+    /// The smallest `max_request_head`: hyper's smallest read buffer.
+    pub const MIN_REQUEST_HEAD: usize = 8 * 1024;
+    /// The largest `max_request_head`.
+    pub const MAX_REQUEST_HEAD: usize = 1024 * 1024;
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            // Above the 10,000 idle streams one instance is sized for (BENCHMARKS.md, figure 2).
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(10),
+            // Longer than the 60 s idle timeout of common load balancers, so they close first.
+            keep_alive_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(30),
+            // Apache's limit per header line; what hyper reads a head into at first.
+            max_request_head: 8 * 1024,
+            max_streams_per_user: 8,
+        }
+    }
 }
 
 /// Settings of the Mia-Platform PGM facade; build them with [`PgmSettings::new`],
@@ -262,6 +323,34 @@ impl Settings {
                 tracing::warn!("{warning}");
             }
         }
+        let timeout = |raw: &str, var: &str| -> anyhow::Result<Duration> {
+            let duration = parse_duration(raw).with_context(|| format!("{var} is not a duration like 10s"))?;
+            if duration.is_zero() {
+                bail!("{var} must be more than 0");
+            }
+            Ok(duration)
+        };
+        let connections = ConnectionLimits {
+            max_connections: match args.max_connections {
+                0 => bail!("MAX_CONNECTIONS must be at least 1"),
+                n => n,
+            },
+            header_read_timeout: timeout(&args.header_read_timeout, "HEADER_READ_TIMEOUT")?,
+            keep_alive_timeout: timeout(&args.keep_alive_timeout, "KEEP_ALIVE_TIMEOUT")?,
+            write_timeout: timeout(&args.write_timeout, "WRITE_TIMEOUT")?,
+            max_request_head: match args.max_request_head {
+                n @ ConnectionLimits::MIN_REQUEST_HEAD..=ConnectionLimits::MAX_REQUEST_HEAD => n,
+                _ => bail!(
+                    "MAX_REQUEST_HEAD must be between {} and {} bytes",
+                    ConnectionLimits::MIN_REQUEST_HEAD,
+                    ConnectionLimits::MAX_REQUEST_HEAD
+                ),
+            },
+            max_streams_per_user: match args.max_streams_per_user {
+                0 => bail!("MAX_STREAMS_PER_USER must be at least 1"),
+                n => n,
+            },
+        };
         Ok(Settings {
             api_base,
             api_key,
@@ -295,6 +384,7 @@ impl Settings {
                 }
                 None => None,
             },
+            connections,
         })
     }
 }
@@ -450,6 +540,12 @@ mod tests {
             pgm_facade_token: None,
             payment_callback_url: None,
             payment_callback_secret: None,
+            max_connections: 16_384,
+            header_read_timeout: "10s".into(),
+            keep_alive_timeout: "75s".into(),
+            write_timeout: "30s".into(),
+            max_request_head: 8_192,
+            max_streams_per_user: 8,
         }
     }
 
@@ -527,5 +623,50 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn settings(extra: &[&str]) -> anyhow::Result<Settings> {
+        use clap::Parser;
+        let required = [
+            "serve",
+            "--api-base=http://127.0.0.1:1/api/v1",
+            "--api-key=k",
+            "--webhook-secret=s",
+            "--widget-token-secret=0123456789abcdef0123456789abcdef",
+        ];
+        Settings::from_args(Serve::try_parse_from(required.iter().chain(extra))?.args)
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_connection_limits_defaults() {
+        assert_eq!(settings(&[]).unwrap().connections, ConnectionLimits::default());
+    }
+
+    #[test]
+    fn connection_limits_out_of_range_name_their_variable() {
+        for (flag, variable) in [
+            ("--max-connections=0", "MAX_CONNECTIONS"),
+            ("--header-read-timeout=0", "HEADER_READ_TIMEOUT"),
+            ("--keep-alive-timeout=soon", "KEEP_ALIVE_TIMEOUT"),
+            ("--write-timeout=0s", "WRITE_TIMEOUT"),
+            ("--max-request-head=4096", "MAX_REQUEST_HEAD"),
+            ("--max-request-head=2000000", "MAX_REQUEST_HEAD"),
+            ("--max-streams-per-user=0", "MAX_STREAMS_PER_USER"),
+        ] {
+            let error = format!("{:#}", settings(&[flag]).unwrap_err());
+            assert!(error.contains(variable), "{flag}: {error}");
+        }
+        let tuned = settings(&["--header-read-timeout=2s", "--keep-alive-timeout=500ms", "--max-request-head=8192"])
+            .unwrap()
+            .connections;
+        assert_eq!(tuned.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(tuned.keep_alive_timeout, Duration::from_millis(500));
+        assert_eq!(tuned.max_request_head, 8192);
     }
 }

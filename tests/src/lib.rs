@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
 use pientegra_server::ledger::BalanceModel;
 use pientegra_server::pientegra::{BudgetSettings, PientegraApi, RetryPolicy};
-use pientegra_server::settings::{PgmSettings, Settings};
+use pientegra_server::settings::{ConnectionLimits, PgmSettings, Settings};
 use pientegra_shared::api;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -248,6 +248,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         pientegra_retry: RetryPolicy::scaled_for_tests(),
         static_dir: options.static_dir.clone(),
         pgm: options.pgm.clone(),
+        connections: ConnectionLimits::default(),
     }
 }
 

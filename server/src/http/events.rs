@@ -8,7 +8,8 @@
 //!
 //! Every event has the user's monotonic sequence number as its `id`; a
 //! reconnect with `Last-Event-ID` replays what was missed from storage, so a
-//! restart of the server loses nothing. Streams end on shutdown.
+//! restart of the server loses nothing. Streams end on shutdown, and when a
+//! newer stream of the same user replaces them (see `sse::Hub::subscribe`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -30,6 +31,10 @@ use crate::storage::balance_event;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_HINT: Duration = Duration::from_secs(2);
+/// The reconnection delay a replaced stream leaves its browser with: pages of
+/// a user beyond the limit take turns slowly instead of replacing each other
+/// every two seconds.
+const REPLACED_RETRY_HINT: Duration = Duration::from_secs(30);
 const BATCH: i64 = 200;
 
 pub fn router() -> Router<AppState> {
@@ -90,7 +95,7 @@ async fn user_stream(
     resume_from: Option<i64>,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>>, AppError> {
     let user_id = user.id().to_owned();
-    let mut wake = state.hub.subscribe(&user_id);
+    let mut subscription = state.hub.subscribe(&user_id);
     // Without Last-Event-ID the stream starts now, opening with the current balance.
     let (mut last, opening) = match resume_from {
         Some(seq) => (seq, None),
@@ -126,12 +131,17 @@ async fn user_stream(
                 }
             }
             let until_expiry = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                changed = wake.changed() => if changed.is_err() { break },
+            let replaced = tokio::select! {
+                changed = subscription.wake.changed() => if changed.is_err() { break } else { false },
+                _ = &mut subscription.replaced => true,
                 () = shutdown.cancelled() => break,
                 // A stream may not outlive its widget token (a ticket's stream ends
                 // with the token it was issued for); the widget reconnects with a fresh one.
                 () = tokio::time::sleep(until_expiry) => break,
+            };
+            if replaced {
+                yield Ok(Event::default().retry(REPLACED_RETRY_HINT).comment("replaced by a newer stream"));
+                break;
             }
         }
     })

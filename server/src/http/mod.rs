@@ -4,8 +4,10 @@
 mod account;
 mod admin;
 pub mod auth;
+mod connections;
 pub mod error;
 mod events;
+mod head;
 mod idempotency;
 mod money;
 pub(crate) use money::submit_withdrawal;
@@ -14,18 +16,20 @@ mod pgm;
 mod session;
 mod site;
 mod stream_ticket;
-pub mod streams;
+mod streams;
 mod webhooks;
+
+pub use connections::{listen, serve};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
+use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::Metrics;
@@ -102,10 +106,10 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(&state.settings))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(site::CSP)))
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            set_security_headers(response.headers_mut());
+            response
+        }))
         .layer(
             // Spans carry the path only: an event stream's query holds its ticket.
             TraceLayer::new_for_http().make_span_with(
@@ -113,6 +117,25 @@ pub fn app(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// The headers every answer carries, whether the router or the event-stream
+/// path wrote it: `(name, value, replace)`. `replace: false` keeps the value a
+/// handler chose (an event stream's `Cache-Control: no-cache`).
+const SECURITY_HEADERS: [(HeaderName, &str, bool); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff", true),
+    (header::REFERRER_POLICY, "no-referrer", true),
+    (header::CACHE_CONTROL, "no-store", false),
+    (header::CONTENT_SECURITY_POLICY, site::CSP, true),
+];
+
+/// Sets [`SECURITY_HEADERS`] on an answer's headers.
+pub(crate) fn set_security_headers(headers: &mut HeaderMap) {
+    for (name, value, replace) in SECURITY_HEADERS {
+        if replace || !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
 }
 
 fn cors(settings: &Settings) -> CorsLayer {
