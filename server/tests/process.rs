@@ -87,14 +87,30 @@ async fn deposit_1500_and_approve(
 }
 
 /// SIGTERM, wait for the exit, and return everything the process printed.
-async fn stop_and_read_logs(child: &mut tokio::process::Child) -> String {
+/// Reads the child's stderr and stdout as they are written: a server logging at
+/// `trace` fills a pipe's 64 KiB buffer in seconds, and a pipe nobody reads
+/// blocks the writing thread (a runtime worker) until it is read, so the
+/// logs are drained from the start, not after the run.
+fn capture_logs(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let (mut stderr, mut stdout) = (child.stderr.take().unwrap(), child.stdout.take().unwrap());
+    tokio::spawn(async move {
+        let (mut err, mut out) = (Vec::new(), Vec::new());
+        let (read_err, read_out) = tokio::join!(stderr.read_to_end(&mut err), stdout.read_to_end(&mut out));
+        read_err.unwrap();
+        read_out.unwrap();
+        err.extend_from_slice(&out);
+        String::from_utf8(err).unwrap()
+    })
+}
+
+/// Stops the child (SIGTERM, then SIGKILL after 10 s) and returns what it logged.
+async fn stop_and_read_logs(child: &mut tokio::process::Child, logs: tokio::task::JoinHandle<String>) -> String {
     let pid = child.id().unwrap().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    logs
+    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        child.kill().await.unwrap();
+    }
+    logs.await.unwrap()
 }
 
 fn free_port() -> u16 {
@@ -345,6 +361,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let logs = capture_logs(&mut child);
     let http = reqwest::Client::new();
     wait_until_up(&http, &base).await;
     http.put(format!("{}/external/site/webhook-config", sandbox.api_base()))
@@ -409,7 +426,7 @@ async fn no_secret_reaches_a_log_line_or_a_response() {
         .await
         .unwrap();
 
-    let logs = stop_and_read_logs(&mut child).await;
+    let logs = stop_and_read_logs(&mut child, logs).await;
     assert!(logs.contains("webhook"), "logs were captured: {}", &logs[..logs.len().min(500)]);
 
     for (name, secret) in [
@@ -483,12 +500,13 @@ async fn a_full_demo_run_logs_no_secret() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let logs = capture_logs(&mut child);
     let http = reqwest::Client::new();
     wait_until_up(&http, &base).await;
     let mut bodies = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     bodies.push_str(&http.get(format!("{sandbox_base}/sandbox/console")).send().await.unwrap().text().await.unwrap());
     let (token, _) = deposit_1500_and_approve(&http, &base, &sandbox_base, "demo", &mut bodies).await;
-    let logs = stop_and_read_logs(&mut child).await;
+    let logs = stop_and_read_logs(&mut child, logs).await;
     assert!(logs.contains("demo is running"), "logs were captured");
     let defaults = Config::default();
     for (name, secret) in [("API key", defaults.api_key.as_str()), ("webhook secret", defaults.webhook_secret.as_str())]
