@@ -124,7 +124,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
          `GET /healthz` on a new connection (`Connection: close`, as a load balancer's health check), timed from \
          connect to the end of the answer. Baseline: VmRSS, and probes as during the attacks for {} s, on the idle \
          server. Each attack: {ATTACKERS} connections opened at once, each sending `GET /healthz HTTP/1.1` (one in ten `GET \
-         /api/events?token=x HTTP/1.1`, the event-stream path) and one header of the given size without the blank \
+         /api/events?ticket=x HTTP/1.1`, the event-stream path) and one header of the given size without the blank \
          line that ends a head, then reading until the server closes the connection. Meanwhile a probe starts \
          every {} ms whether or not the previous one has answered (so a slow answer does not hide the ones behind \
          it), and VmRSS is read every 10 ms; the peak is reported, and RSS a connection = (peak − idle) / \
@@ -204,7 +204,7 @@ struct Timeline {
 async fn attack(server: &ServerProcess, addr: &str, name: &'static str, pad: usize) -> anyhow::Result<AttackOutcome> {
     let padding = "a".repeat(pad);
     let stream_head: Arc<[u8]> =
-        format!("GET /api/events?token=x HTTP/1.1\r\nHost: bench\r\nX-Pad: {padding}").into_bytes().into();
+        format!("GET /api/events?ticket=x HTTP/1.1\r\nHost: bench\r\nX-Pad: {padding}").into_bytes().into();
     let hyper_head: Arc<[u8]> = format!("GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Pad: {padding}").into_bytes().into();
     let timeline = Arc::new(Timeline::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -174,12 +174,13 @@ async fn demo_mode_refuses_a_live_key_or_a_public_address_unless_told_and_then_w
         .env("I_UNDERSTAND_DEMO_MODE_IS_PUBLIC", "true")
         .spawn()
         .unwrap();
+    let logs = capture_logs(&mut child);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_until_up(&http, &base).await;
     let session = http.post(format!("{base}/api/session")).json(&json!({"externalUserId": "u"})).send().await.unwrap();
     assert_eq!(session.status(), 201);
-    let logs = stop_and_read_logs(&mut child).await;
+    let logs = stop_and_read_logs(&mut child, logs).await;
     assert!(logs.contains("WARN") && logs.contains("DEMO MODE IS PUBLIC"), "{logs}");
     assert!(logs.contains("PIENTEGRA_API_KEY") && !logs.contains(live_key), "{logs}");
 }

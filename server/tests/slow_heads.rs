@@ -111,7 +111,7 @@ impl Server {
 fn unfinished_head(i: usize) -> Vec<u8> {
     let (path, pad) = match i % 10 {
         1 | 3 | 5 | 7 | 9 => ("/healthz", 100 * 1024),
-        0 => ("/api/events?token=x", 6 * 1024),
+        0 => ("/api/events?ticket=x", 6 * 1024),
         _ => ("/healthz", 6 * 1024),
     };
     format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Pad: {}", "a".repeat(pad)).into_bytes()

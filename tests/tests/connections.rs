@@ -106,7 +106,8 @@ async fn a_users_ninth_stream_closes_their_first_and_leaves_the_others_open() {
     let token = stack.token("many-tabs").await;
     let other = stack.token("other-user").await;
     // The first by hand, to see how it ends.
-    let request = format!("GET /api/events?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let ticket = pientegra_tests::sse::stream_ticket(&stack.server.url(), &token).await.unwrap();
+    let request = format!("GET /api/events?ticket={ticket} HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut first = TcpStream::connect(stack.server.addr).await.unwrap();
     first.write_all(request.as_bytes()).await.unwrap();
     let mut opening = [0u8; 12];
