@@ -303,13 +303,7 @@ async fn healthz(addr: &str) -> anyhow::Result<Duration> {
 
 /// Both ends of every connection need a descriptor in this process and the server.
 fn budget() -> anyhow::Result<()> {
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1024);
+    let soft = crate::stack::soft_open_file_limit();
     if soft < ATTACKERS + 500 {
         bail!(
             "the soft open-file limit is {soft}; figure 8 needs {}: run through `cargo xtask bench` (it raises the \

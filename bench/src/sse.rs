@@ -229,13 +229,7 @@ async fn open_idle(host: &str, count: usize) -> anyhow::Result<Vec<BufReader<Tcp
 /// How many idle streams the descriptor limit allows (both ends are limited
 /// by the soft RLIMIT_NOFILE the bench and its server child share).
 fn idle_budget() -> anyhow::Result<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1024);
+    let soft = crate::stack::soft_open_file_limit();
     if soft < IDLE + 500 {
         eprintln!(
             "bench: the soft open-file limit is {soft}; figure 2/3 need {}: run through `cargo xtask bench` \

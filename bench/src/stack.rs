@@ -284,3 +284,18 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     if values.is_empty() { f64::NAN } else { values[values.len() / 2] }
 }
+
+/// The soft limit on open files (`RLIMIT_NOFILE`) of this process, which the
+/// bench's server children inherit; 1024 when it cannot be read.
+pub fn soft_open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .unwrap_or(1024)
+}
