@@ -78,12 +78,8 @@ pub struct ReconcileArgs {
     pub api_key: String,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "sqlite://pientegra.db")]
     pub database_url: String,
-    /// Calls to Pientegra per minute (on PostgreSQL, shared with the running servers)
-    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", hide_env_values = true, default_value = "45")]
-    pub calls_per_minute: u32,
-    /// Calls to Pientegra that may go at once after a quiet spell
-    #[arg(long, env = "PIENTEGRA_CALL_BURST", hide_env_values = true, default_value = "5")]
-    pub call_burst: u32,
+    #[command(flatten)]
+    pub budget: crate::settings::BudgetArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,10 +150,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("--format must be table or json, not {other}"),
     };
     let storage = crate::storage::connect(&args.database_url).await?;
-    let budget = crate::pientegra::BudgetSettings { per_minute: args.calls_per_minute, burst: args.call_burst };
-    if budget.per_minute == 0 || budget.burst == 0 {
-        anyhow::bail!("PIENTEGRA_CALLS_PER_MINUTE and PIENTEGRA_CALL_BURST must be at least 1");
-    }
+    let budget = args.budget.settings()?;
     // A reconciliation is background work: it yields to the servers' creates and lookups.
     let budget = crate::pientegra::CallBudget::connect(budget, &args.database_url, CancellationToken::new()).await?;
     let client = crate::pientegra::HttpClient::new(

@@ -65,12 +65,8 @@ pub struct ServeArgs {
     /// Money-moving requests allowed per user per minute
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", hide_env_values = true, default_value = "30")]
     pub rate_limit_per_minute: u32,
-    /// Calls to Pientegra per minute, shared by every instance on one database (keep it plus the burst under your key's limit)
-    #[arg(long, env = "PIENTEGRA_CALLS_PER_MINUTE", hide_env_values = true, default_value = "45")]
-    pub pientegra_calls_per_minute: u32,
-    /// Calls to Pientegra that may go at once after a quiet spell
-    #[arg(long, env = "PIENTEGRA_CALL_BURST", hide_env_values = true, default_value = "5")]
-    pub pientegra_call_burst: u32,
+    #[command(flatten)]
+    pub pientegra_budget: BudgetArgs,
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR", hide_env_values = true)]
     pub static_dir: Option<std::path::PathBuf>,
@@ -101,6 +97,32 @@ pub struct ServeArgs {
     /// Open event streams per user on one instance; one more closes the user's oldest
     #[arg(long, env = "MAX_STREAMS_PER_USER", hide_env_values = true, default_value_t = ConnectionLimits::default().max_streams_per_user)]
     pub max_streams_per_user: usize,
+}
+
+/// The Pientegra call budget's flags, shared by `serve` and `reconcile`.
+#[derive(Args, Clone, Debug)]
+pub struct BudgetArgs {
+    /// Calls to Pientegra per minute, shared by every instance on one database (keep it plus the burst under your key's limit)
+    #[arg(
+        long = "pientegra-calls-per-minute",
+        env = "PIENTEGRA_CALLS_PER_MINUTE",
+        hide_env_values = true,
+        default_value = "45"
+    )]
+    pub calls_per_minute: u32,
+    /// Calls to Pientegra that may go at once after a quiet spell
+    #[arg(long = "pientegra-call-burst", env = "PIENTEGRA_CALL_BURST", hide_env_values = true, default_value = "5")]
+    pub call_burst: u32,
+}
+
+impl BudgetArgs {
+    /// The budget, refused when either number is 0.
+    pub fn settings(&self) -> anyhow::Result<BudgetSettings> {
+        if self.calls_per_minute == 0 || self.call_burst == 0 {
+            bail!("PIENTEGRA_CALLS_PER_MINUTE and PIENTEGRA_CALL_BURST must be at least 1");
+        }
+        Ok(BudgetSettings { per_minute: self.calls_per_minute, burst: self.call_burst })
+    }
 }
 
 /// Validated settings of a running server.
@@ -304,9 +326,7 @@ impl Settings {
             .map_err(|_| anyhow::anyhow!("BALANCE_MODEL must be pre-reserve or final-debit"))?;
         let reconcile_interval =
             parse_duration(&args.reconcile_interval).context("RECONCILE_INTERVAL is not a duration like 1h or 15m")?;
-        if args.pientegra_calls_per_minute == 0 || args.pientegra_call_burst == 0 {
-            bail!("PIENTEGRA_CALLS_PER_MINUTE and PIENTEGRA_CALL_BURST must be at least 1");
-        }
+        let pientegra_budget = args.pientegra_budget.settings()?;
         if !(args.database_url.starts_with("sqlite:") || args.database_url.starts_with("postgres")) {
             bail!("DATABASE_URL must start with sqlite: or postgres://");
         }
@@ -365,10 +385,7 @@ impl Settings {
             admin_token,
             demo: args.demo,
             rate_limit_per_minute: args.rate_limit_per_minute.max(1),
-            pientegra_budget: BudgetSettings {
-                per_minute: args.pientegra_calls_per_minute,
-                burst: args.pientegra_call_burst,
-            },
+            pientegra_budget,
             pientegra_retry: RetryPolicy::default(),
             static_dir: args.static_dir,
             pgm: match args.pgm_facade_token.filter(|t| !t.trim().is_empty()) {
@@ -534,8 +551,7 @@ mod tests {
             demo: false,
             demo_allow_public: false,
             rate_limit_per_minute: 30,
-            pientegra_calls_per_minute: 45,
-            pientegra_call_burst: 5,
+            pientegra_budget: BudgetArgs { calls_per_minute: 45, call_burst: 5 },
             static_dir: None,
             pgm_facade_token: None,
             payment_callback_url: None,
