@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::{Options, Stack};
@@ -29,7 +29,8 @@ pub fn output_dir() -> PathBuf {
 /// Whether the browser tests can run here; with `CI=true` a missing piece fails instead.
 pub fn available() -> bool {
     let missing: Vec<&str> = [
-        (!dist().join("index.html").exists()).then_some("the built widget (cargo xtask widget)"),
+        (!dist().join("index.html").exists()).then_some("the built demo page (cargo xtask widget)"),
+        (!widget_dist().join("pientegra.js").exists()).then_some("the partner bundle (cargo xtask widget)"),
         (!std::path::Path::new("/usr/bin/chromium").exists()).then_some("/usr/bin/chromium"),
         (which("chromedriver").is_none()).then_some("chromedriver"),
     ]
@@ -148,4 +149,84 @@ impl Browser {
 /// A stack serving the built demo page.
 pub async fn demo_stack() -> Stack {
     Stack::with(Options { static_dir: Some(dist()), ..Options::default() }).await
+}
+
+/// A JS condition: the `data-testid` element's `data-status` is `status`.
+pub fn status_is(testid: &str, status: &str) -> String {
+    format!("(document.querySelector('[data-testid={testid}]') || {{}}).dataset?.status === '{status}'")
+}
+
+/// A JS condition: the `data-testid` element's text contains `text`.
+pub fn text_contains(testid: &str, text: &str) -> String {
+    format!("(document.querySelector('[data-testid={testid}]') || {{}}).textContent?.includes('{text}')")
+}
+
+/// The newest record of `user` in the sandbox (`intents` or `withdrawals`).
+pub async fn newest(stack: &Stack, list: &str, user: &str) -> Value {
+    for _ in 0..200 {
+        let state = stack.sandbox_state().await;
+        if let Some(found) = state[list].as_array().unwrap().iter().find(|r| r["externalUserId"] == user) {
+            return found.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {list} for {user} at the sandbox")
+}
+
+/// Replaces the text of the `data-testid` field.
+pub async fn type_into(browser: &Browser, testid: &str, text: &str) {
+    let field = browser.find(&format!("[data-testid={testid}]")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Clicks deposit, follows the popup to the hosted page, checks it and confirms.
+pub async fn deposit_through_popup(browser: &Browser, amount_typed: &str, amount_shown: &str) {
+    let main = browser.client.window().await.unwrap();
+    type_into(browser, "deposit-amount", amount_typed).await;
+    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
+    let mut popup = None;
+    for _ in 0..200 {
+        let windows = browser.client.windows().await.unwrap();
+        if let Some(other) = windows.into_iter().find(|w| *w != main) {
+            popup = Some(other);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let popup = popup.expect("the popup opened");
+    browser.client.switch_to_window(popup).await.unwrap();
+    browser
+        .until("the hosted page", "location.pathname.startsWith('/d/') && document.getElementById('confirm')")
+        .await
+        .unwrap();
+    // The opener was cut before navigation.
+    let opener = browser.client.execute("return window.opener === null;", vec![]).await.unwrap();
+    assert_eq!(opener, json!(true));
+    let shown = browser.client.find(Locator::Css("#amount")).await.unwrap().text().await.unwrap();
+    assert!(shown.contains(amount_shown), "hosted page shows {shown}");
+    let reference = browser.client.find(Locator::Css("#reference")).await.unwrap().text().await.unwrap();
+    assert!(!reference.trim().is_empty());
+    browser.screenshot("popup-hosted-page").await.unwrap();
+    browser.client.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
+    browser
+        .until("submitted state", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'")
+        .await
+        .unwrap();
+    browser.client.close_window().await.unwrap();
+    browser.client.switch_to_window(main).await.unwrap();
+}
+
+/// Where the partner bundle is (`cargo xtask test` builds it and sets `PIENTEGRA_WIDGET_DIST`).
+pub fn widget_dist() -> PathBuf {
+    std::env::var("PIENTEGRA_WIDGET_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist-widget"))
+}
+
+impl Browser {
+    /// The text of the element matching `css`.
+    pub async fn text_of(&self, css: &str) -> String {
+        self.find(css).await.expect("element").text().await.expect("text")
+    }
 }

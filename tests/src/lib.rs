@@ -4,6 +4,7 @@
 //! clients for the widget API, the sandbox controls and the SSE stream.
 
 pub mod browser;
+pub mod partner;
 pub mod sse;
 
 use std::net::SocketAddr;

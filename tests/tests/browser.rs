@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use pientegra_tests::Stack;
-use pientegra_tests::browser::{Browser, available, demo_stack};
+use pientegra_tests::browser::{
+    Browser, available, demo_stack, deposit_through_popup, newest, status_is, text_contains, type_into,
+};
 use serde_json::{Value, json};
 
 const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
@@ -20,72 +22,9 @@ const LINK_LIVE: &str = "document.querySelector('[data-testid=link-state]')?.dat
 const APPROVAL_LOGGED: &str = "Array.from(document.querySelectorAll('[data-testid=event-item][data-event=\"deposit.updated\"]'))\
                                .some(e => e.textContent.includes('Onaylandı'))";
 
-fn status_is(testid: &str, status: &str) -> String {
-    format!("(document.querySelector('[data-testid={testid}]') || {{}}).dataset?.status === '{status}'")
-}
-
-fn text_contains(testid: &str, text: &str) -> String {
-    format!("(document.querySelector('[data-testid={testid}]') || {{}}).textContent?.includes('{text}')")
-}
-
-/// The newest record of `user` in the sandbox (`intents` or `withdrawals`).
-async fn newest(stack: &Stack, list: &str, user: &str) -> Value {
-    for _ in 0..200 {
-        let state = stack.sandbox_state().await;
-        if let Some(found) = state[list].as_array().unwrap().iter().find(|r| r["externalUserId"] == user) {
-            return found.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {list} for {user} at the sandbox")
-}
-
 async fn open_demo(browser: &Browser, stack: &Stack, query: &str) {
     browser.client.goto(&format!("{}/?{query}", stack.server.url())).await.unwrap();
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
-}
-
-async fn type_into(browser: &Browser, testid: &str, text: &str) {
-    let field = browser.find(&format!("[data-testid={testid}]")).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(text).await.unwrap();
-}
-
-/// Clicks deposit, follows the popup to the hosted page, checks it and confirms.
-async fn deposit_through_popup(browser: &Browser, amount_typed: &str, amount_shown: &str) {
-    let main = browser.client.window().await.unwrap();
-    type_into(browser, "deposit-amount", amount_typed).await;
-    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
-    let mut popup = None;
-    for _ in 0..200 {
-        let windows = browser.client.windows().await.unwrap();
-        if let Some(other) = windows.into_iter().find(|w| *w != main) {
-            popup = Some(other);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let popup = popup.expect("the popup opened");
-    browser.client.switch_to_window(popup).await.unwrap();
-    browser
-        .until("the hosted page", "location.pathname.startsWith('/d/') && document.getElementById('confirm')")
-        .await
-        .unwrap();
-    // The opener was cut before navigation.
-    let opener = browser.client.execute("return window.opener === null;", vec![]).await.unwrap();
-    assert_eq!(opener, json!(true));
-    let shown = browser.client.find(Locator::Css("#amount")).await.unwrap().text().await.unwrap();
-    assert!(shown.contains(amount_shown), "hosted page shows {shown}");
-    let reference = browser.client.find(Locator::Css("#reference")).await.unwrap().text().await.unwrap();
-    assert!(!reference.trim().is_empty());
-    browser.screenshot("popup-hosted-page").await.unwrap();
-    browser.client.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
-    browser
-        .until("submitted state", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'")
-        .await
-        .unwrap();
-    browser.client.close_window().await.unwrap();
-    browser.client.switch_to_window(main).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

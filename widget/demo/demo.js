@@ -1,14 +1,13 @@
-// The demo wallet page: boots the widget module and plays a partner site.
+// The demo wallet page: plays a partner site that embeds the widget the way
+// partners do, through the loader the companion server serves at /widget/v1/.
 //
-// Loaded by Trunk's `pattern_script` (see Trunk.toml) as a same-origin module,
-// so the page needs no inline script. Query parameters preselect the demo:
+// A same-origin module (see Trunk.toml), so the page needs no inline script.
+// Query parameters preselect the demo:
 //   ?user=ayse&locale=en&mode=redirect&theme=dark&endpoint=http://127.0.0.1:8080
 
-const boot = document.querySelector("script[data-pk-js]");
-const widget = await import(boot.dataset.pkJs);
-const wasm = await widget.default({ module_or_path: boot.dataset.pkWasm });
-window.wasmBindings = widget;
-dispatchEvent(new CustomEvent("TrunkApplicationStarted", { detail: { wasm } }));
+const params = new URLSearchParams(location.search);
+const endpoint = (params.get("endpoint") || location.origin).replace(/\/+$/, "");
+const widget = await import(`${endpoint}/widget/v1/pientegra.js`);
 
 const TEXT = {
   tr: {
@@ -39,14 +38,13 @@ const TEXT = {
   },
 };
 
-const params = new URLSearchParams(location.search);
 const stored = (name) => sessionStorage.getItem(`pientegra-demo:${name}`);
 const pick = (value, allowed, fallback) => (allowed.includes(value) ? value : fallback);
 const state = {
-  endpoint: (params.get("endpoint") || location.origin).replace(/\/+$/, ""),
+  endpoint,
   user: params.get("user") || stored("user"),
   locale: pick(params.get("locale") || stored("locale"), ["tr", "en"], "tr"),
-  mode: pick(params.get("mode") || stored("mode"), ["popup", "redirect", "auto"], "popup"),
+  mode: pick(params.get("mode") || stored("mode"), ["popup", "redirect", "auto", "iframe"], "popup"),
   theme: pick(params.get("theme") || stored("theme"), ["light", "dark", "auto"], "light"),
   token: null,
 };
@@ -86,11 +84,7 @@ function remember() {
 
 /// (Re)mounts every widget for the current user, locale, mode and theme.
 function render() {
-  while (mounted.length) {
-    const handle = mounted.pop();
-    handle.unmount();
-    handle.free();
-  }
+  while (mounted.length) mounted.pop().unmount();
   const options = {
     endpoint: state.endpoint,
     token: state.token,
@@ -100,11 +94,12 @@ function render() {
   };
   for (const id of ["deposit", "withdrawal"]) {
     const element = $(id);
-    element.removeAttribute("token"); // unmounts; set last so it mounts once
-    for (const name of ["endpoint", "locale", "mode", "theme"]) {
-      element.setAttribute(name, options[name]);
+    // Hidden until signed in: without a token the element says it has none.
+    element.hidden = !state.token;
+    for (const name of ["endpoint", "locale", "mode", "theme", "token"]) {
+      if (options[name]) element.setAttribute(name, options[name]);
+      else element.removeAttribute(name);
     }
-    if (state.token) element.setAttribute("token", state.token);
   }
   if (!state.token) return;
   mounted.push(widget.mountBalance($("balance"), options));

@@ -7,7 +7,8 @@
 //! deposit or a withdrawal carries an `Idempotency-Key` made before the first
 //! attempt; every retry reuses it, so a retry can never create a second one.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, Weak};
 
 use js_sys::{Array, JSON, Object, Reflect};
 use pientegra_shared::Amount;
@@ -31,18 +32,42 @@ const FIRST_RETRY_DELAY_MS: i32 = 600;
 
 /// Where the companion server is and who the user is.
 ///
+/// Every client of one server and token on the page shares one token cell,
+/// so a fresh token handed to any widget ([`Client::set_token`]) is the one
+/// all of them (and their shared event stream) use from then on. Two clients
+/// are equal when they share that cell.
+///
 /// `Debug` leaves the token out: it is short-lived, but it is still a
 /// credential and has no business in a console log.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Client {
     endpoint: Arc<str>,
-    token: Arc<str>,
+    token: TokenCell,
+}
+
+/// One token shared by clients. A `Mutex` only because Leptos cleanups must
+/// be `Send`: the page has one thread.
+type TokenCell = Arc<Mutex<Arc<str>>>;
+type TokenRef = Weak<Mutex<Arc<str>>>;
+
+impl PartialEq for Client {
+    fn eq(&self, other: &Client) -> bool {
+        self.endpoint == other.endpoint && Arc::ptr_eq(&self.token, &other.token)
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("endpoint", &self.endpoint).field("token", &"[redacted]").finish()
     }
+}
+
+impl Eq for Client {}
+
+thread_local! {
+    /// The token cells in use on the page, by server: how a widget mounted
+    /// with a token another widget already holds joins its cell.
+    static TOKENS: RefCell<Vec<(Arc<str>, TokenRef)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why a call did not give the record it asked for.
@@ -97,7 +122,24 @@ impl ApiFailure {
 impl Client {
     /// `endpoint` is the server's origin (a trailing slash is tolerated).
     pub fn new(endpoint: &str, token: &str) -> Client {
-        Client { endpoint: endpoint.trim_end_matches('/').into(), token: token.into() }
+        let endpoint: Arc<str> = endpoint.trim_end_matches('/').into();
+        let token = TOKENS.with_borrow_mut(|cells| {
+            cells.retain(|(_, cell)| cell.strong_count() > 0);
+            let shared = cells.iter().filter(|(e, _)| *e == endpoint).filter_map(|(_, cell)| cell.upgrade());
+            let found = shared.into_iter().find(|cell| &**lock(cell) == token);
+            found.unwrap_or_else(|| {
+                let cell = Arc::new(Mutex::new(Arc::from(token)));
+                cells.push((endpoint.clone(), Arc::downgrade(&cell)));
+                cell
+            })
+        });
+        Client { endpoint, token }
+    }
+
+    /// Replaces the token of every widget sharing this client's (a fresh
+    /// token for the same user: nothing else changes).
+    pub fn set_token(&self, token: &str) {
+        *lock(&self.token) = token.into();
     }
 
     /// `POST /api/stream-ticket`: what opens the SSE stream in the next minute.
@@ -133,10 +175,11 @@ impl Client {
         read(self.send("GET", &format!("/api/withdrawals/{withdrawal_id}"), None, None).await, Withdrawal::read)
     }
 
-    /// `POST /api/deposits`, retried with the same key while the failure is transient.
-    pub async fn create_deposit(&self, amount: Amount, key: &str) -> Result<Deposit, ApiFailure> {
+    /// `POST /api/deposits`, retried with the same key while the failure is
+    /// transient: the deposit, and whether its hosted page may be framed here.
+    pub async fn create_deposit(&self, amount: Amount, key: &str) -> Result<(Deposit, Framing), ApiFailure> {
         let body = json_body(&[("amount", &amount.to_string())]);
-        read(self.create("/api/deposits", &body, key).await, Deposit::read)
+        read(self.create("/api/deposits", &body, key).await, |json| Some((Deposit::read(json)?, Framing::read(json))))
     }
 
     /// `POST /api/withdrawals`, retried with the same key while the failure is transient.
@@ -192,7 +235,8 @@ impl Client {
     ) -> Result<(u16, String), JsValue> {
         let headers = Headers::new()?;
         headers.set("Accept", "application/json")?;
-        headers.set("Authorization", &format!("Bearer {}", self.token))?;
+        let token = lock(&self.token).clone();
+        headers.set("Authorization", &format!("Bearer {token}"))?;
         if let Some(key) = idempotency_key {
             headers.set("Idempotency-Key", key)?;
         }
@@ -210,6 +254,11 @@ impl Client {
         let text = JsFuture::from(response.text()?).await?.as_string().unwrap_or_default();
         Ok((response.status(), text))
     }
+}
+
+/// The token in a cell; a poisoned lock (a panic elsewhere) still holds a token.
+fn lock(cell: &Mutex<Arc<str>>) -> std::sync::MutexGuard<'_, Arc<str>> {
+    cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A successful answer: its status and its JSON object.
@@ -262,6 +311,25 @@ pub struct Deposit {
     pub rejected_reason: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// Whether the hosted deposit page may be shown in an iframe on this page,
+/// as the server found out from the page's own headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub allowed: bool,
+    /// Why not: `frame_ancestors`, `x_frame_options` or `unknown`.
+    pub reason: Option<String>,
+}
+
+impl Framing {
+    /// The deposit answer's `framing`; a server that does not say is taken as "not allowed".
+    fn read(json: &Json) -> Framing {
+        let framing = json.object("framing");
+        let allowed = framing.as_ref().is_some_and(|f| f.field("allowed").as_bool() == Some(true));
+        let reason = framing.as_ref().and_then(|f| f.string("reason"));
+        Framing { allowed, reason: if allowed { None } else { reason.or_else(|| Some("unknown".to_owned())) } }
+    }
 }
 
 /// A withdrawal as the user sees it.

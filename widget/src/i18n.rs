@@ -87,6 +87,10 @@ pub enum Text {
     LinkConnecting,
     LinkLive,
     LinkPolling,
+    Close,
+    FrameForbidden,
+    FrameUnknown,
+    OpenedInWindow,
 }
 
 impl Text {
@@ -196,6 +200,16 @@ impl Text {
             LinkConnecting => ("bağlanıyor…", "connecting…"),
             LinkLive => ("canlı", "live"),
             LinkPolling => ("aralıklı yenileme", "polling"),
+            Close => ("Kapat", "Close"),
+            FrameForbidden => (
+                "Ödeme sayfası bu sayfanın içinde gösterilemiyor: kendi güvenlik ayarları buna izin vermiyor.",
+                "The payment page cannot be shown inside this page: its own security settings forbid it.",
+            ),
+            FrameUnknown => (
+                "Ödeme sayfasının bu sayfanın içinde gösterilip gösterilemeyeceği anlaşılamadı.",
+                "Whether the payment page may be shown inside this page could not be checked.",
+            ),
+            OpenedInWindow => ("Ödeme sayfası yeni bir pencerede açıldı.", "The payment page opened in a new window."),
         }
     }
 }

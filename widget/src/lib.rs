@@ -1,24 +1,25 @@
 //! The Pientegra deposit and withdrawal widget (Leptos, wasm32).
 //!
-//! Embedding, from JavaScript:
+//! Partner pages load it through the loader `pientegra.js` (`widget/loader/`),
+//! which initialises this module and defines the `<pientegra-deposit>` and
+//! `<pientegra-withdrawal>` elements over the mount functions below:
 //!
 //! ```js
-//! import init, { mountDeposit, mountWithdrawal } from "./pientegra-widget.js";
-//! await init();
 //! const handle = mountDeposit(element, { endpoint, token, locale: "tr", mode: "popup", theme: "light" });
+//! handle.setToken(freshToken); // same user, state kept
 //! handle.unmount();
 //! ```
 //!
-//! or as custom elements, defined when the module starts:
-//! `<pientegra-deposit endpoint="…" token="…" locale="en" mode="auto"></pientegra-deposit>`
-//! and `<pientegra-withdrawal …>`. Every widget of one user on a page shares a
-//! single SSE connection. The widget holds no secret: only the widget token.
+//! Every widget of one user on a page shares a single SSE connection. The
+//! widget holds no secret: only the widget token. What it learns reaches the
+//! page as DOM events ([`host_events`]).
 
 mod api;
 mod browser;
 mod components;
 mod feed;
 mod hooks;
+mod host_events;
 mod i18n;
 mod options;
 
@@ -29,6 +30,7 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
+use api::Client;
 use components::{Activity, BalanceCard, DepositWidget, EventLog, WithdrawalForm};
 use options::Options;
 
@@ -37,6 +39,7 @@ use options::Options;
 #[wasm_bindgen]
 pub struct Mounted {
     handle: Option<Box<dyn Any>>,
+    client: Client,
 }
 
 #[wasm_bindgen]
@@ -45,6 +48,20 @@ impl Mounted {
     pub fn unmount(&mut self) {
         self.handle.take();
     }
+
+    /// Hands the widget (and every widget sharing its token) a fresh token
+    /// for the same user, keeping what they show and do. A stream stopped
+    /// because the server refused the old token starts again.
+    #[wasm_bindgen(js_name = setToken)]
+    pub fn set_token(&self, token: &str) -> Result<(), JsValue> {
+        let token = token.trim();
+        if !options::is_well_formed_token(token) {
+            return Err(options::refusal("token_malformed", "the token is not a widget token (three base64url parts)"));
+        }
+        self.client.set_token(token);
+        hooks::token_changed(&self.client);
+        Ok(())
+    }
 }
 
 fn mount<V: IntoView + 'static>(
@@ -52,9 +69,10 @@ fn mount<V: IntoView + 'static>(
     options: &JsValue,
     widget: impl FnOnce(Options) -> V + 'static,
 ) -> Result<Mounted, JsValue> {
-    let options = Options::from_js(options)?;
+    let options = Options::from_js(options, element.clone())?;
+    let client = options.client.clone();
     let handle = mount_to(element, move || widget(options));
-    Ok(Mounted { handle: Some(Box::new(handle)) })
+    Ok(Mounted { handle: Some(Box::new(handle)), client })
 }
 
 /// Mounts the deposit widget into `element`.
@@ -85,50 +103,4 @@ pub fn mount_activity(element: HtmlElement, options: JsValue) -> Result<Mounted,
 #[wasm_bindgen(js_name = mountEventLog)]
 pub fn mount_event_log(element: HtmlElement, options: JsValue) -> Result<Mounted, JsValue> {
     mount(element, &options, |options| view! { <EventLog options/> })
-}
-
-#[wasm_bindgen(inline_js = r#"
-const ATTRIBUTES = ["endpoint", "token", "locale", "mode", "theme"];
-export function definePientegraElements(mount) {
-  const define = (tag, kind) => {
-    if (customElements.get(tag)) return;
-    customElements.define(tag, class extends HTMLElement {
-      static get observedAttributes() { return ATTRIBUTES; }
-      connectedCallback() { this._render(); }
-      disconnectedCallback() { this._drop(); }
-      attributeChangedCallback() { if (this.isConnected) this._render(); }
-      _render() {
-        this._drop();
-        const options = {};
-        for (const name of ATTRIBUTES) {
-          const value = this.getAttribute(name);
-          if (value !== null) options[name] = value;
-        }
-        if (!options.token) return; // mounted once the page sets a token
-        this._handle = mount(kind, this, options);
-      }
-      _drop() {
-        if (this._handle) { this._handle.unmount(); this._handle.free(); this._handle = null; }
-      }
-    });
-  };
-  define("pientegra-deposit", "deposit");
-  define("pientegra-withdrawal", "withdrawal");
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = definePientegraElements)]
-    fn define_pientegra_elements(mount: &JsValue);
-}
-
-/// Runs when the module is initialised: defines the custom elements.
-#[wasm_bindgen(start)]
-pub fn start() {
-    let mount = Closure::<dyn Fn(String, HtmlElement, JsValue) -> Result<Mounted, JsValue>>::new(
-        |kind: String, element: HtmlElement, options: JsValue| match kind.as_str() {
-            "withdrawal" => mount_withdrawal(element, options),
-            _ => mount_deposit(element, options),
-        },
-    );
-    define_pientegra_elements(&mount.into_js_value());
 }

@@ -1,9 +1,12 @@
 //! The embedding options, `{endpoint, token, locale, mode, theme}`, read once
-//! from the JavaScript object handed to a mount function.
+//! from the JavaScript object handed to a mount function. A value the widget
+//! does not know is refused with a message naming it (and a stable `code` on
+//! the thrown error), never guessed at: the loader shows it in the element.
 
 use js_sys::Reflect;
 use pientegra_shared::Locale;
 use wasm_bindgen::JsValue;
+use web_sys::HtmlElement;
 
 use crate::api::Client;
 
@@ -18,6 +21,9 @@ pub enum OpenMode {
     Redirect,
     /// A popup, silently falling back to a redirect when it is blocked.
     Auto,
+    /// An in-page modal holding the hosted page in an iframe, where the hosted
+    /// page lets this page frame it; a popup where it does not.
+    Iframe,
 }
 
 impl OpenMode {
@@ -26,6 +32,7 @@ impl OpenMode {
             "popup" => Some(OpenMode::Popup),
             "redirect" => Some(OpenMode::Redirect),
             "auto" => Some(OpenMode::Auto),
+            "iframe" => Some(OpenMode::Iframe),
             _ => None,
         }
     }
@@ -46,7 +53,7 @@ impl Theme {
         match s.trim().to_ascii_lowercase().as_str() {
             "light" => Some(Theme::Light),
             "dark" => Some(Theme::Dark),
-            "auto" | "system" => Some(Theme::Auto),
+            "auto" => Some(Theme::Auto),
             _ => None,
         }
     }
@@ -69,27 +76,58 @@ pub struct Options {
     pub locale: Locale,
     pub mode: OpenMode,
     pub theme: Theme,
+    /// The element the widget is mounted in: where its events are dispatched.
+    pub host: HtmlElement,
 }
 
 impl Options {
     /// Reads the options object. `token` is required; `endpoint` defaults to
     /// the page's origin, `locale` to the page's `<html lang>` (else Turkish),
-    /// `mode` to `popup` and `theme` to `light`. Unknown values fall back to
-    /// the defaults rather than failing, so a typo never breaks a payment page.
-    pub fn from_js(value: &JsValue) -> Result<Options, JsValue> {
-        let token =
-            string_field(value, "token").ok_or_else(|| js_sys::Error::new("pientegra: options.token is required"))?;
+    /// `mode` to `popup` and `theme` to `light`.
+    pub fn from_js(value: &JsValue, host: HtmlElement) -> Result<Options, JsValue> {
+        let token = string_field(value, "token")
+            .ok_or_else(|| refusal("token_missing", "the token is missing: set the `token` attribute or option"))?;
+        if !is_well_formed_token(&token) {
+            return Err(refusal("token_malformed", "the token is not a widget token (three base64url parts)"));
+        }
         let endpoint = string_field(value, "endpoint")
             .or_else(|| leptos::prelude::window().location().origin().ok())
             .unwrap_or_default();
-        let locale = string_field(value, "locale")
-            .and_then(|tag| Locale::from_tag(&tag))
-            .or_else(page_locale)
-            .unwrap_or_default();
-        let mode = string_field(value, "mode").and_then(|s| OpenMode::parse(&s)).unwrap_or_default();
-        let theme = string_field(value, "theme").and_then(|s| Theme::parse(&s)).unwrap_or_default();
-        Ok(Options { client: Client::new(&endpoint, &token), locale, mode, theme })
+        let locale = match string_field(value, "locale") {
+            Some(tag) => Locale::from_tag(&tag).ok_or_else(|| unknown("locale", &tag, "tr, en"))?,
+            None => page_locale().unwrap_or_default(),
+        };
+        let mode = choice(value, "mode", OpenMode::parse, "popup, redirect, auto, iframe")?;
+        let theme = choice(value, "theme", Theme::parse, "light, dark, auto")?;
+        Ok(Options { client: Client::new(&endpoint, &token), locale, mode, theme, host })
     }
+}
+
+/// Whether `token` has the shape of a widget token: three non-empty base64url
+/// parts separated by dots. Only the server can tell whether it is valid.
+pub fn is_well_formed_token(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// An optional option with a fixed set of values: the default when absent, a refusal when unknown.
+fn choice<T: Default>(value: &JsValue, name: &str, parse: fn(&str) -> Option<T>, known: &str) -> Result<T, JsValue> {
+    match string_field(value, name) {
+        Some(given) => parse(&given).ok_or_else(|| unknown(name, &given, known)),
+        None => Ok(T::default()),
+    }
+}
+
+fn unknown(name: &str, given: &str, known: &str) -> JsValue {
+    refusal("invalid_option", &format!("unknown {name} \"{given}\" (known: {known})"))
+}
+
+/// A thrown `Error` whose message says what is wrong and whose `code` is stable.
+pub fn refusal(code: &str, message: &str) -> JsValue {
+    let error = js_sys::Error::new(&format!("pientegra: {message}"));
+    let _ = Reflect::set(&error, &JsValue::from_str("code"), &JsValue::from_str(code));
+    error.into()
 }
 
 /// A non-empty string property of a JS object.

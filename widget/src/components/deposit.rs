@@ -3,17 +3,20 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use pientegra_shared::api::codes;
 use pientegra_shared::status::IntentStatus;
 use pientegra_shared::{Amount, Locale};
 use web_sys::Window;
 
 use super::amount_field::AmountField;
 use super::deposit_status::{DepositStatus, Offer, Panel};
-use super::{amount_problem, balance_text, check_amount, load_problem, unique_id, yes_no};
-use crate::browser;
+use super::hosted_page::{HostedPageModal, Modal};
+use super::{amount_problem, balance_text, check_amount, load_problem, tell_host_about_account, unique_id, yes_no};
+use crate::api::Framing;
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, api_error, t, tf};
+use crate::i18n::{Text as T, amount_error, api_error, t, tf};
 use crate::options::{OpenMode, Options};
+use crate::{browser, host_events};
 
 /// Preset amounts, in lira.
 const PRESETS: [u64; 4] = [100, 250, 500, 1_000];
@@ -26,13 +29,16 @@ enum Target {
     ThisTab,
     /// The popup was blocked; wait for "continue in this tab".
     Blocked,
+    /// The in-page modal (iframe mode), showing that the deposit is being prepared.
+    Modal,
 }
 
 /// The deposit widget.
 #[component]
 pub fn DepositWidget(options: Options) -> impl IntoView {
-    let Options { client, locale, mode, theme } = options;
+    let Options { client, locale, mode, theme, host } = options;
     let feed = use_event_source(&client);
+    tell_host_about_account(feed, host.clone());
     let input_id = unique_id("deposit-amount");
 
     let input = RwSignal::new(String::new());
@@ -45,6 +51,17 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
     let blocked = RwSignal::new(false);
     let continue_requested = RwSignal::new(false);
     let failure = RwSignal::new(None::<String>);
+    // Iframe mode: the modal, whether the last deposit's page may be framed, and why it was not.
+    let modal = RwSignal::new(Modal::Closed);
+    let framing = StoredValue::new(None::<Framing>);
+    let notice = RwSignal::new(String::new());
+    let report = {
+        let host = host.clone();
+        move |code: &str, message: String| {
+            host_events::error(&host, code, &message);
+            failure.set(Some(message));
+        }
+    };
 
     // Back from a full-page redirect (or a reload): show the pending deposit's live status.
     if let Some(intent_id) = tracked.get_untracked() {
@@ -66,13 +83,23 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
         })
     };
 
-    // Once the outcome is known there is nothing to come back for.
-    Effect::new(move |_| {
-        if let Some(deposit) = current() {
+    let status_host = host.clone();
+    // Each status of the followed deposit, once, for the host page. Once the
+    // outcome is known there is nothing to come back for; once the transfer
+    // is reported, the hosted page's modal has done its job.
+    Effect::new(move |last: Option<Option<(String, IntentStatus)>>| {
+        let deposit = current();
+        let now = deposit.as_ref().map(|d| (d.intent_id.clone(), d.status));
+        if let Some(deposit) = deposit.as_ref().filter(|_| last.flatten() != now) {
+            host_events::deposit_status(&status_host, deposit);
+            if deposit.status != IntentStatus::Reserved {
+                modal.set(Modal::Closed);
+            }
             if deposit.status.is_final() {
                 browser::forget_pending_deposit(Some(&deposit.intent_id));
             }
         }
+        now
     });
 
     let panel = Memo::new(move |_| {
@@ -100,13 +127,21 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
             if creating.get_untracked() {
                 return;
             }
-            let Ok(amount) = check_amount(&input.get_untracked(), locale) else {
-                browser::focus(&input_id);
-                return;
+            let amount = match check_amount(&input.get_untracked(), locale) {
+                Ok(amount) => amount,
+                Err(code) => {
+                    host_events::error(&host, code, &amount_error(locale, code));
+                    browser::focus(&input_id);
+                    return;
+                }
             };
             // The popup must open now, inside the click, before anything awaits.
             let target = match mode {
                 OpenMode::Redirect => Target::ThisTab,
+                OpenMode::Iframe => {
+                    modal.set(Modal::Loading);
+                    Target::Modal
+                }
                 OpenMode::Popup | OpenMode::Auto => {
                     match browser::open_blank_popup(t(locale, T::PopupTitle), t(locale, T::PopupLoading)) {
                         Some(popup) => Target::Popup(popup),
@@ -116,19 +151,21 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                 }
             };
             failure.set(None);
+            notice.set(String::new());
             tracked.set(None);
             continue_requested.set(false);
             blocked.set(matches!(target, Target::Blocked));
             creating.set(true);
-            let client = client.clone();
+            let (client, report) = (client.clone(), report.clone());
             spawn_local(async move {
                 let user = feed.with_untracked(|a| a.user.clone()).flatten().unwrap_or_default();
                 let key = browser::idempotency_key("deposit", &format!("{user}|{amount}"));
                 let result = client.create_deposit(amount, &key).await;
                 creating.set(false);
                 match result {
-                    Ok(deposit) => {
+                    Ok((deposit, frame)) => {
                         browser::forget_idempotency_key("deposit");
+                        framing.set_value(Some(frame.clone()));
                         let url = deposit.deposit_url.clone();
                         let intent_id = deposit.intent_id.clone();
                         feed.upsert_deposit(deposit);
@@ -138,8 +175,9 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                             if let Target::Popup(popup) = &target {
                                 let _ = popup.close();
                             }
+                            modal.set(Modal::Closed);
                             blocked.set(false);
-                            failure.set(Some(t(locale, T::UnsafeUrl).to_owned()));
+                            report(codes::DEPOSIT_URL_NOT_ALLOWED, t(locale, T::UnsafeUrl).to_owned());
                             return;
                         }
                         match target {
@@ -147,6 +185,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                                 browser::navigate_popup(&popup, &url);
                             }
                             Target::ThisTab => browser::redirect(&url),
+                            Target::Modal => show_framed(modal, notice, &frame, url, locale),
                             Target::Blocked => {
                                 if continue_requested.get_untracked() {
                                     blocked.set(false);
@@ -159,12 +198,16 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                         if let Target::Popup(popup) = &target {
                             let _ = popup.close();
                         }
+                        modal.set(Modal::Closed);
+                        if e.is_auth() {
+                            feed.set_problem(e.clone());
+                        }
                         if !e.is_transient() {
                             // The server's answer is final for this key; the next try gets a new one.
                             browser::forget_idempotency_key("deposit");
                         }
                         blocked.set(false);
-                        failure.set(Some(api_error(locale, &e)));
+                        report(e.code(), api_error(locale, &e));
                     }
                 }
             });
@@ -192,6 +235,10 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                     match mode {
                         OpenMode::Redirect => browser::redirect(&deposit.deposit_url),
                         OpenMode::Popup | OpenMode::Auto => browser::open_or_redirect(&deposit.deposit_url),
+                        OpenMode::Iframe => match framing.get_value() {
+                            Some(frame) => show_framed(modal, notice, &frame, deposit.deposit_url, locale),
+                            None => browser::open_or_redirect(&deposit.deposit_url),
+                        },
                     }
                 }
             }
@@ -199,6 +246,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                 browser::forget_pending_deposit(tracked.get_untracked().as_deref());
                 tracked.set(None);
                 failure.set(None);
+                notice.set(String::new());
                 blocked.set(false);
                 browser::focus(&focus_id);
             }
@@ -253,8 +301,31 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
                     {button_text}
                 </button>
             </form>
+            <p class="pk-notice" data-testid="deposit-notice" role="status">{notice}</p>
             <DepositStatus locale panel feed on_offer />
+            {(mode == OpenMode::Iframe).then(|| view! {
+                <HostedPageModal locale modal open_popup=Callback::new(|url: String| browser::open_or_redirect(&url)) />
+            })}
         </section>
+    }
+}
+
+/// Iframe mode, once the address is known: the hosted page in the modal
+/// where it may be framed here; otherwise in a popup (the click's activation
+/// may still allow one), with a word on why, or, when the popup is blocked
+/// too, the reason and a button in the modal that opens it from a new click.
+fn show_framed(modal: RwSignal<Modal>, notice: RwSignal<String>, framing: &Framing, url: String, locale: Locale) {
+    if framing.allowed {
+        modal.set(Modal::Frame(url));
+        return;
+    }
+    let why = t(locale, if framing.reason.as_deref() == Some("unknown") { T::FrameUnknown } else { T::FrameForbidden });
+    match browser::open_blank_popup(t(locale, T::PopupTitle), t(locale, T::PopupLoading)) {
+        Some(popup) if browser::navigate_popup(&popup, &url) => {
+            modal.set(Modal::Closed);
+            notice.set(format!("{why} {}", t(locale, T::OpenedInWindow)));
+        }
+        _ => modal.set(Modal::CannotFrame { url, reason: why.to_owned() }),
     }
 }
 

@@ -13,15 +13,18 @@ mod balance;
 mod deposit;
 mod deposit_status;
 mod event_log;
+mod hosted_page;
 mod withdrawal;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::prelude::*;
 use pientegra_shared::{Amount, Locale};
+use web_sys::HtmlElement;
 
-use crate::api::Balance;
+use crate::api::{ApiFailure, Balance};
 use crate::feed::Feed;
+use crate::host_events;
 use crate::i18n::{amount_error, api_error};
 
 pub use activity::Activity;
@@ -75,4 +78,22 @@ fn amount_problem(input: RwSignal<String>, attempted: RwSignal<bool>, locale: Lo
         Err(code) if code != "amount_empty" || attempted.get() => amount_error(locale, code),
         _ => String::new(),
     })
+}
+
+/// Tells the host page what this widget learns about the account: each
+/// balance it shows (`pientegra:balance`), and the server refusing the token
+/// (`pientegra:token-expired`, once per refusal).
+fn tell_host_about_account(feed: Feed, host: HtmlElement) {
+    Effect::new(move |last: Option<(Option<Balance>, bool)>| {
+        let (balance, refused) =
+            feed.with(|a| (a.balance.clone(), a.problem.as_ref().is_some_and(ApiFailure::is_auth)));
+        let (last_balance, was_refused) = last.unwrap_or_default();
+        if let Some(balance) = balance.as_ref().filter(|b| last_balance.as_ref() != Some(*b)) {
+            host_events::balance(&host, balance);
+        }
+        if refused && !was_refused {
+            feed.with_untracked(|a| a.problem.as_ref().map(|problem| host_events::token_refused(&host, problem)));
+        }
+        (balance, refused)
+    });
 }

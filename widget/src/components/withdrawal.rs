@@ -11,18 +11,19 @@ use pientegra_shared::{Amount, Locale};
 use web_sys::HtmlInputElement;
 
 use super::amount_field::AmountField;
-use super::{amount_problem, balance_text, check_amount, invalid, shown, unique_id, yes_no};
+use super::{amount_problem, balance_text, check_amount, invalid, shown, tell_host_about_account, unique_id, yes_no};
 use crate::api::NewWithdrawal;
-use crate::browser;
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, api_error, holder_error, iban_error, t, tf};
+use crate::i18n::{Text as T, amount_error, api_error, holder_error, iban_error, t, tf};
 use crate::options::Options;
+use crate::{browser, host_events};
 
 /// The withdrawal form.
 #[component]
 pub fn WithdrawalForm(options: Options) -> impl IntoView {
-    let Options { client, locale, theme, .. } = options;
+    let Options { client, locale, theme, host, .. } = options;
     let feed = use_event_source(&client);
+    tell_host_about_account(feed, host.clone());
     let (amount_id, iban_id, holder_id) =
         (unique_id("withdraw-amount"), unique_id("withdraw-iban"), unique_id("withdraw-holder"));
 
@@ -59,6 +60,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
     let failure = RwSignal::new(None::<String>);
 
     let on_submit = {
+        let host = host.clone();
         let (amount_id, iban_id, holder_id) = (amount_id.clone(), iban_id.clone(), holder_id.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
@@ -75,15 +77,15 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                 (Ok(amount), Ok(iban), Ok(holder)) => {
                     NewWithdrawal { amount, iban: iban.as_str().to_owned(), holder_name: holder.as_str().to_owned() }
                 }
-                (a, i, _) => {
-                    // Focus the first field that needs fixing.
-                    let first = if a.is_err() {
-                        &amount_id
-                    } else if i.is_err() {
-                        &iban_id
-                    } else {
-                        &holder_id
+                (a, i, h) => {
+                    // Focus the first field that needs fixing, and tell the host page why.
+                    let (first, code, message) = match (a, i, h) {
+                        (Err(code), ..) => (&amount_id, code, amount_error(locale, code)),
+                        (_, Err(err), _) => (&iban_id, err.code(), iban_error(locale, &err)),
+                        (.., Err(err)) => (&holder_id, codes::VALIDATION_FAILED, holder_error(locale, &err)),
+                        _ => unreachable!("one of the fields failed"),
                     };
+                    host_events::error(&host, code, &message);
                     browser::focus(first);
                     return;
                 }
@@ -91,7 +93,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
             failure.set(None);
             tracked.set(None);
             pending.set(true);
-            let client = client.clone();
+            let (client, host) = (client.clone(), host.clone());
             spawn_local(async move {
                 let user = feed.with_untracked(|a| a.user.clone()).flatten().unwrap_or_default();
                 let NewWithdrawal { amount, iban, holder_name } = &request;
@@ -108,12 +110,16 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         if !e.is_transient() {
                             browser::forget_idempotency_key("withdrawal");
                         }
+                        if e.is_auth() {
+                            feed.set_problem(e.clone());
+                        }
                         let message = if e.code() == codes::INSUFFICIENT_FUNDS {
                             let available = feed.with_untracked(|a| a.balance.as_ref().map(|b| b.available)).flatten();
                             tf(locale, T::InsufficientFunds, &[&shown(available, locale)])
                         } else {
                             api_error(locale, &e)
                         };
+                        host_events::error(&host, e.code(), &message);
                         failure.set(Some(message));
                     }
                 }
@@ -129,6 +135,15 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
             feed.with(|a| a.withdrawals.iter().find(|w| w.withdrawal_id == id).cloned())
         })
     };
+    // Each status of the followed withdrawal, once, for the host page.
+    Effect::new(move |last: Option<Option<(String, WithdrawalStatus)>>| {
+        let withdrawal = current();
+        let now = withdrawal.as_ref().map(|w| (w.withdrawal_id.clone(), w.status));
+        if let Some(withdrawal) = withdrawal.as_ref().filter(|_| last.flatten() != now) {
+            host_events::withdrawal_status(&host, withdrawal);
+        }
+        now
+    });
     let data_status = Signal::derive(move || {
         String::from(if failure.with(Option::is_some) {
             "ERROR"

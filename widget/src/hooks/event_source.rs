@@ -73,6 +73,7 @@ fn acquire(client: &Client) -> Feed {
         poll_in_flight: Rc::new(Cell::new(false)),
         stream_retry: Cell::new(None),
         was_polling: Cell::new(false),
+        given_up: Cell::new(false),
         page_show: Cell::new(None),
     });
     hub.watch_page_show();
@@ -80,6 +81,18 @@ fn acquire(client: &Client) -> Feed {
     hub.refresh();
     hub.open_stream();
     feed
+}
+
+/// A fresh token was handed to `client`'s widgets: a stream stopped because
+/// the server refused the old one starts again. A live stream carries on; it
+/// ends when the old token would have expired and reopens with the new one.
+pub fn token_changed(client: &Client) {
+    let hub = HUBS.with_borrow(|hubs| hubs.iter().find(|h| &h.client == client).cloned());
+    if let Some(hub) = hub.filter(|h| h.given_up.replace(false)) {
+        hub.errors.set(0);
+        hub.refresh();
+        hub.open_stream();
+    }
 }
 
 fn release(client: &Client) {
@@ -119,6 +132,8 @@ struct Hub {
     poll_in_flight: Rc<Cell<bool>>,
     stream_retry: Cell<Option<TimeoutHandle>>,
     was_polling: Cell<bool>,
+    /// The server refused the token: nothing is fetched until a new one comes.
+    given_up: Cell<bool>,
     page_show: Cell<Option<WindowListenerHandle>>,
 }
 
@@ -254,6 +269,7 @@ impl Hub {
     /// The server refuses the token: neither the stream nor polling will get
     /// anywhere with it.
     fn give_up(&self, failure: ApiFailure) {
+        self.given_up.set(true);
         self.close_stream();
         self.stop_polling();
         if let Some(retry) = self.stream_retry.take() {
@@ -370,16 +386,12 @@ impl Hub {
                         }
                     }
                 }
-                Err(failure) => {
-                    let stop = failure.is_auth();
-                    feed.set_problem(failure);
-                    if stop {
-                        // A token the server refuses will not get better by asking again.
-                        if let Some(hub) = weak.upgrade() {
-                            hub.stop_polling();
-                        }
-                    }
-                }
+                // A token the server refuses will not get better by asking again.
+                Err(failure) if failure.is_auth() => match weak.upgrade() {
+                    Some(hub) => hub.give_up(failure),
+                    None => feed.set_problem(failure),
+                },
+                Err(failure) => feed.set_problem(failure),
             }
             in_flight.set(false);
         });

@@ -4,4 +4,4 @@ mod countdown;
 mod event_source;
 
 pub use countdown::use_countdown;
-pub use event_source::use_event_source;
+pub use event_source::{token_changed, use_event_source};
