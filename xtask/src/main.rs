@@ -12,6 +12,7 @@
 mod bench;
 mod fuzz;
 mod minify;
+mod npm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -100,7 +101,8 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
     bail!("wasm-bindgen is not in Cargo.lock")
 }
 
-/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, a working wasm-opt, terser.
+/// Installs what a fresh machine lacks: the wasm32 target, trunk,
+/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript.
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -121,7 +123,8 @@ fn tools() -> anyhow::Result<()> {
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen, "--debug"]))?;
     }
     wasm_opt()?;
-    minify::install()
+    npm::TERSER.install()?;
+    npm::TYPESCRIPT.install()
 }
 
 /// Where cargo keeps its installed tools: `$CARGO_HOME`, or `~/.cargo`.
