@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--only 1,2,..] [--quick] [--no-build]`: builds what the
-//! benchmarks measure (the server and the load generator in release, the widget
-//! and the Leptos counter baseline with trunk), then runs `pientegra-bench`,
+//! benchmarks measure (the server and the load generator in release, the widget,
+//! its partner bundle and the Leptos counter baseline with trunk), then runs `pientegra-bench`,
 //! which prints the table and writes BENCHMARKS.md.
 //!
 //! The bench binary runs under `ulimit -n <hard limit>`: figures 2 and 3 hold
@@ -17,8 +17,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     super::run(super::cargo().args(["build", "--release", "-p", "pientegra-server", "-p", "pientegra-bench"]))?;
     if !no_build {
-        // Figures 6 and 7 measure these builds; a failure is reported by the
-        // bench as "not measured" rather than stopping every other figure.
+        // Figures 6, 7 and 9 measure these builds; a failure is reported by
+        // the bench as "not measured" rather than stopping every other figure.
         super::tools()?;
         // The counter gets its own target directory: a shared one would hand
         // it the widget's wasm-bindgen snippets, and the bench would count them.
@@ -29,7 +29,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 "--release",
                 "--offline",
             ]))
-            .and_then(|()| super::minify::pinned_scripts(&dir.join("dist")));
+            .and_then(|()| super::minify::pinned_scripts(&dir.join("dist")))
+            .and_then(|()| if dir == root { super::partner_bundle() } else { Ok(()) });
             if let Err(error) = built {
                 eprintln!("xtask: bench: trunk build in {} failed: {error:#}", dir.display());
             }

@@ -4,14 +4,17 @@
 //!   widget, and runs the sandbox, the server and the demo page.
 //! - `cargo xtask test`: installs missing tools, checks the wasm builds, builds
 //!   the widget, and runs every test (browser tests included).
-//! - `cargo xtask widget`: builds the widget into `dist/` and prints its size.
+//! - `cargo xtask widget`: builds the widget and the demo page into `dist/`,
+//!   and the partner bundle into `dist-widget/`, and prints their sizes.
 //! - `cargo xtask crash` / `cargo xtask chaos`: the reliability storms at full size.
 //! - `cargo xtask fuzz [seconds]`: every fuzz target for at least that long (default 60).
 //! - `cargo xtask bench`: the benchmarks; writes BENCHMARKS.md.
 
 mod bench;
+mod bundle;
 mod fuzz;
 mod minify;
+mod npm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -100,7 +103,8 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
     bail!("wasm-bindgen is not in Cargo.lock")
 }
 
-/// Installs what a fresh machine lacks: the wasm32 target, trunk, wasm-bindgen-cli, a working wasm-opt, terser.
+/// Installs what a fresh machine lacks: the wasm32 target, trunk,
+/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript.
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -121,7 +125,8 @@ fn tools() -> anyhow::Result<()> {
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &bindgen, "--debug"]))?;
     }
     wasm_opt()?;
-    minify::install()
+    npm::TERSER.install()?;
+    npm::TYPESCRIPT.install()
 }
 
 /// Where cargo keeps its installed tools: `$CARGO_HOME`, or `~/.cargo`.
@@ -172,14 +177,24 @@ fn wasm_opt() -> anyhow::Result<()> {
     }
 }
 
-/// Builds the widget and demo page into `dist/`, minifies its scripts and prints what ships.
+/// Builds the widget and demo page into `dist/`, minifies its scripts, writes
+/// the partner bundle and prints what ships.
 fn widget() -> anyhow::Result<()> {
     // trunk passes --offline on to cargo, so every crate (the wasm-only ones too)
     // must already be in the local registry: fetch them first.
     run(cargo().arg("fetch"))?;
     run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
     minify::pinned_scripts(&root().join("dist"))?;
-    print_sizes(&root().join("dist"))
+    print_sizes(&root().join("dist"))?;
+    partner_bundle()
+}
+
+/// Writes `dist-widget/` from the built `dist/` and prints its sizes.
+fn partner_bundle() -> anyhow::Result<()> {
+    let out = root().join(bundle::DIR);
+    let files = bundle::write(&root().join("dist"), &root().join("widget").join("loader"), &out)?;
+    bundle::print_sizes(&out, &files);
+    Ok(())
 }
 
 fn print_sizes(dist: &Path) -> anyhow::Result<()> {
@@ -211,6 +226,8 @@ fn demo(rest: &[String]) -> anyhow::Result<()> {
     run(cargo()
         .args(["run", "--quiet", "-p", "pientegra-server", "--", "demo", "--static-dir"])
         .arg(root().join("dist"))
+        .arg("--widget-dir")
+        .arg(root().join(bundle::DIR))
         .args(rest))
 }
 
@@ -232,5 +249,9 @@ fn test(rest: &[String]) -> anyhow::Result<()> {
     // `shared` must build for the browser as well as for the host.
     run(cargo().args(["build", "-p", "pientegra-shared", "--target", WASM_TARGET]))?;
     widget()?;
-    run(cargo().args(["test"]).args(rest).env("PIENTEGRA_DIST", root().join("dist")))
+    run(cargo()
+        .args(["test"])
+        .args(rest)
+        .env("PIENTEGRA_DIST", root().join("dist"))
+        .env("PIENTEGRA_WIDGET_DIST", root().join(bundle::DIR)))
 }

@@ -12,33 +12,8 @@ use anyhow::Context;
 use base64::Engine;
 use sha2::{Digest, Sha384};
 
-use super::{cargo_home, output, run};
-
-/// What npm installs (the same release every time, so the sizes stay comparable).
-const TERSER_VERSION: &str = "5.51.2";
-
-/// terser's own npm prefix, beside cargo's tools.
-fn prefix() -> anyhow::Result<PathBuf> {
-    Ok(cargo_home()?.join("terser"))
-}
-
-fn terser() -> anyhow::Result<PathBuf> {
-    Ok(prefix()?.join("node_modules/.bin/terser"))
-}
-
-/// Installs terser from npm unless this release is there already.
-pub fn install() -> anyhow::Result<()> {
-    let terser = terser()?;
-    let found = output(&terser.to_string_lossy(), &["--version"]).unwrap_or_default();
-    if found.split_whitespace().any(|word| word == TERSER_VERSION) {
-        return Ok(());
-    }
-    run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(prefix()?)
-        .arg(format!("terser@{TERSER_VERSION}")))
-    .context("installing terser from npm (needs Node.js and npm)")
-}
+use super::npm::TERSER;
+use super::run;
 
 /// Minifies, in place, every script in `dist` that its `index.html` names
 /// and pins with an integrity hash (what trunk built from the crate), and
@@ -47,7 +22,7 @@ pub fn install() -> anyhow::Result<()> {
 pub fn pinned_scripts(dist: &Path) -> anyhow::Result<()> {
     let index = dist.join("index.html");
     let mut html = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
-    let terser = terser()?;
+    let terser = TERSER.path()?;
     for script in scripts(dist)? {
         let href = script.strip_prefix(dist)?.to_string_lossy().into_owned();
         let pin = integrity(&std::fs::read(&script)?);
@@ -62,7 +37,7 @@ pub fn pinned_scripts(dist: &Path) -> anyhow::Result<()> {
 }
 
 /// The `integrity` attribute value of `content`, as trunk writes it.
-fn integrity(content: &[u8]) -> String {
+pub fn integrity(content: &[u8]) -> String {
     format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(content)))
 }
 
@@ -91,10 +66,7 @@ mod tests {
     fn pinned_scripts_are_minified_and_repinned_and_the_rest_left_alone() {
         // `page.js` has the same content, so the same hash, as the pinned
         // script: only the page's reference to `glue.js` tells them apart.
-        if !terser().is_ok_and(|path| path.exists()) {
-            // `cargo xtask test` installs terser first; a plain `cargo test` may not have it.
-            assert!(std::env::var("CI").is_err(), "CI=true but terser is not installed (cargo xtask tools)");
-            eprintln!("skipped: terser is not installed (cargo xtask tools)");
+        if TERSER.for_test().is_none() {
             return;
         }
         let dist = tempfile::tempdir().unwrap();
