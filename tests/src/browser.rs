@@ -146,9 +146,9 @@ impl Browser {
     }
 }
 
-/// A stack serving the built demo page.
+/// A stack serving the built demo page, and the partner bundle it loads the widget from.
 pub async fn demo_stack() -> Stack {
-    Stack::with(Options { static_dir: Some(dist()), ..Options::default() }).await
+    Stack::with(Options { static_dir: Some(dist()), widget_dir: Some(widget_dist()), ..Options::default() }).await
 }
 
 /// A JS condition: the `data-testid` element's `data-status` is `status`.
