@@ -435,7 +435,8 @@ mod tests {
             // import "./commented.js"
             /* export * from "./also-commented.js" */
             const m = "copied from ", n = m + "./not-an-import.js";
-            const r = /from"\/x.js"[/"]/.test(s) ? `import "${"./in-template.js"}" from ${ {a: "./in-braces.js"}.a }` : 1 / 2;
+            const r = /from"\/x.js"[/"]/.test(s)
+                ? `import "${"./in-template.js"}" from ${ {a: "./in-braces.js"}.a }` : 1 / 2;
             const u = new URL("pientegra-widget-0123456789abcdef_bg.wasm", import.meta.url);
             export { u as default };"#;
         assert_eq!(
