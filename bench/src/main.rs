@@ -1,6 +1,6 @@
 //! `pientegra-bench`: the figures behind BENCHMARKS.md. Run it through
-//! `cargo xtask bench`, which builds the release server, the widget and the
-//! counter baseline first and raises the open-file limit.
+//! `cargo xtask bench`, which builds the release server, the widget, its
+//! partner bundle and the counter baseline first and raises the open-file limit.
 //!
 //! Every load generator is in this process, talks to 127.0.0.1 only, and is
 //! bounded in both count and time.
@@ -8,7 +8,9 @@
 // Measurement code: rates, ratios and percentiles are floating point.
 #![allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
 
+mod chrome;
 mod deposits;
+mod phone;
 mod proxy;
 mod reconcile;
 mod report;
@@ -148,6 +150,11 @@ fn main() -> anyhow::Result<()> {
             )],
         );
         done("8", t);
+    }
+    if wanted(9) {
+        let t = timed("9");
+        take(runtime.block_on(phone::run(&ctx)), &[("9", phone::FIGURE, phone::TARGET)]);
+        done("9", t);
     }
 
     println!(

@@ -48,6 +48,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `bin serve` against `sandbox` with its database at `db` and waits for `/healthz`.
     pub async fn serve(bin: &Path, sandbox: &Sandbox, db: &Path, log: &Path) -> anyhow::Result<ServerProcess> {
+        ServerProcess::serve_with(bin, sandbox, db, log, &[]).await
+    }
+
+    /// [`ServerProcess::serve`] with more settings, as environment variables.
+    pub async fn serve_with(
+        bin: &Path,
+        sandbox: &Sandbox,
+        db: &Path,
+        log: &Path,
+        settings: &[(&str, &std::ffi::OsStr)],
+    ) -> anyhow::Result<ServerProcess> {
         if !bin.exists() {
             bail!("{} does not exist: build it with `cargo build --release -p pientegra-server`", bin.display());
         }
@@ -70,6 +81,7 @@ impl ServerProcess {
             .env("PIENTEGRA_CALL_BURST", "1000000")
             // The production default: one info line per webhook and request.
             .env("RUST_LOG", "info")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

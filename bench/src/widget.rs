@@ -1,16 +1,15 @@
-//! Figures 6 and 7: the shipped widget's size against a bare Leptos counter
-//! built the same way, and its time to interactive in headless Chromium
-//! against a blank page.
+//! Figures 6 and 7: the shipped widget's size (the partner bundle) against
+//! a bare Leptos counter built the same way, and the demo page's time to
+//! interactive in headless Chromium against a blank page.
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
 
+use crate::chrome::{self, Driver, Pages, Session};
 use crate::report::{Row, Verdict};
 use crate::stack;
 use crate::{Ctx, Figure};
@@ -20,13 +19,13 @@ const TTI_TARGET: &str = "≤ 300 ms";
 
 /// Figure 6.
 pub fn size(ctx: &Ctx) -> anyhow::Result<Figure> {
-    let dist = ctx.root.join("dist");
+    let bundle = ctx.root.join("dist-widget");
     let counter = ctx.root.join("bench").join("counter").join("dist");
-    let widget = shipped(&dist).with_context(|| format!("reading {}", dist.display()))?;
+    let widget = shipped(&bundle).with_context(|| format!("reading {} (cargo xtask widget)", bundle.display()))?;
     let base = shipped(&counter)
         .with_context(|| format!("reading {} (build it: trunk build --release in bench/counter)", counter.display()))?;
     if !widget.iter().any(|f| f.name.ends_with(".wasm")) {
-        bail!("{} holds no .wasm: run `cargo xtask widget`", dist.display());
+        bail!("{} holds no .wasm: run `cargo xtask widget`", bundle.display());
     }
     if !base.iter().any(|f| f.name.ends_with(".wasm")) {
         bail!("{} holds no .wasm: the counter did not build", counter.display());
@@ -61,13 +60,13 @@ pub fn size(ctx: &Ctx) -> anyhow::Result<Figure> {
             verdict: Verdict::of(met),
         }],
         notes: vec![format!(
-            "#6: every .wasm, .js and .css trunk put in `dist/` for the widget, its scripts minified by terser \
-             afterwards as `cargo xtask widget` ships them (the demo page's own `demo.js`, `demo-*.css` and \
-             `index.html` excluded), each compressed on its own as a server would send it: gzip level 9 (flate2) \
-             and brotli quality 11, window 22. Widget: {}. Counter (`bench/counter`, Leptos 0.8 CSR, wasm-bindgen \
-             =0.2.130, profile wasm-release, wasm-opt -Os as the widget (binaryen 132, one-caller inlining off), \
-             scripts minified by terser as the widget's, its own target directory, the kit's Cargo.lock versions): \
-             {}.",
+            "#6: what a page loads of the partner bundle `dist-widget/` as `cargo xtask widget` writes it: the \
+             loader `pientegra.js` and the content-named glue, wasm and CSS, scripts minified by terser (the \
+             `.d.ts` and the precompressed copies excluded), each compressed on its own as a server would send it: \
+             gzip level 9 (flate2) and brotli quality 11, window 22. Widget: {}. Counter (`bench/counter`, Leptos \
+             0.8 CSR, wasm-bindgen =0.2.130, profile wasm-release, wasm-opt -Os as the widget (binaryen 132, \
+             one-caller inlining off), scripts minified by terser as the widget's, its own target directory, the \
+             kit's Cargo.lock versions): {}.",
             list(&widget),
             list(&base)
         )],
@@ -117,35 +116,14 @@ fn brotli(bytes: &[u8]) -> anyhow::Result<usize> {
     Ok(out.len())
 }
 
-/// Installed before any page script: records `performance.now()` (ms since
-/// navigation start) the moment the deposit button exists and is enabled.
-const READY_PROBE: &str = r#"(() => {
-  const ready = () => {
-    const b = document.querySelector('[data-testid=deposit-submit]');
-    return b && !b.disabled && b.getAttribute('aria-disabled') !== 'true';
-  };
-  const observer = new MutationObserver(() => {
-    if (window.__pkReady === undefined && ready()) {
-      window.__pkReady = performance.now();
-      observer.disconnect();
-    }
-  });
-  observer.observe(document, { subtree: true, childList: true, attributes: true });
-})();"#;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
 /// Figure 7.
 pub async fn tti(ctx: &Ctx) -> anyhow::Result<Figure> {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        if !Path::new(tool).exists() {
-            bail!("{tool} is missing (Debian: apt-get install chromium chromium-driver)");
-        }
-    }
     let dist = ctx.root.join("dist");
-    if !dist.join("index.html").exists() {
-        bail!("{} has no index.html: run `cargo xtask widget`", dist.display());
+    let bundle = ctx.root.join("dist-widget");
+    for (folder, file) in [(&dist, "index.html"), (&bundle, "pientegra.js")] {
+        if !folder.join(file).exists() {
+            bail!("{} has no {file}: run `cargo xtask widget`", folder.display());
+        }
     }
     let dir = tempfile::tempdir()?;
     let demo_port = stack::free_port()?;
@@ -158,6 +136,9 @@ pub async fn tti(ctx: &Ctx) -> anyhow::Result<Figure> {
         .arg(format!("127.0.0.1:{}", stack::free_port()?))
         .arg("--static-dir")
         .arg(&dist)
+        // The demo page loads the widget as a partner page does, from /widget/v1/.
+        .arg("--widget-dir")
+        .arg(&bundle)
         .arg("--database")
         .arg(dir.path().join("demo.db"))
         .env("RUST_LOG", "warn")
@@ -166,19 +147,16 @@ pub async fn tti(ctx: &Ctx) -> anyhow::Result<Figure> {
         .kill_on_drop(true)
         .spawn()
         .context("starting pientegra-server demo")?;
-    let blank = BlankPage::start().await?;
-    let driver_port = stack::free_port()?;
-    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting chromedriver")?;
-    let result = measure_tti(demo_port, driver_port, &blank.url, &dir.path().join("profile")).await;
-    let _ = driver.kill().await;
+    let blank = Pages::start(vec![("/", BLANK_PAGE.to_owned())]).await?;
+    let result = async {
+        let driver = Driver::start().await?;
+        let measured =
+            measure_tti(&driver, demo_port, &format!("{}/", blank.origin), &dir.path().join("profile")).await;
+        driver.stop().await;
+        measured
+    }
+    .await;
     let _ = demo.kill().await;
-    blank.task.abort();
     let (widget, blank_ms, cold) = result?;
     Ok(Figure {
         rows: vec![Row {
@@ -191,14 +169,14 @@ pub async fn tti(ctx: &Ctx) -> anyhow::Result<Figure> {
             verdict: Verdict::of(widget <= 300.0),
         }],
         notes: vec![format!(
-            "#7: `pientegra-server demo --static-dir dist` (release) on loopback, `/?user=ayse` (the page mints its \
-             own demo token). Chromium headless via chromedriver's WebDriver API (flags: --headless --no-sandbox \
-             --disable-gpu --disable-background-networking --disable-component-update --disable-sync \
-             --no-first-run, a fresh --user-data-dir). A script installed with `Page.addScriptToEvaluateOnNewDocument` \
+            "#7: `pientegra-server demo --static-dir dist --widget-dir dist-widget` (release) on loopback, \
+             `/?user=ayse` (the page mints its own demo token). Chromium headless via chromedriver's WebDriver API \
+             (flags: {}, a fresh --user-data-dir). A script installed with `Page.addScriptToEvaluateOnNewDocument` \
              records `performance.now()` (ms since navigation start) when a MutationObserver first sees \
-             `[data-testid=deposit-submit]` present and enabled. One cold load (reported), one warm-up, then the median \
-             of {} loads with a warm HTTP cache. Baseline: `loadEventEnd` of a minimal HTML page served from \
+             `[data-testid=deposit-submit]` present and enabled. One cold load (reported), one warm-up, then the \
+             median of {} loads with a warm HTTP cache. Baseline: `loadEventEnd` of a minimal HTML page served from \
              loopback by the bench, same browser, same count.",
+            chrome::FLAGS.split_whitespace().collect::<Vec<_>>().join(" "),
             TTI_RUNS
         )],
     })
@@ -206,154 +184,56 @@ pub async fn tti(ctx: &Ctx) -> anyhow::Result<Figure> {
 
 const TTI_RUNS: usize = 7;
 
-async fn measure_tti(demo_port: u16, driver_port: u16, blank: &str, profile: &Path) -> anyhow::Result<(f64, f64, f64)> {
-    let http = reqwest::Client::new();
+/// A minimal HTML page: the browser's own floor.
+pub const BLANK_PAGE: &str =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>blank</title></head><body><p>blank</p></body></html>";
+
+async fn measure_tti(driver: &Driver, demo_port: u16, blank: &str, profile: &Path) -> anyhow::Result<(f64, f64, f64)> {
     let demo_url = format!("http://127.0.0.1:{demo_port}/?user=ayse");
-    let driver = format!("http://127.0.0.1:{driver_port}");
-    wait_ok(&http, &format!("http://127.0.0.1:{demo_port}/healthz")).await.context("the demo server")?;
-    wait_ok(&http, &format!("{driver}/status")).await.context("chromedriver")?;
-    let session: Value = http
-        .post(format!("{driver}/session"))
-        .json(&json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--no-first-run",
-                         format!("--user-data-dir={}", profile.display())]
-            }
-        }}}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = session["value"]["sessionId"].as_str().with_context(|| format!("no WebDriver session: {session}"))?;
-    let session = format!("{driver}/session/{id}");
+    chrome::wait_ok(&reqwest::Client::new(), &format!("http://127.0.0.1:{demo_port}/healthz"))
+        .await
+        .context("the demo server")?;
+    let session = driver.session(profile).await?;
     let result = async {
-        let cdp: Value = http
-            .post(format!("{session}/goog/cdp/execute"))
-            .json(&json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": READY_PROBE}}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if cdp["value"].get("error").is_some() {
-            bail!("installing the probe: {cdp}");
-        }
-        let cold = widget_load(&http, &session, &demo_url).await?;
-        widget_load(&http, &session, &demo_url).await?;
+        let probe = chrome::ready_probe("[data-testid=deposit-submit]");
+        session.cdp("Page.addScriptToEvaluateOnNewDocument", json!({"source": probe})).await?;
+        let cold = widget_load(&session, &demo_url).await?;
+        widget_load(&session, &demo_url).await?;
         let mut widget = Vec::new();
         for _ in 0..TTI_RUNS {
-            widget.push(widget_load(&http, &session, &demo_url).await?);
+            widget.push(widget_load(&session, &demo_url).await?);
         }
         let mut blanks = Vec::new();
-        blank_load(&http, &session, blank).await?;
+        blank_load(&session, blank).await?;
         for _ in 0..TTI_RUNS {
-            blanks.push(blank_load(&http, &session, blank).await?);
+            blanks.push(blank_load(&session, blank).await?);
         }
         anyhow::Ok((stack::median(&mut widget), stack::median(&mut blanks), cold))
     }
     .await;
-    let _ = http.delete(&session).send().await;
+    session.close().await;
     result
 }
 
-async fn navigate(http: &reqwest::Client, session: &str, url: &str) -> anyhow::Result<()> {
-    let answer: Value = http.post(format!("{session}/url")).json(&json!({"url": url})).send().await?.json().await?;
-    if answer["value"].get("error").is_some() {
-        bail!("navigating to {url}: {answer}");
-    }
-    Ok(())
-}
-
-async fn script(http: &reqwest::Client, session: &str, source: &str) -> anyhow::Result<Value> {
-    let answer: Value = http
-        .post(format!("{session}/execute/sync"))
-        .json(&json!({"script": source, "args": []}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if answer["value"].get("error").is_some() {
-        bail!("script failed: {answer}");
-    }
-    Ok(answer["value"].clone())
-}
-
 /// One load of the demo page: ms from navigation start to the enabled button.
-async fn widget_load(http: &reqwest::Client, session: &str, url: &str) -> anyhow::Result<f64> {
-    navigate(http, session, "about:blank").await?;
-    navigate(http, session, url).await?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(ms) = script(http, session, "return window.__pkReady ?? null;").await?.as_f64() {
-            return Ok(ms);
-        }
-        if Instant::now() > deadline {
-            bail!("the deposit button was not enabled within 15 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn widget_load(session: &Session, url: &str) -> anyhow::Result<f64> {
+    session.navigate("about:blank").await?;
+    session.navigate(url).await?;
+    let ms = session.until("the deposit button's enabling", READY, Duration::from_secs(15)).await?;
+    ms.as_f64().context("window.__pkReady is a number")
 }
 
 /// One load of the blank page: its loadEventEnd, ms from navigation start.
-async fn blank_load(http: &reqwest::Client, session: &str, url: &str) -> anyhow::Result<f64> {
-    navigate(http, session, "about:blank").await?;
-    navigate(http, session, url).await?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = script(http, session, "const n = performance.getEntriesByType('navigation')[0]; return n && n.loadEventEnd > 0 ? n.loadEventEnd : null;").await?;
-        if let Some(ms) = v.as_f64() {
-            return Ok(ms);
-        }
-        if Instant::now() > deadline {
-            bail!("the blank page did not load within 15 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn blank_load(session: &Session, url: &str) -> anyhow::Result<f64> {
+    session.navigate("about:blank").await?;
+    session.navigate(url).await?;
+    let ms = session.until("the blank page's load", LOAD_END, Duration::from_secs(15)).await?;
+    ms.as_f64().context("loadEventEnd is a number")
 }
 
-async fn wait_ok(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{url} did not answer within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// What [`chrome::ready_probe`] recorded, or null.
+pub const READY: &str = "return window.__pkReady ?? null;";
 
-/// A loopback HTTP server answering every request with a minimal HTML page.
-struct BlankPage {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BlankPage {
-    async fn start() -> anyhow::Result<BlankPage> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            const BODY: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>blank</title></head><body><p>blank</p></body></html>";
-            while let Ok((mut tcp, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    // One request per connection is enough for a browser to load the page.
-                    if tcp.read(&mut buf).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-                        BODY.len()
-                    );
-                    let _ = tcp.write_all(response.as_bytes()).await;
-                    let _ = tcp.shutdown().await;
-                });
-            }
-        });
-        Ok(BlankPage { url, task })
-    }
-}
+/// The page's `loadEventEnd`, or null until it has one.
+pub const LOAD_END: &str =
+    "const n = performance.getEntriesByType('navigation')[0]; return n && n.loadEventEnd > 0 ? n.loadEventEnd : null;";

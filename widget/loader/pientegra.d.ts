@@ -69,8 +69,9 @@ export function mountDeposit(element: HTMLElement, options: PientegraOptions): P
 export function mountWithdrawal(element: HTMLElement, options: PientegraOptions): PientegraHandle;
 
 /**
- * Settles once the widget's module is loaded and initialised. Widgets need
- * not wait for it: until then they show a loading line.
+ * Resolves once the widget's module is loaded and initialised; rejects when
+ * it cannot be loaded (each element then says why). Widgets need not wait
+ * for it: until then they show a loading line.
  */
 export const ready: Promise<void>;
 
@@ -124,7 +125,11 @@ export interface BalanceDetail {
 
 /** The detail of `pientegra:error`. */
 export interface ErrorDetail {
-  /** A stable code (`amount_below_min`, `insufficient_funds`, `rate_limited`, …): branch on it, not on the message. */
+  /**
+   * A stable code: the server's (`amount_below_min`, `insufficient_funds`, `rate_limited`, …) or the
+   * widget's (`origin_not_allowed`, `invalid_option`, `token_missing`, `load_failed`). Branch on it, not on
+   * the message.
+   */
   readonly code: string;
   /** The text the user saw, in the widget's language. */
   readonly message: string;

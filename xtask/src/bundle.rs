@@ -1,9 +1,9 @@
 //! The partner bundle: `dist-widget/`, the widget alone, as a partner page
 //! loads it from the companion server's `/widget/v1/`.
 //!
-//! From trunk's `dist/` (its scripts already minified) it takes the
-//! wasm-bindgen glue, the wasm and the CSS built from `widget/style.css`, and
-//! names each by its content (`pientegra-<16 hex of its SHA-256>.<ext>`), so
+//! From trunk's `dist/` it takes the wasm-bindgen glue (minified here with
+//! terser: trunk leaves it as wasm-bindgen wrote it), the wasm and the CSS
+//! built from `widget/style.css`, and names each by its content (`pientegra-<16 hex of its SHA-256>.<ext>`), so
 //! the server may let browsers keep them for a year. A page names only the
 //! stable loader `pientegra.js`, generated from `widget/loader/pientegra.js`
 //! with those names and their integrity hashes filled in. Every file is also
@@ -38,10 +38,12 @@ pub fn write(dist: &Path, loader: &Path, out: &Path) -> anyhow::Result<Vec<Shipp
     let css = trunk_output(dist, "style", ".css")?;
     check_imports(&glue, &wasm)?;
 
-    let assets = [(&glue, "js"), (&wasm, "wasm"), (&css, "css")]
-        .map(|(path, ext)| Asset::read(path, ext))
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let assets = [
+        Asset::new(terser(&glue).with_context(|| format!("minifying {}", glue.display()))?.into_bytes(), "js"),
+        Asset::new(read(&wasm)?, "wasm"),
+        Asset::new(read(&css)?, "css"),
+    ];
     let template_path = loader.join(LOADER);
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("reading the loader template {}", template_path.display()))?;
@@ -119,11 +121,10 @@ struct Asset {
 }
 
 impl Asset {
-    fn read(path: &Path, ext: &str) -> anyhow::Result<Asset> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    fn new(bytes: Vec<u8>, ext: &str) -> Asset {
         let digest = Sha256::digest(&bytes);
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Asset { name: format!("pientegra-{hex}.{ext}"), integrity: integrity(&bytes), bytes })
+        Asset { name: format!("pientegra-{hex}.{ext}"), integrity: integrity(&bytes), bytes }
     }
 }
 
@@ -187,19 +188,28 @@ fn fill_loader(template: &str, assets: &[Asset]) -> anyhow::Result<String> {
     Ok(filled)
 }
 
-/// The loader as terser minifies it (`--module --compress --mangle`).
-/// Its input goes through a scratch file in `scratch` (the bundle folder),
-/// which the end of the build removes with the other leftovers.
+/// The loader as terser minifies it. Its input goes through a scratch file
+/// in `scratch` (the bundle folder); were it left there, the end of the build
+/// would remove it with the other leftovers.
 fn minify_loader(source: &str, scratch: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let input = scratch.join(".loader.unminified.js");
     std::fs::write(&input, source).with_context(|| format!("writing {}", input.display()))?;
-    let terser = TERSER.path()?;
-    let result = Command::new(&terser).arg(&input).args(["--module", "--compress", "--mangle"]).output();
+    let minified = terser(&input).context("minifying the loader");
     let _ = std::fs::remove_file(&input);
-    let result = result.with_context(|| format!("starting {} (cargo xtask tools)", terser.display()))?;
+    minified
+}
+
+/// The module `input` as terser minifies it (`--module --compress --mangle`).
+fn terser(input: &Path) -> anyhow::Result<String> {
+    let terser = TERSER.path()?;
+    let result = Command::new(&terser)
+        .arg(input)
+        .args(["--module", "--compress", "--mangle"])
+        .output()
+        .with_context(|| format!("starting {} (cargo xtask tools)", terser.display()))?;
     if !result.status.success() {
-        bail!("terser failed on the loader: {}", String::from_utf8_lossy(&result.stderr));
+        bail!("terser failed: {}", String::from_utf8_lossy(&result.stderr));
     }
     String::from_utf8(result.stdout).context("terser's output is not UTF-8")
 }
@@ -425,7 +435,8 @@ mod tests {
             // import "./commented.js"
             /* export * from "./also-commented.js" */
             const m = "copied from ", n = m + "./not-an-import.js";
-            const r = /from"\/x.js"[/"]/.test(s) ? `import "${"./in-template.js"}" from ${ {a: "./in-braces.js"}.a }` : 1 / 2;
+            const r = /from"\/x.js"[/"]/.test(s)
+                ? `import "${"./in-template.js"}" from ${ {a: "./in-braces.js"}.a }` : 1 / 2;
             const u = new URL("pientegra-widget-0123456789abcdef_bg.wasm", import.meta.url);
             export { u as default };"#;
         assert_eq!(
@@ -442,8 +453,10 @@ mod tests {
         out: PathBuf,
     }
 
-    const GLUE: &str = "let w;export function mountDeposit(e,o){return w.mount(e,o)}\
-        export default async function init(m){m??=new URL(\"pientegra-widget-0123456789abcdef_bg.wasm\",import.meta.url);w=m}";
+    /// As wasm-bindgen writes it: comments, long names, whitespace.
+    const GLUE: &str = "// wasm-bindgen's glue\nlet wasm;\n\nexport function mountDeposit(element, options) {\n    \
+        return wasm.mount(element, options);\n}\n\nexport default async function init(module_or_path) {\n    \
+        module_or_path ??= new URL(\"pientegra-widget_bg.wasm\", import.meta.url);\n    wasm = module_or_path;\n}\n";
     const TEMPLATE: &str = "// the loader\nconst files = { js: \"__PK_JS__\", jsIntegrity: \"__PK_JS_INTEGRITY__\",\n  \
         wasm: \"__PK_WASM__\", wasmIntegrity: \"__PK_WASM_INTEGRITY__\",\n  css: \"__PK_CSS__\", cssIntegrity: \
         \"__PK_CSS_INTEGRITY__\" };\nexport const ready = Promise.resolve(files);\n";
@@ -496,24 +509,28 @@ mod tests {
 
         let shipped = fixture.write().unwrap();
 
-        let js = content_name(GLUE.as_bytes(), "js");
+        let js = &shipped[0].name;
+        let glue = std::fs::read_to_string(fixture.out.join(js)).unwrap();
+        assert_eq!(*js, content_name(glue.as_bytes(), "js"), "named by its minified content");
+        assert!(glue.len() < GLUE.len() && !glue.contains("wasm-bindgen's glue"), "minified: {glue}");
+        assert!(glue.contains("mountDeposit"), "exports keep their names: {glue}");
         let wasm = content_name(b"\0asm\x01\0\0\0 the widget", "wasm");
         let css = content_name(b".pk{color:red}", "css");
-        let expected: BTreeSet<String> = [js.as_str(), &wasm, &css, DECLARATIONS, LOADER]
+        let expected: BTreeSet<String> = [js, &wasm, &css, DECLARATIONS, LOADER]
             .iter()
             .flat_map(|name| [name.to_string(), format!("{name}.br"), format!("{name}.gz")])
             .collect();
         assert_eq!(fixture.names(), expected, "the earlier build's files, the demo's CSS and scratch files are gone");
         assert_eq!(
             shipped.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            [&js, &wasm, &css, DECLARATIONS, LOADER]
+            [js, &wasm, &css, DECLARATIONS, LOADER]
         );
 
         let loader = std::fs::read_to_string(fixture.out.join(LOADER)).unwrap();
         assert!(!loader.contains("__PK_"), "{loader}");
         assert!(!loader.contains("the loader"), "minified, comments dropped: {loader}");
         for (name, content) in
-            [(&js, GLUE.as_bytes()), (&wasm, b"\0asm\x01\0\0\0 the widget"), (&css, b".pk{color:red}")]
+            [(js, glue.as_bytes()), (&wasm, b"\0asm\x01\0\0\0 the widget"), (&css, b".pk{color:red}")]
         {
             assert_eq!(std::fs::read(fixture.out.join(name)).unwrap(), content);
             assert!(loader.contains(&format!("\"{name}\"")), "{name} in {loader}");
