@@ -137,8 +137,12 @@ export interface ErrorDetail {
 
 /** The detail of `pientegra:token-expired`. */
 export interface TokenExpiredDetail {
-  /** `token_expired`: the token's lifetime is over; `token_invalid`: the server does not accept it. */
-  readonly code: "token_expired" | "token_invalid";
+  /**
+   * The server's code: `token_expired` when the token's lifetime is over,
+   * `unauthorized` when the server does not accept it (another secret, altered),
+   * `forbidden` when it does not let this user do this.
+   */
+  readonly code: "token_expired" | "unauthorized" | "forbidden";
 }
 
 /**

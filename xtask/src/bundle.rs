@@ -36,7 +36,7 @@ pub fn write(dist: &Path, loader: &Path, out: &Path) -> anyhow::Result<Vec<Shipp
     let wasm = trunk_output(dist, "pientegra-widget", "_bg.wasm")?;
     // trunk names the CSS after its source file: `widget/style.css`, not the demo page's `demo.css`.
     let css = trunk_output(dist, "style", ".css")?;
-    check_imports(&glue, &wasm)?;
+    check_imports(&glue)?;
 
     let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let assets = [
@@ -150,16 +150,15 @@ fn trunk_output(dist: &Path, stem: &str, suffix: &str) -> anyhow::Result<PathBuf
     }
 }
 
-/// Fails unless everything the glue imports is the wasm: the bundle ships
-/// no other script (wasm-bindgen writes a `snippets/` file for each `inline_js`).
-fn check_imports(glue: &Path, wasm: &Path) -> anyhow::Result<()> {
+/// Fails if the glue imports a JS snippet: wasm-bindgen writes one under
+/// `./snippets/` for each `inline_js` or `module` binding, and the partner
+/// bundle ships the glue, the wasm and the CSS only.
+fn check_imports(glue: &Path) -> anyhow::Result<()> {
     let source = std::fs::read_to_string(glue).with_context(|| format!("reading {}", glue.display()))?;
-    let wasm_name = wasm.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let others: Vec<String> =
-        imports(&source).into_iter().filter(|s| s.trim_start_matches("./") != wasm_name).collect();
-    if !others.is_empty() {
+    if let Some(at) = source.find("./snippets/") {
+        let snippet: String = source[at..].chars().take_while(|c| !matches!(c, '"' | '\'' | '`')).collect();
         bail!(
-            "the widget's glue {} imports {others:?}, which the partner bundle does not ship (it holds the glue, the \
+            "the widget's glue {} imports {snippet}, which the partner bundle does not ship (it holds the glue, the \
              wasm and the CSS only): the widget crate must not use `inline_js` or JS snippets",
             glue.display()
         );
@@ -254,196 +253,11 @@ fn remove_all_but(dir: &Path, keep: &BTreeSet<String>) -> anyhow::Result<()> {
 /// What the module `source` imports: the specifiers of `import … from "x"`,
 /// `import "x"`, `export … from "x"` and `import("x")`.
 ///
-/// A small lexer, enough for wasm-bindgen's glue as terser leaves it: it
-/// steps over comments, strings, template literals and regular expressions,
-/// so text that merely mentions an import is not taken for one.
-fn imports(source: &str) -> Vec<String> {
-    #[derive(Clone, PartialEq)]
-    enum Token {
-        Start,
-        Word(String),
-        Punct(u8),
-        /// A string, template or regular expression literal.
-        Literal,
-    }
-    let bytes = source.as_bytes();
-    let mut found = Vec::new();
-    // The two tokens before the current one, the newer last.
-    let mut last = [Token::Start, Token::Start];
-    let push = |last: &mut [Token; 2], token: Token| {
-        last[0] = std::mem::replace(&mut last[1], token);
-    };
-    // For each `${` of a template literal open around this point: the `{` opened inside it since.
-    let mut templates: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = source[i..].find('\n').map_or(bytes.len(), |n| i + n);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = source[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 2);
-            }
-            b'/' if regex_may_follow(&last[1]) => {
-                i = skip_regex(bytes, i + 1);
-                push(&mut last, Token::Literal);
-            }
-            b'"' | b'\'' => {
-                let end = skip_string(bytes, i + 1, c);
-                let text = source.get(i + 1..end - 1).unwrap_or_default();
-                let specifier = match (&last[0], &last[1]) {
-                    (_, Token::Word(w)) => w == "from" || w == "import",
-                    (Token::Word(w), Token::Punct(b'(')) => w == "import",
-                    _ => false,
-                };
-                if specifier {
-                    found.push(text.to_owned());
-                }
-                push(&mut last, Token::Literal);
-                i = end;
-            }
-            b'`' => {
-                let open = templates.len();
-                i = skip_template(bytes, i + 1, &mut templates);
-                push(&mut last, if templates.len() > open { Token::Punct(b'{') } else { Token::Literal });
-            }
-            b'{' => {
-                if let Some(depth) = templates.last_mut() {
-                    *depth += 1;
-                }
-                push(&mut last, Token::Punct(c));
-                i += 1;
-            }
-            b'}' if templates.last() == Some(&0) => {
-                templates.pop();
-                let open = templates.len();
-                i = skip_template(bytes, i + 1, &mut templates);
-                push(&mut last, if templates.len() > open { Token::Punct(b'{') } else { Token::Literal });
-            }
-            b'}' => {
-                if let Some(depth) = templates.last_mut() {
-                    *depth -= 1;
-                }
-                push(&mut last, Token::Punct(c));
-                i += 1;
-            }
-            _ if is_word(c) => {
-                let start = i;
-                while i < bytes.len() && is_word(bytes[i]) {
-                    i += 1;
-                }
-                push(&mut last, Token::Word(source[start..i].to_owned()));
-            }
-            _ => {
-                push(&mut last, Token::Punct(c));
-                i += 1;
-            }
-        }
-    }
-    return found;
-
-    fn is_word(c: u8) -> bool {
-        c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
-    }
-
-    /// Whether a `/` after `token` starts a regular expression rather than a division.
-    fn regex_may_follow(token: &Token) -> bool {
-        match token {
-            Token::Start => true,
-            Token::Punct(p) => !matches!(p, b')' | b']'),
-            Token::Word(w) => matches!(
-                w.as_str(),
-                "return"
-                    | "typeof"
-                    | "instanceof"
-                    | "in"
-                    | "of"
-                    | "new"
-                    | "delete"
-                    | "void"
-                    | "throw"
-                    | "case"
-                    | "do"
-                    | "else"
-                    | "yield"
-                    | "await"
-            ),
-            Token::Literal => false,
-        }
-    }
-}
-
-/// The index after the string literal whose body starts at `i`.
-fn skip_string(bytes: &[u8], mut i: usize, quote: u8) -> usize {
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            c if c == quote => return i + 1,
-            _ => i += 1,
-        }
-    }
-    bytes.len()
-}
-
-/// The index after the regular expression whose body starts at `i`.
-fn skip_regex(bytes: &[u8], mut i: usize) -> usize {
-    let mut in_class = false;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 1,
-            b'[' => in_class = true,
-            b']' => in_class = false,
-            b'/' if !in_class => return i + 1,
-            b'\n' => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-/// Steps over template text from `i`: the index after its closing backtick,
-/// or after a `${` (pushed on `templates`, whose `}` resumes the text).
-fn skip_template(bytes: &[u8], mut i: usize, templates: &mut Vec<usize>) -> usize {
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'`' => return i + 1,
-            b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                templates.push(0);
-                return i + 2;
-            }
-            _ => i += 1,
-        }
-    }
-    bytes.len()
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Read;
 
     use super::*;
-
-    #[test]
-    fn imports_are_found_in_every_form_and_only_there() {
-        let glue = r#"import{a as b}from"./snippets/pientegra-widget-92fd3ec2a28be3f0/inline0.js";
-            import "./side.js"; export*from'./again.js';
-            const c = await import("./later.js");
-            // import "./commented.js"
-            /* export * from "./also-commented.js" */
-            const m = "copied from ", n = m + "./not-an-import.js";
-            const r = /from"\/x.js"[/"]/.test(s)
-                ? `import "${"./in-template.js"}" from ${ {a: "./in-braces.js"}.a }` : 1 / 2;
-            const u = new URL("pientegra-widget-0123456789abcdef_bg.wasm", import.meta.url);
-            export { u as default };"#;
-        assert_eq!(
-            imports(glue),
-            ["./snippets/pientegra-widget-92fd3ec2a28be3f0/inline0.js", "./side.js", "./again.js", "./later.js"]
-        );
-    }
 
     /// A `dist/` as trunk leaves it, the loader folder, and the bundle folder, in one temporary directory.
     struct Fixture {
