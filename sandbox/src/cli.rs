@@ -50,6 +50,9 @@ pub struct Cli {
     /// Tenant colour of the hosted deposit page, #rgb or #rrggbb.
     #[arg(long, env = "PIENTEGRA_SANDBOX_TENANT_COLOR", hide_env_values = true, default_value = "#4f46e5")]
     pub tenant_color: String,
+    /// Pages that may frame the hosted deposit page: a CSP frame-ancestors source list, e.g. 'self' https://partner.example
+    #[arg(long, env = "PIENTEGRA_SANDBOX_FRAME_ANCESTORS", hide_env_values = true, default_value = "'none'")]
+    pub frame_ancestors: String,
 }
 
 impl Cli {
@@ -69,6 +72,7 @@ impl Cli {
             rate_limit_per_minute: self.rate_limit,
             intent_ttl: Duration::from_millis(self.intent_ttl_ms),
             accounts: self.accounts,
+            frame_ancestors: self.frame_ancestors,
             ..defaults
         }
     }
@@ -87,6 +91,17 @@ mod tests {
         assert_eq!(config.retry_scale_ppm, 1_000_000);
         assert_eq!(config.intent_ttl, defaults.intent_ttl);
         assert_eq!(config.tenant_color, defaults.tenant_color);
+        assert_eq!(config.frame_ancestors, "'none'");
+    }
+
+    #[test]
+    fn frame_ancestors_is_one_directive_or_refused() {
+        let parse = |value: &str| Cli::parse_from(["pientegra-sandbox", "--frame-ancestors", value]).into_config();
+        assert!(parse("'self' https://partner.example http://127.0.0.1:*").validate().is_ok());
+        for bad in ["", "  ", "https://a.example; script-src *", "https://a.example, frame-ancestors *", "'self'\n"] {
+            let error = parse(bad).validate().expect_err(bad).to_string();
+            assert!(error.contains("frame_ancestors"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct Config {
     pub max_concurrent_deliveries: usize,
     /// Per-attempt timeout of a webhook POST.
     pub delivery_timeout: Duration,
+    /// The pages that may show the hosted deposit page in a frame at start: a
+    /// CSP `frame-ancestors` source list such as `'none'` or `https://partner.example`.
+    pub frame_ancestors: String,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             accounts: 50,
             max_concurrent_deliveries: 16,
             delivery_timeout: Duration::from_secs(10),
+            frame_ancestors: crate::html::NO_FRAMING.to_owned(),
         }
     }
 }
@@ -99,12 +103,23 @@ impl Config {
             "tenant_color must be a CSS hex colour such as #4f46e5, got {:?}",
             self.tenant_color
         );
+        anyhow::ensure!(
+            is_source_list(&self.frame_ancestors),
+            "frame_ancestors must be a frame-ancestors source list such as 'none' or https://partner.example, got {:?}",
+            self.frame_ancestors
+        );
         if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("public_url {url:?} is not a URL: {e}"))?;
             anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "public_url must be http or https");
         }
         Ok(())
     }
+}
+
+/// Visible ASCII words without `;` or `,`: safe to put into a CSP header as
+/// one directive's value (those two would end the directive or the policy).
+fn is_source_list(s: &str) -> bool {
+    !s.trim().is_empty() && s.bytes().all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b';' && b != b',')
 }
 
 /// `#rgb` or `#rrggbb`: safe to put into a style sheet as is.
@@ -165,6 +180,8 @@ pub struct Settings {
     pub intent_ttl_ms: u64,
     /// `false`: events are recorded as PENDING and nothing is sent until it is `true` again.
     pub webhooks_enabled: bool,
+    /// The hosted deposit page's CSP `frame-ancestors` source list.
+    pub frame_ancestors: String,
     pub faults: Faults,
 }
 
@@ -181,6 +198,7 @@ impl Settings {
             rate_limit_per_minute: config.rate_limit_per_minute,
             intent_ttl_ms: u64::try_from(config.intent_ttl.as_millis()).unwrap_or(u64::MAX),
             webhooks_enabled: true,
+            frame_ancestors: config.frame_ancestors.clone(),
             faults: Faults::default(),
         }
     }
@@ -212,6 +230,15 @@ impl Settings {
         }
         if let Some(enabled) = update.webhooks_enabled {
             self.webhooks_enabled = enabled;
+        }
+        if let Some(ancestors) = update.frame_ancestors {
+            if !is_source_list(&ancestors) {
+                return Err(format!(
+                    "frameAncestors must be a frame-ancestors source list such as 'none' or https://partner.example, \
+                     got {ancestors:?}"
+                ));
+            }
+            self.frame_ancestors = ancestors.trim().to_owned();
         }
         if let Some(faults) = update.faults {
             self.faults.apply(faults)?;
@@ -296,6 +323,7 @@ pub struct SettingsUpdate {
     pub rate_limit_per_minute: Option<u32>,
     pub intent_ttl_ms: Option<u64>,
     pub webhooks_enabled: Option<bool>,
+    pub frame_ancestors: Option<String>,
     pub faults: Option<FaultsUpdate>,
 }
 

@@ -10,7 +10,7 @@ use pientegra_shared::wire::DeliveryStatus;
 
 use crate::config::format_scale_ppm;
 use crate::control::{StateView, intent_action_for, withdrawal_action_for};
-use crate::html::{Page, esc, render};
+use crate::html::{NO_FRAMING, Page, esc, render};
 use crate::state::AppState;
 
 /// Seconds between automatic reloads.
@@ -114,6 +114,8 @@ pub async fn page(State(state): State<AppState>) -> Response {
             body,
             script: Some(SCRIPT),
             refresh_secs: Some(REFRESH_SECS),
+            // Its buttons move money: no page may frame it and trick a click.
+            frame_ancestors: NO_FRAMING,
         },
     )
 }

@@ -173,9 +173,18 @@ fn deposit_page(state: &AppState, token: &str, intent: &IntentRecord) -> Respons
         status_name = intent.status.as_str(),
     );
     let script = (intent.status == IntentStatus::Reserved).then_some(COUNTDOWN_SCRIPT);
+    let frame_ancestors = state.settings().frame_ancestors.clone();
     render(
         status,
-        Page { title: heading, accent: &state.config.tenant_color, style: "", body, script, refresh_secs: None },
+        Page {
+            title: heading,
+            accent: &state.config.tenant_color,
+            style: "",
+            body,
+            script,
+            refresh_secs: None,
+            frame_ancestors: &frame_ancestors,
+        },
     )
 }
 
@@ -221,6 +230,7 @@ fn invalid_link(state: &AppState) -> Response {
                 <p>The link is damaged, was not issued by us, or belongs to a deposit that no longer exists. \
                 Please start a new deposit from the site you came from.</p></main>"
         .to_owned();
+    let frame_ancestors = state.settings().frame_ancestors.clone();
     render(
         StatusCode::NOT_FOUND,
         Page {
@@ -230,6 +240,7 @@ fn invalid_link(state: &AppState) -> Response {
             body,
             script: None,
             refresh_secs: None,
+            frame_ancestors: &frame_ancestors,
         },
     )
 }

@@ -24,7 +24,13 @@ pub struct Page<'a> {
     pub script: Option<&'a str>,
     /// Reload every this many seconds.
     pub refresh_secs: Option<u32>,
+    /// The pages that may show this one in a frame: a CSP `frame-ancestors`
+    /// source list (`'none'` for most pages).
+    pub frame_ancestors: &'a str,
 }
+
+/// The `frame-ancestors` source list that lets no page frame a page.
+pub const NO_FRAMING: &str = "'none'";
 
 const BASE_STYLE: &str = "
 :root { --accent: ACCENT; }
@@ -44,8 +50,10 @@ button:focus-visible { outline: 3px solid #0969da; outline-offset: 2px; }
 
 /// Renders `page` with `status`, a fresh nonce and the headers every page carries:
 /// no caching (a payment page must not come back from history stale), no referrer
-/// (the token in the URL must not leak to other sites), and a CSP that allows
-/// only this response's own inline style and script.
+/// (the token in the URL must not leak to other sites), a CSP that allows
+/// only this response's own inline style and script, and the page's framing
+/// rule (`X-Frame-Options: DENY` too when no page may frame it, for browsers
+/// that know only that header).
 pub fn render(status: StatusCode, page: Page<'_>) -> Response {
     let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
     let refresh =
@@ -63,7 +71,9 @@ pub fn render(status: StatusCode, page: Page<'_>) -> Response {
     );
     let csp = format!(
         "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; \
-         connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'"
+         connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+         frame-ancestors {}",
+        page.frame_ancestors
     );
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
@@ -72,6 +82,9 @@ pub fn render(status: StatusCode, page: Page<'_>) -> Response {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    if page.frame_ancestors.trim().eq_ignore_ascii_case(NO_FRAMING) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     response
 }

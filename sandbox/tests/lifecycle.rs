@@ -97,6 +97,68 @@ async fn the_hosted_page_shows_the_transfer_and_takes_the_confirmation() {
     assert!(reply.text.contains("no &lt;transfer&gt;"));
 }
 
+/// The `frame-ancestors` value of a page's CSP.
+fn frame_ancestors(reply: &Reply) -> String {
+    let csp = reply.header("content-security-policy").expect("a CSP");
+    let directive = csp.split(';').map(str::trim).find(|d| d.starts_with("frame-ancestors ")).expect("frame-ancestors");
+    directive["frame-ancestors ".len()..].to_owned()
+}
+
+#[tokio::test]
+async fn by_default_no_page_may_frame_the_hosted_page_or_the_console() {
+    let h = Harness::start().await;
+    let url = h.deposit(1000).await["depositUrl"].as_str().unwrap().to_owned();
+    for page_url in [url.clone(), h.url("/d/not-a-token"), h.url("/sandbox/console")] {
+        let reply = page(&h, &page_url).await;
+        assert_eq!(frame_ancestors(&reply), "'none'", "{page_url}");
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{page_url}");
+    }
+    // What a HEAD of the page says, which is what the companion server reads.
+    let head = h.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    // The live config changes it.
+    assert_eq!(
+        h.configure(json!({"frameAncestors": "https://partner.example"})).await["frameAncestors"],
+        "https://partner.example"
+    );
+    let reply = page(&h, &url).await;
+    assert_eq!(frame_ancestors(&reply), "https://partner.example");
+    assert_eq!(reply.header("x-frame-options"), None);
+}
+
+#[tokio::test]
+async fn the_hosted_page_lets_the_configured_pages_frame_it_and_works_inside_the_frame() {
+    let ancestors = "'self' http://127.0.0.1:5173 https://*.partner.example";
+    let h = Harness::with(Config { frame_ancestors: ancestors.to_owned(), ..test_config() }).await;
+    let deposit = h.deposit(1000).await;
+    let url = deposit["depositUrl"].as_str().unwrap().to_owned();
+    let reply = page(&h, &url).await;
+    assert_eq!(frame_ancestors(&reply), ancestors);
+    assert_eq!(reply.header("x-frame-options"), None, "X-Frame-Options would forbid what the CSP allows");
+    // In a frame the page needs no cookie, and its form posts to its own origin and comes back to it.
+    assert_eq!(reply.header("set-cookie"), None);
+    assert!(reply.header("content-security-policy").unwrap().contains("form-action 'self'"));
+    let token = url.rsplit('/').next().unwrap();
+    assert!(reply.text.contains(&format!("action=\"{token}/confirm\"")), "a relative form action");
+    let confirm = h.http.post(format!("{url}/confirm")).send().await.unwrap();
+    assert_eq!(confirm.status(), 303);
+    assert_eq!(confirm.headers()["location"], url.as_str());
+    assert_eq!(confirm.headers().get("set-cookie"), None);
+    // The console still refuses every frame.
+    let console = page(&h, &h.url("/sandbox/console")).await;
+    assert_eq!(frame_ancestors(&console), "'none'");
+    assert_eq!(console.header("x-frame-options"), Some("DENY"));
+}
+
+#[tokio::test]
+async fn a_frame_ancestors_value_that_would_end_its_directive_is_refused_at_start() {
+    for bad in ["https://a.example; script-src *", "https://a.example, frame-ancestors *", ""] {
+        let error = Sandbox::spawn(Config { frame_ancestors: bad.to_owned(), ..test_config() }).await.err();
+        assert!(error.is_some_and(|e| e.to_string().contains("frame_ancestors")), "{bad:?}");
+    }
+}
+
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -297,7 +359,7 @@ async fn the_config_answers_its_documented_shape_and_takes_partial_updates() {
     assert_eq!(
         config,
         json!({"autoApproveMs": null, "retryScale": "1", "rateLimitPerMinute": 100_000, "intentTtlMs": 1_800_000,
-               "webhooksEnabled": true,
+               "webhooksEnabled": true, "frameAncestors": "'none'",
                "faults": {"duplicateDeliveries": 0, "shuffleOrder": false, "deliveryDelayMs": 0, "failNextDeliveries": 0,
                           "failDeliveryPercent": 0, "apiErrorsNext": 0, "apiErrorPercent": 0, "apiLatencyMs": 0, "apiLatencyNext": 0}})
     );
@@ -311,6 +373,7 @@ async fn the_config_answers_its_documented_shape_and_takes_partial_updates() {
         json!({"retryScale": "0.0000001"}),
         json!({"rateLimitPerMinute": 0}),
         json!({"faults": {"failDeliveryPercent": 101}}),
+        json!({"frameAncestors": "https://a.example; script-src *"}),
         json!({"faults": {"nonsense": 1}}),
         json!({"colour": "red"}),
     ] {

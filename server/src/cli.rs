@@ -49,6 +49,9 @@ pub struct DemoArgs {
     /// The built widget and demo page (trunk's dist/)
     #[arg(long, default_value = "dist")]
     pub static_dir: std::path::PathBuf,
+    /// The partner bundle to serve at /widget/v1/ (cargo xtask widget's dist-widget/)
+    #[arg(long)]
+    pub widget_dir: Option<std::path::PathBuf>,
     /// The demo's SQLite file
     #[arg(long, default_value = "target/pientegra-demo.db")]
     pub database: std::path::PathBuf,
@@ -181,6 +184,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             args.static_dir.display()
         );
     }
+    if let Some(dir) = args.widget_dir.as_ref().filter(|dir| !dir.join("pientegra.js").exists()) {
+        anyhow::bail!("{} has no pientegra.js: build the partner bundle first (cargo xtask widget)", dir.display());
+    }
     let site = format!("http://{}", args.bind);
     let sandbox = pientegra_sandbox::Sandbox::spawn(pientegra_sandbox::Config {
         bind: args.sandbox_bind,
@@ -216,6 +222,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         pientegra_budget: crate::pientegra::BudgetSettings::default(),
         pientegra_retry: crate::pientegra::RetryPolicy::default(),
         static_dir: Some(args.static_dir),
+        widget_dir: args.widget_dir,
         pgm: None,
         connections: crate::settings::ConnectionLimits::default(),
     };
@@ -224,6 +231,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Pientegra kit demo is running.");
     println!("  Open:            {site}/");
     println!("  Sandbox console: {}/sandbox/console", sandbox.base_url());
+    if settings.widget_dir.is_some() {
+        println!("  Partner bundle:  {site}/widget/v1/pientegra.js");
+    }
     println!("  Stop with Ctrl-C.");
     println!();
     let shutdown = CancellationToken::new();

@@ -5,6 +5,7 @@
 //! The whole server is [`run`]: a listener, settings and a shutdown token.
 
 pub mod cli;
+pub mod framing;
 pub mod http;
 mod jobs;
 pub mod ledger;

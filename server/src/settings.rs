@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Serve the built widget and demo page (trunk's dist/) from this folder
     #[arg(long, env = "STATIC_DIR", hide_env_values = true)]
     pub static_dir: Option<std::path::PathBuf>,
+    /// Serve the partner bundle (cargo xtask widget's dist-widget/) at /widget/v1/ from this folder
+    #[arg(long, env = "WIDGET_DIR", hide_env_values = true)]
+    pub widget_dir: Option<std::path::PathBuf>,
     /// Bearer token Mia-Platform's Payment Gateway Manager must send to /v3/pientegra (at least 32 bytes; the facade is off without it)
     #[arg(long, env = "PGM_FACADE_TOKEN", hide_env_values = true)]
     pub pgm_facade_token: Option<String>,
@@ -147,6 +150,8 @@ pub struct Settings {
     /// When and how long to try each Pientegra call (not a flag: the contract's schedule).
     pub pientegra_retry: RetryPolicy,
     pub static_dir: Option<std::path::PathBuf>,
+    /// The partner bundle served at `/widget/v1/`.
+    pub widget_dir: Option<std::path::PathBuf>,
     /// The PGM facade: its bearer token and the shop's callback URL.
     pub pgm: Option<PgmSettings>,
     /// Limits on connections, for hyper's and the event streams' alike.
@@ -343,6 +348,11 @@ impl Settings {
                 tracing::warn!("{warning}");
             }
         }
+        if let Some(dir) = &args.widget_dir {
+            if !dir.is_dir() {
+                bail!("WIDGET_DIR: {} is not a folder (build it with cargo xtask widget)", dir.display());
+            }
+        }
         let timeout = |raw: &str, var: &str| -> anyhow::Result<Duration> {
             let duration = parse_duration(raw).with_context(|| format!("{var} is not a duration like 10s"))?;
             if duration.is_zero() {
@@ -388,6 +398,7 @@ impl Settings {
             pientegra_budget,
             pientegra_retry: RetryPolicy::default(),
             static_dir: args.static_dir,
+            widget_dir: args.widget_dir,
             pgm: match args.pgm_facade_token.filter(|t| !t.trim().is_empty()) {
                 Some(token) => Some(PgmSettings::new(
                     &token,
@@ -553,6 +564,7 @@ mod tests {
             rate_limit_per_minute: 30,
             pientegra_budget: BudgetArgs { calls_per_minute: 45, call_burst: 5 },
             static_dir: None,
+            widget_dir: None,
             pgm_facade_token: None,
             payment_callback_url: None,
             payment_callback_secret: None,
@@ -630,6 +642,16 @@ mod tests {
                 .admin_token
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_widget_dir_must_be_a_folder() {
+        let folder = tempfile::tempdir().unwrap();
+        let settings = Settings::from_args(ServeArgs { widget_dir: Some(folder.path().to_owned()), ..args() });
+        assert_eq!(settings.unwrap().widget_dir.as_deref(), Some(folder.path()));
+        let missing = folder.path().join("dist-widget");
+        let error = refusal(ServeArgs { widget_dir: Some(missing), ..args() });
+        assert!(error.contains("WIDGET_DIR") && error.contains("dist-widget"), "{error}");
     }
 
     #[test]

@@ -82,6 +82,14 @@ pub struct Deposit {
     pub updated_at: Timestamp,
 }
 
+/// `GET /api/embed-check`: whether a page of `origin` may use this server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedCheck {
+    /// The request's `Origin` header; `None` when it sent none.
+    pub origin: Option<String>,
+    pub allowed: bool,
+}
+
 /// A withdrawal as the user sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -166,6 +166,10 @@ pub struct Options {
     pub pgm: Option<PgmSettings>,
     /// Serves the built widget and demo page (browser tests).
     pub static_dir: Option<std::path::PathBuf>,
+    /// Serves a partner bundle at `/widget/v1/`.
+    pub widget_dir: Option<std::path::PathBuf>,
+    /// The sandbox's `frame-ancestors` for its hosted page (its default `'none'` when `None`).
+    pub frame_ancestors: Option<String>,
 }
 
 impl Options {
@@ -187,6 +191,8 @@ impl Default for Options {
             database: Database::Sqlite,
             pgm: None,
             static_dir: None,
+            widget_dir: None,
+            frame_ancestors: None,
         }
     }
 }
@@ -248,6 +254,7 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         pientegra_budget: options.pientegra_budget,
         pientegra_retry: RetryPolicy::scaled_for_tests(),
         static_dir: options.static_dir.clone(),
+        widget_dir: options.widget_dir.clone(),
         pgm: options.pgm.clone(),
         connections: ConnectionLimits::default(),
     }
@@ -255,11 +262,18 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
 
 /// A sandbox tuned for tests: fast retries, no rate limit in the way.
 pub async fn sandbox() -> Sandbox {
+    sandbox_for(&Options::default()).await
+}
+
+/// A sandbox tuned for tests, with the hosted page `options` asks for.
+pub async fn sandbox_for(options: &Options) -> Sandbox {
+    let defaults = SandboxConfig::default();
     Sandbox::spawn(SandboxConfig {
         bind: "127.0.0.1:0".parse().expect("addr"),
         retry_scale_ppm: 1_000,
         rate_limit_per_minute: 100_000,
-        ..SandboxConfig::default()
+        frame_ancestors: options.frame_ancestors.clone().unwrap_or(defaults.frame_ancestors.clone()),
+        ..defaults
     })
     .await
     .expect("sandbox starts")
@@ -309,7 +323,7 @@ impl Stack {
 
     /// A fresh stack.
     pub async fn with(options: Options) -> Stack {
-        let sandbox = sandbox().await;
+        let sandbox = sandbox_for(&options).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = settings_for(&sandbox, dir.path(), &options);
         let server = start_server(&settings, "127.0.0.1:0".parse().expect("addr"), options.pientegra.clone()).await;

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 pub mod auth;
 mod connections;
+mod embed;
 pub mod error;
 mod events;
 mod head;
@@ -18,6 +19,7 @@ mod site;
 mod stream_ticket;
 mod streams;
 mod webhooks;
+mod widget_files;
 
 pub use connections::{listen, serve};
 
@@ -106,6 +108,9 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(&state.settings))
+        // Readable from any page, with CORS of their own.
+        .merge(embed::router())
+        .merge(widget_files::router(&state))
         .layer(axum::middleware::map_response(|mut response: Response| async move {
             set_security_headers(response.headers_mut());
             response
