@@ -72,6 +72,7 @@ pub async fn run_with(
         metrics: Arc::default(),
         shutdown: shutdown.clone(),
         pgm,
+        framing: framing::FramingCheck::new().context("building the framing check's HTTP client")?,
     });
     let jobs = jobs::spawn(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");

@@ -80,6 +80,40 @@ pub struct Deposit {
     pub created_at: Timestamp,
     #[serde(with = "time::millis")]
     pub updated_at: Timestamp,
+    /// Only in the answer to `POST /api/deposits`: whether the page that asked
+    /// may show `depositUrl` in a frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
+}
+
+/// Whether a page may show the hosted deposit page in a frame (iframe mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Framing {
+    pub allowed: bool,
+    /// Why not; `None` when allowed.
+    pub reason: Option<FramingRefusal>,
+}
+
+impl Framing {
+    /// Framing is allowed.
+    pub const ALLOWED: Framing = Framing { allowed: true, reason: None };
+
+    /// Framing is refused for `reason`.
+    pub fn refused(reason: FramingRefusal) -> Framing {
+        Framing { allowed: false, reason: Some(reason) }
+    }
+}
+
+/// Why a page may not frame the hosted deposit page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FramingRefusal {
+    /// The hosted page's `Content-Security-Policy: frame-ancestors` does not list the page's origin.
+    FrameAncestors,
+    /// The hosted page's `X-Frame-Options` forbids it.
+    XFrameOptions,
+    /// The hosted page could not be asked.
+    Unknown,
 }
 
 /// `GET /api/embed-check`: whether a page of `origin` may use this server.

@@ -1,6 +1,7 @@
 //! Which pages may use this server: `GET /api/embed-check`, which the
 //! widget's loader asks before anything else so that a page missing from
-//! `ALLOWED_ORIGINS` is told so in words rather than by a failed request.
+//! `ALLOWED_ORIGINS` is told so in words rather than by a failed request, and
+//! the page origin the deposit answer's `framing` is about.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -48,6 +49,22 @@ fn is_own_origin(headers: &HeaderMap, origin: &str) -> bool {
     origin.origin().is_tuple() && own.is_ok_and(|own| own.origin() == origin.origin())
 }
 
+/// The origin of the page that sent the request: its `Origin` header (`null`
+/// for an opaque one), else this server's own (a same-origin request from a
+/// client that sends none), `http` unless `X-Forwarded-Proto` says `https`.
+pub(crate) fn page_origin(headers: &HeaderMap) -> String {
+    if let Some(origin) = header_origin(headers) {
+        return origin;
+    }
+    let https = headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    let scheme = if https { "https" } else { "http" };
+    headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| Url::parse(&format!("{scheme}://{host}")).ok())
+        .map_or_else(|| "null".to_owned(), |own| own.origin().ascii_serialization())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +87,19 @@ mod tests {
         let default_port = headers(&[("host", "Kit.Example")]);
         assert!(is_own_origin(&default_port, "https://kit.example"));
         assert!(!is_own_origin(&headers(&[]), "https://kit.example"), "no Host, no own origin");
+    }
+
+    #[test]
+    fn the_page_origin_is_the_origin_header_else_the_servers_own() {
+        assert_eq!(
+            page_origin(&headers(&[("origin", "https://partner.example"), ("host", "kit.example")])),
+            "https://partner.example"
+        );
+        assert_eq!(page_origin(&headers(&[("host", "127.0.0.1:8080")])), "http://127.0.0.1:8080");
+        assert_eq!(
+            page_origin(&headers(&[("host", "kit.example"), ("x-forwarded-proto", "https")])),
+            "https://kit.example"
+        );
+        assert_eq!(page_origin(&headers(&[])), "null");
     }
 }

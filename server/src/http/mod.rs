@@ -78,6 +78,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The Mia-Platform PGM facade, when `PGM_FACADE_TOKEN` is set.
     pub pgm: Option<Arc<crate::pgm::Facade>>,
+    /// Whether the hosted deposit page may be framed by a page (iframe mode).
+    pub framing: crate::framing::FramingCheck,
 }
 
 /// Bodies larger than this are refused with 413 (webhooks have their own limit).

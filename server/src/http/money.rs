@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::User;
+use super::embed;
 use super::error::AppError;
 use super::idempotency::{self, Stored};
 use crate::metrics::Metrics;
-use crate::storage::{NewDeposit, NewWithdrawal, Reply, WithdrawalRecord, WithdrawalState};
+use crate::storage::{DepositReply, NewDeposit, NewWithdrawal, Reply, WithdrawalRecord, WithdrawalState};
 
 /// Namespace of the Pientegra idempotency keys we derive, so a retry of ours
 /// (after a crash, too) always sends Pientegra the same key.
@@ -88,7 +89,6 @@ async fn create_deposit(
     let key_text = key.to_string();
     let scope = crate::storage::IdempotencyScope { user_id: user.id(), route: "deposits", key: &key_text };
     let fingerprint = idempotency::fingerprint(&raw);
-    // The deposit and this answer are stored in one commit.
     let reply = Reply { scope: &scope, request_hash: &fingerprint, status: StatusCode::CREATED.as_u16() };
     idempotency::run(&state, &scope, &fingerprint, || async {
         let created = state
@@ -113,6 +113,9 @@ async fn create_deposit(
                 "the payment page address is not on the allow-list",
             ));
         }
+        let framing = state.framing.framing(&created.deposit_url, &embed::page_origin(&headers)).await;
+        // The deposit and this answer are stored in one commit.
+        let reply = DepositReply { reply, framing: Some(framing) };
         let changed = state
             .storage
             .record_deposit(
@@ -131,7 +134,7 @@ async fn create_deposit(
             .await?;
         state.hub.notify(&changed.touched);
         Metrics::inc(&state.metrics.deposits_created);
-        Ok(Stored { status: StatusCode::CREATED, body: changed.value.reply_body(), kept: true })
+        Ok(Stored { status: StatusCode::CREATED, body: changed.value.reply_body(Some(framing)), kept: true })
     })
     .await
 }

@@ -55,14 +55,14 @@ impl DepositRecord {
             rejected_reason: self.rejected_reason.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            framing: None,
         }
     }
-}
 
-impl DepositRecord {
-    /// The body of the answer to the request that created it: the user's view as JSON.
-    pub fn reply_body(&self) -> String {
-        serde_json::to_string(&self.view()).expect("views serialize")
+    /// The body of the answer to the request that created it: the user's view
+    /// as JSON, with what the asking page may do with `depositUrl`.
+    pub fn reply_body(&self, framing: Option<api::Framing>) -> String {
+        serde_json::to_string(&api::Deposit { framing, ..self.view() }).expect("views serialize")
     }
 }
 
@@ -206,6 +206,14 @@ pub struct Reply<'a> {
     pub status: u16,
 }
 
+/// The answer to the request that creates a deposit, stored with the deposit.
+#[derive(Clone, Copy, Debug)]
+pub struct DepositReply<'a> {
+    pub reply: Reply<'a>,
+    /// What the page that asked may do with `depositUrl` (part of the answer, not of the deposit).
+    pub framing: Option<api::Framing>,
+}
+
 /// What a webhook did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InboxOutcome {
@@ -276,7 +284,11 @@ pub trait Storage: Send + Sync + 'static {
     /// applies webhook events that arrived before it. With a `reply`, the same
     /// transaction stores the answer to the request ([`DepositRecord::reply_body`]),
     /// so creating a deposit takes one durable commit, not two.
-    async fn record_deposit(&self, deposit: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>>;
+    async fn record_deposit(
+        &self,
+        deposit: NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Changed<DepositRecord>>;
     /// One deposit.
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>>;
     /// Moves a RESERVED deposit to PENDING_REVIEW (the user confirmed the transfer;

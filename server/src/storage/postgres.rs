@@ -40,8 +40,9 @@ use uuid::Uuid;
 
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
-    BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
-    NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
+    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    WithdrawalState, balance_event,
 };
 use crate::ledger::{self, BalanceModel, Movement};
 
@@ -471,7 +472,11 @@ impl PostgresStorage {
         Ok(Some(claim))
     }
 
-    async fn record_deposit_once(&self, d: &NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
+    async fn record_deposit_once(
+        &self,
+        d: &NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Changed<DepositRecord>> {
         let mut tx = self.pool.begin().await?;
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
@@ -504,8 +509,8 @@ impl PostgresStorage {
             apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
         }
         let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just recorded")?;
-        if let Some(reply) = reply {
-            store_reply(&mut tx, reply, &record.reply_body()).await?;
+        if let Some(answer) = reply {
+            store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
         }
         tx.commit().await?;
         Ok(Changed { value: record, touched: dedup(touched) })
@@ -748,7 +753,11 @@ impl Storage for PostgresStorage {
         .collect()
     }
 
-    async fn record_deposit(&self, deposit: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
+    async fn record_deposit(
+        &self,
+        deposit: NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Changed<DepositRecord>> {
         retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
     }
 

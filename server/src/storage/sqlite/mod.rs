@@ -37,8 +37,9 @@ use self::direct::Direct;
 use self::group_commit::WebhookWriter;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::{
-    BalanceRow, Changed, DepositRecord, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds,
-    NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord, WithdrawalState, balance_event,
+    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
+    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    WithdrawalState, balance_event,
 };
 use crate::ledger::{self, BalanceModel, Movement};
 
@@ -451,7 +452,7 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    async fn record_deposit(&self, d: NewDeposit, reply: Option<&Reply<'_>>) -> Result<Changed<DepositRecord>> {
+    async fn record_deposit(&self, d: NewDeposit, reply: Option<&DepositReply<'_>>) -> Result<Changed<DepositRecord>> {
         self.direct
             .write(|tx| {
                 let now = now_ms();
@@ -489,8 +490,8 @@ impl Storage for SqliteStorage {
                     Some(record) => record,
                     None => deposit_in(tx, d.intent_id)?.context("the deposit just recorded")?,
                 };
-                if let Some(reply) = reply {
-                    store_reply(tx, reply, &record.reply_body())?;
+                if let Some(answer) = reply {
+                    store_reply(tx, &answer.reply, &record.reply_body(answer.framing))?;
                 }
                 Ok(Changed { value: record, touched: outbox.users_from(0) })
             })
@@ -867,7 +868,8 @@ mod tests {
             expires_at: Utc::now() + chrono::Duration::minutes(30),
         };
         let scope = IdempotencyScope { user_id: "u", route: "deposits", key: "k-1" };
-        let reply = Reply { scope: &scope, request_hash: "h", status: 201 };
+        let framing = Some(pientegra_shared::api::Framing::ALLOWED);
+        let reply = DepositReply { reply: Reply { scope: &scope, request_hash: "h", status: 201 }, framing };
         assert!(matches!(storage.claim_idempotency(&scope, "h", 60_000).await.unwrap(), IdempotencyClaim::Claimed));
 
         let recorded = storage.record_deposit(deposit.clone(), Some(&reply)).await.unwrap();
@@ -885,7 +887,10 @@ mod tests {
         assert_eq!((events[0].seq, events[0].name.as_str()), (1, UserEvent::DEPOSIT_UPDATED));
         assert_eq!(events[0].data, UserEvent::Deposit(record.view()).data());
         match storage.claim_idempotency(&scope, "h", 60_000).await.unwrap() {
-            IdempotencyClaim::Done { status, body } => assert_eq!((status, body), (201, record.reply_body())),
+            IdempotencyClaim::Done { status, body } => {
+                assert_eq!((status, body.as_str()), (201, record.reply_body(framing).as_str()));
+                assert!(body.contains(r#""framing":{"allowed":true,"reason":null}"#), "{body}");
+            }
             _ => panic!("the answer was stored with the deposit"),
         }
 
