@@ -115,14 +115,17 @@ class Handle {
     this.#say("status", LOADING[language(options.locale)]);
     try {
       if (!(this.#element instanceof HTMLElement)) throw refusal("invalid_option", "mount needs an HTML element");
-      const [module, embed] = await Promise.all([this.#api.ready, this.#api.embedCheck(options.endpoint)]);
-      if (generation !== this.#generation) return;
+      // Both are under way; the check's answer first, since a page the server
+      // does not list cannot load the widget files either, and this says why.
+      const embed = await this.#api.embedCheck(options.endpoint);
       if (embed && embed.allowed === false) {
         throw refusal(
           "origin_not_allowed",
           `this page's origin (${location.origin}) is not in ALLOWED_ORIGINS of the companion server ${options.endpoint}`,
         );
       }
+      const module = await this.#api.ready;
+      if (generation !== this.#generation) return;
       this.#say(null);
       this.#widget = module[MOUNTS[this.#kind]](this.#element, options);
     } catch (error) {
