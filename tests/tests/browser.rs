@@ -13,7 +13,7 @@ use pientegra_tests::Stack;
 use pientegra_tests::browser::{
     Browser, available, demo_stack, deposit_through_popup, newest, status_is, text_contains, type_into,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
 

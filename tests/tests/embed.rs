@@ -19,6 +19,10 @@ use pientegra_tests::partner::{Page, Partner, Site, mint};
 use pientegra_tests::{Options, Stack};
 use serde_json::{Value, json};
 
+/// The iframe mode's frame shows a page.
+const FRAME_SHOWN: &str =
+    "(f => !!f && !f.hidden && !!f.getAttribute('src'))(document.querySelector('[data-testid=deposit-frame]'))";
+
 const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
 
 /// A stack whose server lists `site`'s origin and serves the partner bundle,
@@ -45,6 +49,27 @@ fn page(stack: &Stack, user: &str, body: &str) -> Page {
         user: user.to_owned(),
         refresh_tokens: false,
     }
+}
+
+/// A partner page on its own origin, a stack that lists it (whose hosted
+/// page it may frame when `framing`), and a browser on the page. `body` gets
+/// a token of `user`'s; `adjust` may change the page before it is served.
+async fn embedded(
+    user: &str,
+    framing: bool,
+    body: impl FnOnce(&str) -> String,
+    adjust: impl FnOnce(&mut Page),
+) -> (Stack, Partner, Browser) {
+    let site = Site::bind().await;
+    let origin = site.origin();
+    let stack = stack_for(&site, framing.then_some(origin.as_str())).await;
+    let token = stack.token(user).await;
+    let mut page = page(&stack, user, &body(&token));
+    adjust(&mut page);
+    let partner = site.serve(page);
+    let browser = Browser::start().await.unwrap();
+    open(&browser, &partner).await;
+    (stack, partner, browser)
 }
 
 /// What partner.js recorded: `events`, `violations`, `errors`, `warnings`.
@@ -99,21 +124,27 @@ async fn a_page_on_another_origin_with_a_strict_csp_takes_a_deposit_and_a_withdr
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, None).await;
-    let token = stack.token("ayse").await;
-    let partner = site.serve(page(
-        &stack,
-        "ayse",
-        &format!(
+    let body = |token: &str| {
+        format!(
             r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="popup"></pientegra-deposit>
                <pientegra-withdrawal id="withdrawal" token="{token}" locale="en"></pientegra-withdrawal>"#
-        ),
-    ));
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+        )
+    };
+    let (stack, _partner, browser) = embedded("ayse", false, body, |_| {}).await;
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
     browser.until("the first balance event", &event_seen("pientegra:balance", "available", "0")).await.unwrap();
+
+    // An amount the widget refuses is an error the page hears, and nothing is sent.
+    type_into(&browser, "deposit-amount", "0.50").await;
+    browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
+    browser.until("the error event", &event_seen("pientegra:error", "code", "amount_below_min")).await.unwrap();
+    let refused = events(&browser, "pientegra:error").await;
+    assert_eq!(
+        refused[0]["message"],
+        browser.text_of(".pk-deposit .pk-field .pk-error").await.as_str(),
+        "the words shown"
+    );
+    assert_eq!(browser.client.windows().await.unwrap().len(), 1, "no popup for a refused amount");
 
     type_into(&browser, "deposit-amount", "250.00").await;
     pay_in_popup(&browser).await;
@@ -161,18 +192,9 @@ async fn an_expired_token_is_announced_and_a_fresh_one_keeps_what_the_user_typed
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, None).await;
     let short = mint("mehmet", 4);
-    let mut page = page(
-        &stack,
-        "mehmet",
-        &format!(r#"<pientegra-deposit id="deposit" token="{short}" locale="en"></pientegra-deposit>"#),
-    );
-    page.refresh_tokens = true;
-    let partner = site.serve(page);
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+    let body = |_: &str| format!(r#"<pientegra-deposit id="deposit" token="{short}" locale="en"></pientegra-deposit>"#);
+    let (stack, _partner, browser) = embedded("mehmet", false, body, |page| page.refresh_tokens = true).await;
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
     type_into(&browser, "deposit-amount", "123.45").await;
     browser
@@ -203,21 +225,15 @@ async fn every_bad_input_gets_a_message_in_the_element_and_sends_nothing() {
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, None).await;
-    let token = stack.token("zeynep").await;
-    let partner = site.serve(page(
-        &stack,
-        "zeynep",
-        &format!(
+    let body = |token: &str| {
+        format!(
             r#"<pientegra-deposit id="mode" token="{token}" mode="modal"></pientegra-deposit>
                <pientegra-deposit id="locale" token="{token}" locale="de"></pientegra-deposit>
                <pientegra-deposit id="malformed" token="not a token"></pientegra-deposit>
                <pientegra-withdrawal id="missing"></pientegra-withdrawal>"#
-        ),
-    ));
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+        )
+    };
+    let (stack, _partner, browser) = embedded("zeynep", false, body, |_| {}).await;
     browser
         .until("four problems", "document.querySelectorAll('[data-testid=widget-problem]').length === 4")
         .await
@@ -250,7 +266,7 @@ async fn every_bad_input_gets_a_message_in_the_element_and_sends_nothing() {
     let partner = stranger.serve(page(
         &stack,
         "zeynep",
-        &format!(r#"<pientegra-deposit id="deposit" token="{token}"></pientegra-deposit>"#),
+        &format!(r#"<pientegra-deposit id="deposit" token="{}"></pientegra-deposit>"#, stack.token("zeynep").await),
     ));
     let browser = Browser::start().await.unwrap();
     open(&browser, &partner).await;
@@ -281,19 +297,10 @@ async fn a_second_loader_on_the_page_is_ignored_with_a_warning() {
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, None).await;
-    let token = stack.token("ayse").await;
-    let mut page = page(
-        &stack,
-        "ayse",
-        &format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en"></pientegra-deposit>"#),
-    );
-    let again = format!("{}?again", page.loaders[0]);
-    page.loaders.push(again);
-    let partner = site.serve(page);
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+    let body =
+        |token: &str| format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en"></pientegra-deposit>"#);
+    let again = |page: &mut Page| page.loaders.push(format!("{}?again", page.loaders[0]));
+    let (_stack, _partner, browser) = embedded("ayse", false, body, again).await;
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
     let count =
         browser.client.execute("return document.querySelectorAll('.pk-deposit').length;", vec![]).await.unwrap();
@@ -310,22 +317,16 @@ async fn iframe_mode_shows_the_hosted_page_in_a_modal_where_it_may_be_framed() {
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, Some(&site.origin())).await;
-    let token = stack.token("ayse").await;
-    let partner = site.serve(page(
-        &stack,
-        "ayse",
-        &format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="iframe"></pientegra-deposit>"#),
-    ));
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+    let body = |token: &str| {
+        format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="iframe"></pientegra-deposit>"#)
+    };
+    let (stack, _partner, browser) = embedded("ayse", true, body, |_| {}).await;
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
 
     // Escape closes the modal; focus is inside it while it is open.
     type_into(&browser, "deposit-amount", "300.00").await;
     browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
-    browser.until("the framed page", "!!document.querySelector('[data-testid=deposit-frame]')").await.unwrap();
+    browser.until("the framed page", FRAME_SHOWN).await.unwrap();
     let focus_inside = browser
         .client
         .execute(
@@ -366,26 +367,17 @@ async fn iframe_mode_falls_back_to_a_popup_and_says_why_where_framing_is_forbidd
     if !available() {
         return;
     }
-    let site = Site::bind().await;
-    let stack = stack_for(&site, None).await; // the sandbox's default: frame-ancestors 'none'
-    let token = stack.token("ayse").await;
-    let partner = site.serve(page(
-        &stack,
-        "ayse",
-        &format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="iframe"></pientegra-deposit>"#),
-    ));
-    let browser = Browser::start().await.unwrap();
-    open(&browser, &partner).await;
+    let body = |token: &str| {
+        format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="iframe"></pientegra-deposit>"#)
+    };
+    // The sandbox's default: frame-ancestors 'none'.
+    let (_stack, _partner, browser) = embedded("ayse", false, body, |_| {}).await;
     browser.until("the deposit button", BUTTON_READY).await.unwrap();
     type_into(&browser, "deposit-amount", "200.00").await;
     pay_in_popup(&browser).await;
     browser.until("the reason", &text_contains("deposit-notice", "its own security settings forbid it")).await.unwrap();
     browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
-    let framed = browser
-        .client
-        .execute("return !!document.querySelector('[data-testid=deposit-frame]');", vec![])
-        .await
-        .unwrap();
+    let framed = browser.client.execute(&format!("return {FRAME_SHOWN};"), vec![]).await.unwrap();
     assert_eq!(framed, json!(false), "never framed");
     assert_clean(&browser).await;
     browser.close().await;

@@ -177,14 +177,13 @@ fn wasm_opt() -> anyhow::Result<()> {
     }
 }
 
-/// Builds the widget and demo page into `dist/`, minifies its scripts, writes
-/// the partner bundle and prints what ships.
+/// Builds the widget and demo page into `dist/`, writes the partner bundle
+/// (which minifies the scripts it ships) and prints what ships.
 fn widget() -> anyhow::Result<()> {
     // trunk passes --offline on to cargo, so every crate (the wasm-only ones too)
     // must already be in the local registry: fetch them first.
     run(cargo().arg("fetch"))?;
     run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
-    minify::pinned_scripts(&root().join("dist"))?;
     print_sizes(&root().join("dist"))?;
     partner_bundle()
 }

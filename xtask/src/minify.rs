@@ -1,4 +1,5 @@
-//! The widget's JavaScript, minified after trunk's build.
+//! A trunk-built page's JavaScript, minified after trunk's build (the bench's
+//! Leptos counter; the partner bundle minifies the widget's own scripts).
 //!
 //! Trunk minifies the page and the CSS but leaves wasm-bindgen's glue and
 //! snippets as wasm-bindgen wrote them; terser takes them from 9.0 to 6.5 KiB

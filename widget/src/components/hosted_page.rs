@@ -39,29 +39,25 @@ pub fn HostedPageModal(locale: Locale, modal: RwSignal<Modal>, open_popup: Callb
     let title_id = super::unique_id("hosted-title");
     let heading_id = title_id.clone();
 
-    let body = move || {
-        match modal.get() {
-        Modal::Closed => None,
-        Modal::Loading => Some(view! { <p class="pk-modal-text" role="status">{t(locale, T::PopupLoading)}</p> }.into_any()),
-        Modal::Frame(url) => Some(
-            view! {
-                <iframe class="pk-modal-frame" src=url title=t(locale, T::PopupTitle) data-testid="deposit-frame"></iframe>
-            }
-            .into_any(),
-        ),
-        Modal::CannotFrame { url, reason } => Some(
-            view! {
-                <div class="pk-modal-text" role="alert">
-                    <p data-testid="frame-refused">{reason}</p>
-                    <button type="button" class="pk-button pk-primary" data-testid="open-window"
-                        on:click=move |_| { modal.set(Modal::Closed); open_popup.run(url.clone()); }>
-                        {t(locale, T::OpenPaymentPage)}
-                    </button>
-                </div>
-            }
-            .into_any(),
-        ),
-    }
+    // One fixed structure whose parts show or hide, bound to `Signal<String>`
+    // and `Signal<bool>` like the rest of the widget: a view per state would
+    // bring Leptos's type-erased views into the wasm.
+    let not_loading = Signal::derive(move || modal.with(|m| *m != Modal::Loading));
+    let frame_src = Signal::derive(move || match &*modal.read() {
+        Modal::Frame(url) => url.clone(),
+        _ => String::new(),
+    });
+    let no_frame = Signal::derive(move || frame_src.with(String::is_empty));
+    let reason = Signal::derive(move || match &*modal.read() {
+        Modal::CannotFrame { reason, .. } => reason.clone(),
+        _ => String::new(),
+    });
+    let no_reason = Signal::derive(move || reason.with(String::is_empty));
+    let open_window = move |_| {
+        if let Modal::CannotFrame { url, .. } = modal.get_untracked() {
+            modal.set(Modal::Closed);
+            open_popup.run(url);
+        }
     };
 
     view! {
@@ -74,7 +70,15 @@ pub fn HostedPageModal(locale: Locale, modal: RwSignal<Modal>, open_popup: Callb
                     "×"
                 </button>
             </div>
-            {body}
+            <p class="pk-modal-text" role="status" hidden=not_loading>{t(locale, T::PopupLoading)}</p>
+            <iframe class="pk-modal-frame" src=frame_src hidden=no_frame title=t(locale, T::PopupTitle)
+                data-testid="deposit-frame"></iframe>
+            <div class="pk-modal-text" role="alert" hidden=no_reason>
+                <p data-testid="frame-refused">{reason}</p>
+                <button type="button" class="pk-button pk-primary" data-testid="open-window" on:click=open_window>
+                    {t(locale, T::OpenPaymentPage)}
+                </button>
+            </div>
         </dialog>
     }
 }
