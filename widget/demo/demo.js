@@ -1,5 +1,7 @@
 // The demo wallet page: plays a partner site that embeds the widget the way
-// partners do, through the loader the companion server serves at /widget/v1/.
+// partners do, through the loader (`cargo xtask widget` writes one for this
+// page's build, which adds the balance card, activity list and event log, to
+// demo-widget/; partners load the one at /widget/v1/).
 //
 // A same-origin module (see Trunk.toml), so the page needs no inline script.
 // Query parameters preselect the demo:
@@ -7,7 +9,7 @@
 
 const params = new URLSearchParams(location.search);
 const endpoint = (params.get("endpoint") || location.origin).replace(/\/+$/, "");
-const widget = await import(`${endpoint}/widget/v1/pientegra.js`);
+const widget = await import(new URL("demo-widget/pientegra.js", import.meta.url));
 
 const TEXT = {
   tr: {

@@ -40,7 +40,7 @@ export const ready = loader.ready.then(() => undefined);
 export const mountDeposit = (element, options) => loader.mount("deposit", element, options);
 /** Mounts the withdrawal form into `element`; returns its handle at once. */
 export const mountWithdrawal = (element, options) => loader.mount("withdrawal", element, options);
-/** The balance card, the activity list and the live event log (the demo page uses them). */
+/** The balance card, the activity list and the live event log: in the demo page's build only. */
 export const mountBalance = (element, options) => loader.mount("balance", element, options);
 export const mountActivity = (element, options) => loader.mount("activity", element, options);
 export const mountEventLog = (element, options) => loader.mount("eventLog", element, options);
@@ -126,8 +126,12 @@ class Handle {
       }
       const module = await this.#api.ready;
       if (generation !== this.#generation) return;
+      const mount = module[MOUNTS[this.#kind]];
+      if (typeof mount !== "function") {
+        throw refusal("invalid_option", `this build of the widget has no ${MOUNTS[this.#kind]} (the demo page's has)`);
+      }
       this.#say(null);
-      this.#widget = module[MOUNTS[this.#kind]](this.#element, options);
+      this.#widget = mount(this.#element, options);
     } catch (error) {
       if (generation !== this.#generation) return;
       const code = error.code ?? "load_failed";

@@ -381,6 +381,7 @@ pub const EVENT_NAMES: [&str; 3] = [
 
 impl UserEvent {
     /// The SSE event name.
+    #[cfg(feature = "demo")]
     pub fn name(&self) -> &'static str {
         match self {
             UserEvent::Deposit(_) => EVENT_NAMES[0],

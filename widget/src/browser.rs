@@ -3,7 +3,6 @@
 //! sandboxed frame) degrade to "nothing remembered" rather than panicking.
 
 use leptos::prelude::{document, window};
-use pientegra_shared::Locale;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Storage, Url, Window};
@@ -109,8 +108,9 @@ pub async fn sleep(ms: i32) {
 }
 
 /// Milliseconds since the epoch, formatted as the user reads dates in their language.
+#[cfg(feature = "demo")]
 #[allow(clippy::cast_precision_loss)] // ms since 1970 fit a double's 53 bits exactly.
-pub fn format_ms(ms: i64, locale: Locale) -> String {
+pub fn format_ms(ms: i64, locale: pientegra_shared::Locale) -> String {
     let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
     date.to_locale_string(locale.as_str(), &JsValue::UNDEFINED).into()
 }

@@ -23,6 +23,7 @@ pub enum Link {
 
 impl Link {
     /// The `data-state` of the connection indicator.
+    #[cfg(feature = "demo")]
     pub fn as_str(self) -> &'static str {
         match self {
             Link::Connecting => "connecting",

@@ -8,12 +8,12 @@ use pientegra_shared::Locale;
 use pientegra_shared::api::codes;
 use pientegra_shared::iban::IbanError;
 use pientegra_shared::ids::IdError;
-use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 
 use crate::api::ApiFailure;
 
-/// A text of the widget.
+/// A text of the widget. The demo's own parts (`demo` feature) use some.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "demo"), allow(dead_code))]
 pub enum Text {
     // Deposit widget
     DepositTitle,
@@ -364,7 +364,9 @@ pub fn api_error(locale: Locale, failure: &ApiFailure) -> String {
 }
 
 /// A deposit status, short.
-pub fn intent_status(locale: Locale, status: IntentStatus) -> &'static str {
+#[cfg(feature = "demo")]
+pub fn intent_status(locale: Locale, status: pientegra_shared::status::IntentStatus) -> &'static str {
+    use pientegra_shared::status::IntentStatus;
     match status {
         IntentStatus::Reserved => pick(locale, "Havale bekleniyor", "Awaiting transfer"),
         IntentStatus::PendingReview => pick(locale, "İnceleniyor", "Under review"),
@@ -376,7 +378,9 @@ pub fn intent_status(locale: Locale, status: IntentStatus) -> &'static str {
 }
 
 /// A withdrawal status, short.
-pub fn withdrawal_status(locale: Locale, status: WithdrawalStatus) -> &'static str {
+#[cfg(feature = "demo")]
+pub fn withdrawal_status(locale: Locale, status: pientegra_shared::status::WithdrawalStatus) -> &'static str {
+    use pientegra_shared::status::WithdrawalStatus;
     match status {
         WithdrawalStatus::PendingReview => pick(locale, "İnceleniyor", "Under review"),
         WithdrawalStatus::Approved => pick(locale, "Onaylandı", "Approved"),

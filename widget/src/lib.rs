@@ -31,7 +31,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
 use api::Client;
-use components::{Activity, BalanceCard, DepositWidget, EventLog, WithdrawalForm};
+#[cfg(feature = "demo")]
+use components::{Activity, BalanceCard, EventLog};
+use components::{DepositWidget, WithdrawalForm};
 use options::Options;
 
 /// A mounted widget. `unmount()` removes it from the page and, with the last
@@ -87,18 +89,21 @@ pub fn mount_withdrawal(element: HtmlElement, options: JsValue) -> Result<Mounte
     mount(element, &options, |options| view! { <WithdrawalForm options/> })
 }
 
+#[cfg(feature = "demo")]
 /// Mounts a balance card into `element`.
 #[wasm_bindgen(js_name = mountBalance)]
 pub fn mount_balance(element: HtmlElement, options: JsValue) -> Result<Mounted, JsValue> {
     mount(element, &options, |options| view! { <BalanceCard options/> })
 }
 
+#[cfg(feature = "demo")]
 /// Mounts the activity list (deposits and withdrawals) into `element`.
 #[wasm_bindgen(js_name = mountActivity)]
 pub fn mount_activity(element: HtmlElement, options: JsValue) -> Result<Mounted, JsValue> {
     mount(element, &options, |options| view! { <Activity options/> })
 }
 
+#[cfg(feature = "demo")]
 /// Mounts the live event log into `element`.
 #[wasm_bindgen(js_name = mountEventLog)]
 pub fn mount_event_log(element: HtmlElement, options: JsValue) -> Result<Mounted, JsValue> {

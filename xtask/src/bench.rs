@@ -30,7 +30,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 "--offline",
             ]))
             .and_then(|()| super::minify::pinned_scripts(&dir.join("dist")))
-            .and_then(|()| if dir == root { super::partner_bundle() } else { Ok(()) });
+            .and_then(|()| if dir == root { super::bundles() } else { Ok(()) });
             if let Err(error) = built {
                 eprintln!("xtask: bench: trunk build in {} failed: {error:#}", dir.display());
             }

@@ -177,22 +177,36 @@ fn wasm_opt() -> anyhow::Result<()> {
     }
 }
 
-/// Builds the widget and demo page into `dist/`, writes the partner bundle
-/// (which minifies the scripts it ships) and prints what ships.
+/// Builds the demo page into `dist/` (the widget with its `demo` feature, and
+/// a loader for it in `dist/demo-widget/`), then the widget alone into the
+/// partner bundle `dist-widget/`, and prints what ships. The bundles minify
+/// the scripts they ship.
 fn widget() -> anyhow::Result<()> {
     // trunk passes --offline on to cargo, so every crate (the wasm-only ones too)
     // must already be in the local registry: fetch them first.
     run(cargo().arg("fetch"))?;
     run(Command::new("trunk").current_dir(root()).args(["build", "--release", "--offline"]))?;
     print_sizes(&root().join("dist"))?;
-    partner_bundle()
+    bundles()
 }
 
-/// Writes `dist-widget/` from the built `dist/` and prints its sizes.
-fn partner_bundle() -> anyhow::Result<()> {
-    let out = root().join(bundle::DIR);
-    let files = bundle::write(&root().join("dist"), &root().join("widget").join("loader"), &out)?;
-    bundle::print_sizes(&out, &files);
+/// The demo page's bundle, from trunk's build in `dist/`, and the partner
+/// bundle, from trunk's build of the widget alone (`widget/loader/bundle.html`).
+fn bundles() -> anyhow::Result<()> {
+    let dist = root().join("dist");
+    bundle_from(&dist, &dist.join("demo-widget"))?;
+    let partner = root().join("target").join("widget-partner-build");
+    run(Command::new("trunk")
+        .current_dir(root())
+        .args(["build", "widget/loader/bundle.html", "--release", "--offline", "--dist"])
+        .arg(&partner))?;
+    bundle_from(&partner, &root().join(bundle::DIR))
+}
+
+/// Writes a bundle to `out` from trunk's build in `dist` and prints its sizes.
+fn bundle_from(dist: &Path, out: &Path) -> anyhow::Result<()> {
+    let files = bundle::write(dist, &root().join("widget").join("loader"), out)?;
+    bundle::print_sizes(out, &files);
     Ok(())
 }
 

@@ -7,11 +7,14 @@
 //! per distinct closure type, so one type for every reactive text keeps the
 //! shipped wasm smaller, measurably so, despite `Signal::derive`'s own cost.
 
+#[cfg(feature = "demo")]
 mod activity;
 mod amount_field;
+#[cfg(feature = "demo")]
 mod balance;
 mod deposit;
 mod deposit_status;
+#[cfg(feature = "demo")]
 mod event_log;
 mod hosted_page;
 mod withdrawal;
@@ -27,9 +30,12 @@ use crate::feed::Feed;
 use crate::host_events;
 use crate::i18n::{amount_error, api_error};
 
+#[cfg(feature = "demo")]
 pub use activity::Activity;
+#[cfg(feature = "demo")]
 pub use balance::BalanceCard;
 pub use deposit::DepositWidget;
+#[cfg(feature = "demo")]
 pub use event_log::EventLog;
 pub use withdrawal::WithdrawalForm;
 
