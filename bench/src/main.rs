@@ -171,11 +171,25 @@ fn main() -> anyhow::Result<()> {
         command.push_str(&format!(" --only {}", list.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
     }
     let mut markdown = report::markdown(&machine, &rows, &notes, &command);
-    // The analysis of unmet targets is written by hand: a new run keeps it
-    // (check it against the new figures).
-    if let Some(analysis) = std::fs::read_to_string(&out).ok().and_then(|old| hand_written(&old)) {
-        markdown.push('\n');
-        markdown.push_str(&analysis);
+    let old = std::fs::read_to_string(&out).ok();
+    match (&only, &old) {
+        // A run of some figures replaces theirs and keeps the rest, the header included.
+        (Some(list), Some(old)) => {
+            let load = machine.load.split_whitespace().next().unwrap_or("?");
+            let run = format!(
+                "`{command}`, {}, {} CPUs ({}), load average {load} at start",
+                machine.date, machine.cpus, machine.cpu_model
+            );
+            markdown = report::merge_partial(old, &markdown, list, &run);
+        }
+        // The analysis of unmet targets is written by hand: a new run keeps it
+        // (check it against the new figures).
+        _ => {
+            if let Some(analysis) = old.as_deref().and_then(hand_written) {
+                markdown.push('\n');
+                markdown.push_str(&analysis);
+            }
+        }
     }
     std::fs::write(&out, markdown).with_context(|| format!("writing {}", out.display()))?;
     println!("\nwrote {}", out.display());

@@ -164,3 +164,90 @@ pub fn markdown(machine: &Machine, rows: &[Row], notes: &[String], command: &str
     }
     out
 }
+
+/// BENCHMARKS.md after a run of some figures only (`--only`): `old` (the file
+/// as it was) with the rows and the "how measured" lines of the figures in
+/// `ran` replaced by those of `new` (what [`markdown`] wrote for this run),
+/// and each of those lines saying which run it comes from. The header, the
+/// other figures and everything after their notes stay as they were.
+pub fn merge_partial(old: &str, new: &str, ran: &[u32], run: &str) -> String {
+    const NOTES: &str = "## How each figure was measured";
+    let split = |text: &str| -> (String, String) {
+        match text.find(NOTES) {
+            Some(at) => (text[..at].to_owned(), text[at..].to_owned()),
+            None => (text.to_owned(), String::new()),
+        }
+    };
+    let (new_table, new_notes) = split(new);
+    let (old_table, old_notes) = split(old);
+    let figure = |line: &str, prefix: &str| {
+        line.strip_prefix(prefix).and_then(|rest| rest.split([' ', ':']).next()).and_then(|n| n.parse::<u32>().ok())
+    };
+    let ours = |line: &str, prefix: &str| figure(line, prefix).is_some_and(|n| ran.contains(&n));
+    let table = replace_lines(&old_table, &new_table, |line| ours(line, "| "));
+    let notes = replace_lines(&old_notes, &new_notes, |line| ours(line, "- #"));
+    let notes = notes
+        .lines()
+        .map(|line| if ours(line, "- #") { format!("{line} From its own run: {run}.") } else { line.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{table}{notes}\n")
+}
+
+/// `old` with its lines that `pick` selects replaced, at the place of the
+/// first of them, by the lines of `new` that `pick` selects (or, when `old`
+/// has none, those added after its last table row or note line).
+fn replace_lines(old: &str, new: &str, pick: impl Fn(&str) -> bool) -> String {
+    let fresh: Vec<&str> = new.lines().filter(|l| pick(l)).collect();
+    let mut out: Vec<&str> = Vec::new();
+    let mut placed = false;
+    for line in old.lines() {
+        if pick(line) {
+            if !placed {
+                out.extend(&fresh);
+                placed = true;
+            }
+        } else {
+            out.push(line);
+        }
+    }
+    if !placed {
+        let at = out.iter().rposition(|l| l.starts_with("| ") || l.starts_with("- #")).map_or(out.len(), |i| i + 1);
+        out.splice(at..at, fresh);
+    }
+    out.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_partial;
+
+    const OLD: &str = "# Benchmarks\n\n| date | 2026-11-22 |\n\n| # | figure |\n|---|---|\n| 1 | one old |\n| 6 | six old |\n\
+        | 6 | six old, second row |\n| 8 | eight old |\n\n## How each figure was measured\n\n- #1: how one.\n- #6: how six.\n\
+        - #8: how eight.\n\n## Shortfalls\n\nby hand\n";
+    const NEW: &str = "# Benchmarks\n\n| date | 2026-12-06 |\n\n| # | figure |\n|---|---|\n| 6 | six new |\n| 9 | nine new |\n\n\
+        ## How each figure was measured\n\n- #6: how six, again.\n- #9: how nine.\n";
+
+    #[test]
+    fn a_partial_run_replaces_its_figures_and_keeps_the_others() {
+        let merged = merge_partial(OLD, NEW, &[6, 9], "`cargo xtask bench --only 6,9`, 2026-12-06");
+        let expected = "# Benchmarks\n\n| date | 2026-11-22 |\n\n| # | figure |\n|---|---|\n| 1 | one old |\n| 6 | six new |\n\
+            | 9 | nine new |\n| 8 | eight old |\n\n## How each figure was measured\n\n- #1: how one.\n\
+            - #6: how six, again. From its own run: `cargo xtask bench --only 6,9`, 2026-12-06.\n\
+            - #9: how nine. From its own run: `cargo xtask bench --only 6,9`, 2026-12-06.\n- #8: how eight.\n\n\
+            ## Shortfalls\n\nby hand\n";
+        assert_eq!(merged, expected);
+    }
+
+    #[test]
+    fn a_figure_new_to_the_file_comes_after_the_last_row() {
+        let old = "| # | figure |\n|---|---|\n| 1 | one |\n\n## How each figure was measured\n\n- #1: how one.\n";
+        let new = "| # | figure |\n|---|---|\n| 9 | nine |\n\n## How each figure was measured\n\n- #9: how nine.\n";
+        let merged = merge_partial(old, new, &[9], "run");
+        assert_eq!(
+            merged,
+            "| # | figure |\n|---|---|\n| 1 | one |\n| 9 | nine |\n\n## How each figure was measured\n\n- #1: how one.\n\
+             - #9: how nine. From its own run: run.\n"
+        );
+    }
+}
