@@ -131,8 +131,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Figure> {
          {ATTACKERS}. \"While all are held\": probes started after the last head was sent and before the server \
          closed the first connection. The whole attack includes opening the {ATTACKERS} connections at once, \
          whose handshakes can overflow the listen backlog on 2 CPUs (a dropped handshake is retried by the \
-         client's kernel after 1 s). The 100 KiB heads are what grew the server from 23 to 249 MB (150 KiB a \
-         connection) before it had these limits; 7 KiB heads fit under MAX_REQUEST_HEAD, so the server holds \
+         client's kernel after 1 s). A server without these limits grew from 23 to 249 MB (150 KiB a \
+         connection) under 100 KiB heads; 7 KiB heads fit under MAX_REQUEST_HEAD, so the server holds \
          them until HEADER_READ_TIMEOUT.",
         baseline_for.as_secs(),
         PROBE_EVERY.as_millis()

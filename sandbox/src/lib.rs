@@ -1,5 +1,5 @@
 //! A faithful, self-contained local stand-in for the Pientegra payment API
-//! (`pientegra-contract.md`): the External API under `/api/v1`, the hosted
+//! (`docs/pientegra-contract.md`): the External API under `/api/v1`, the hosted
 //! deposit page, review simulation, signed webhook delivery with retries,
 //! events and replay, and fault injection, all in memory.
 //!

@@ -1,4 +1,4 @@
-//! The Pientegra External API on the wire (`pientegra-contract.md`): requests,
+//! The Pientegra External API on the wire (`docs/pientegra-contract.md`): requests,
 //! responses, list pages, events and the error envelope. Field names are
 //! camelCase; unknown fields are tolerated everywhere; fields the docs do not
 //! promise are `Option` so a client never depends on them.

@@ -234,10 +234,15 @@ fn print_sizes(dist: &Path) -> anyhow::Result<()> {
 }
 
 fn demo(rest: &[String]) -> anyhow::Result<()> {
+    eprintln!(
+        "xtask: demo: a first run installs the tools and compiles the widget and the server, which takes \
+         several minutes (cargo and trunk show their progress below); later runs rebuild only what changed"
+    );
     tools()?;
     widget()?;
+    // Not --quiet: cargo's progress is all a first run shows while the server compiles.
     run(cargo()
-        .args(["run", "--quiet", "-p", "pientegra-server", "--", "demo", "--static-dir"])
+        .args(["run", "-p", "pientegra-server", "--", "demo", "--static-dir"])
         .arg(root().join("dist"))
         .arg("--widget-dir")
         .arg(root().join(bundle::DIR))
