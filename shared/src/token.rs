@@ -367,6 +367,7 @@ fn refusal(kind: &ErrorKind) -> TokenError {
     match kind {
         ErrorKind::InvalidSignature => TokenError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
+        // `aud` is the only claim the library is told to require.
         ErrorKind::InvalidAudience | ErrorKind::MissingRequiredClaim(_) => TokenError::WrongAudience,
         _ => TokenError::Malformed,
     }
