@@ -7,8 +7,10 @@ use pientegra_shared::ids::{ExternalUserId, UserLabel};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{DEMO_PUBLIC_OVERRIDE, ServeArgs, Settings, demo_mode_guard, parse_duration};
-use crate::token::TokenKey;
+use crate::settings::{
+    DEMO_PUBLIC_OVERRIDE, ServeArgs, Settings, demo_mode_guard, parse_duration, widget_token_max_lifetime,
+    widget_token_secrets,
+};
 
 /// The Pientegra kit's companion server.
 #[derive(Parser, Debug)]
@@ -95,12 +97,15 @@ pub enum TokenCommand {
         /// Display label
         #[arg(long)]
         label: Option<String>,
-        /// Lifetime, e.g. 1h, 15m
+        /// Lifetime, e.g. 1h, 15m; at most the maximum lifetime
         #[arg(long, default_value = "1h")]
         ttl: String,
-        /// The secret that signs tokens
+        /// The secrets that sign tokens, comma-separated, newest first: the first signs
         #[arg(long, env = "WIDGET_TOKEN_SECRET", hide_env_values = true)]
         secret: String,
+        /// The longest lifetime the server accepts
+        #[arg(long, env = "WIDGET_TOKEN_MAX_LIFETIME", hide_env_values = true, default_value = "24h")]
+        max_lifetime: String,
     },
 }
 
@@ -117,16 +122,27 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo(args).await,
         Command::Reconcile(args) => reconcile(args).await,
-        Command::Token { command: TokenCommand::Mint { user, label, ttl, secret } } => {
+        Command::Token { command: TokenCommand::Mint { user, label, ttl, secret, max_lifetime } } => {
             let user = ExternalUserId::parse(&user).context("--user")?;
             crate::token::may_name(&user).context("--user")?;
             let label = label.as_deref().map(UserLabel::parse).transpose().context("--label")?;
-            let ttl = chrono::Duration::from_std(parse_duration(&ttl).context("--ttl")?)?;
-            if secret.len() < 32 {
-                anyhow::bail!("WIDGET_TOKEN_SECRET must be at least 32 bytes long");
+            let max_lifetime = widget_token_max_lifetime(&max_lifetime)?;
+            let lifetime = parse_duration(&ttl).context("--ttl")?;
+            if lifetime > max_lifetime {
+                anyhow::bail!(
+                    "--ttl {ttl} is longer than WIDGET_TOKEN_MAX_LIFETIME ({}s): the server would refuse the token",
+                    max_lifetime.as_secs()
+                );
             }
-            let key = TokenKey::new(SecretString::from(secret));
-            println!("{}", key.mint(&user, label.as_ref(), Utc::now() + ttl));
+            if lifetime.is_zero() {
+                anyhow::bail!("--ttl must be at least 1s");
+            }
+            let key = crate::token::key(&widget_token_secrets(&secret)?, max_lifetime);
+            let issued_at = Utc::now();
+            println!(
+                "{}",
+                key.mint(&user, label.as_ref(), issued_at, issued_at + chrono::Duration::from_std(lifetime)?)
+            );
             Ok(())
         }
     }
@@ -207,11 +223,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         webhook_secrets: vec![SecretString::from(sandbox.webhook_secret().to_owned())],
         database_url: format!("sqlite://{}", args.database.display()),
         // A fresh token secret per run: demo tokens end with the demo.
-        widget_token_secret: SecretString::from(format!(
+        widget_token_secrets: vec![SecretString::from(format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
-        )),
+        ))],
+        widget_token_max_lifetime: crate::token::DEFAULT_MAX_LIFETIME.to_std().expect("positive"),
         allowed_origins: vec![site.clone()],
         bind: args.bind,
         balance_model: crate::ledger::BalanceModel::PreReserve,

@@ -62,7 +62,7 @@ pub async fn run_with(
     let limits = settings.connections;
     let state = AppState::new(Shared {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
-        tokens: token::TokenKey::new(settings.widget_token_secret.clone()),
+        tokens: token::key(&settings.widget_token_secrets, settings.widget_token_max_lifetime),
         settings: Arc::new(settings),
         storage,
         pientegra,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use pientegra_shared::token::MIN_SECRET_BYTES;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -35,9 +36,12 @@ pub struct ServeArgs {
     /// sqlite://path.db (default) or postgres://...
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "sqlite://pientegra.db")]
     pub database_url: String,
-    /// Secret that signs widget tokens (at least 32 bytes)
+    /// Secrets that sign widget tokens (HS256 JWTs), comma-separated, newest first (rotation); each at least 32 bytes
     #[arg(long, env = "WIDGET_TOKEN_SECRET", hide_env_values = true)]
     pub widget_token_secret: Option<String>,
+    /// The longest lifetime (exp - iat) of an accepted widget token, e.g. 24h, 15m
+    #[arg(long, env = "WIDGET_TOKEN_MAX_LIFETIME", hide_env_values = true, default_value = "24h")]
+    pub widget_token_max_lifetime: String,
     /// Partner page origins allowed to call the API (CORS), comma-separated
     #[arg(long, env = "ALLOWED_ORIGINS", hide_env_values = true, default_value = "")]
     pub allowed_origins: String,
@@ -136,7 +140,10 @@ pub struct Settings {
     /// Newest first.
     pub webhook_secrets: Vec<SecretString>,
     pub database_url: String,
-    pub widget_token_secret: SecretString,
+    /// Newest first: the first mints, any verifies.
+    pub widget_token_secrets: Vec<SecretString>,
+    /// The longest `exp - iat` of an accepted widget token.
+    pub widget_token_max_lifetime: Duration,
     pub allowed_origins: Vec<String>,
     pub deposit_url_hosts: Vec<String>,
     pub bind: SocketAddr,
@@ -287,6 +294,28 @@ fn comma_list(raw: &str) -> Vec<String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
+/// The secrets of `WIDGET_TOKEN_SECRET`: comma-separated, newest first, each
+/// at least [`MIN_SECRET_BYTES`] long (HS256 is as strong as its key).
+pub fn widget_token_secrets(raw: &str) -> anyhow::Result<Vec<SecretString>> {
+    let secrets = comma_list(raw);
+    if secrets.is_empty() {
+        bail!("WIDGET_TOKEN_SECRET must hold at least one secret");
+    }
+    if secrets.iter().any(|secret| secret.len() < MIN_SECRET_BYTES) {
+        bail!("WIDGET_TOKEN_SECRET: each secret must be at least {MIN_SECRET_BYTES} bytes long");
+    }
+    Ok(secrets.into_iter().map(SecretString::from).collect())
+}
+
+/// `WIDGET_TOKEN_MAX_LIFETIME`: a duration of at least a second.
+pub fn widget_token_max_lifetime(raw: &str) -> anyhow::Result<Duration> {
+    let lifetime = parse_duration(raw).context("WIDGET_TOKEN_MAX_LIFETIME is not a duration like 24h or 15m")?;
+    if lifetime < Duration::from_secs(1) {
+        bail!("WIDGET_TOKEN_MAX_LIFETIME must be at least 1s");
+    }
+    Ok(lifetime)
+}
+
 impl Settings {
     /// Validates the flags, naming the variable of the first bad value.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -304,10 +333,8 @@ impl Settings {
         if webhook_secrets.is_empty() {
             bail!("PIENTEGRA_WEBHOOK_SECRET must hold at least one secret");
         }
-        let widget_token_secret = SecretString::from(required(args.widget_token_secret, "WIDGET_TOKEN_SECRET")?);
-        if widget_token_secret.expose_secret().len() < 32 {
-            bail!("WIDGET_TOKEN_SECRET must be at least 32 bytes long");
-        }
+        let widget_token_secrets = widget_token_secrets(&required(args.widget_token_secret, "WIDGET_TOKEN_SECRET")?)?;
+        let widget_token_max_lifetime = widget_token_max_lifetime(&args.widget_token_max_lifetime)?;
         let allowed_origins = comma_list(&args.allowed_origins);
         for origin in &allowed_origins {
             if origin == "*" {
@@ -386,7 +413,8 @@ impl Settings {
             api_key,
             webhook_secrets,
             database_url: args.database_url,
-            widget_token_secret,
+            widget_token_secrets,
+            widget_token_max_lifetime,
             allowed_origins,
             deposit_url_hosts,
             bind: args.bind,
@@ -553,6 +581,7 @@ mod tests {
             webhook_secret: Some("whsec_test".into()),
             database_url: "sqlite://p.db".into(),
             widget_token_secret: Some("0123456789abcdef0123456789abcdef".into()),
+            widget_token_max_lifetime: "24h".into(),
             allowed_origins: String::new(),
             deposit_url_hosts: None,
             bind: "127.0.0.1:8080".parse().unwrap(),
@@ -642,6 +671,30 @@ mod tests {
                 .admin_token
                 .is_none()
         );
+    }
+
+    #[test]
+    fn widget_token_secrets_rotate_and_each_is_at_least_32_bytes() {
+        let (new, old) = ("n".repeat(32), "o".repeat(40));
+        let settings = Settings::from_args(ServeArgs { widget_token_secret: Some(format!("{new}, {old}")), ..args() });
+        let secrets = settings.unwrap().widget_token_secrets;
+        let exposed: Vec<&str> = secrets.iter().map(ExposeSecret::expose_secret).collect();
+        assert_eq!(exposed, [new.as_str(), old.as_str()]);
+        for bad in [format!("{new},short"), " , ".to_owned()] {
+            let error = refusal(ServeArgs { widget_token_secret: Some(bad), ..args() });
+            assert!(error.contains("WIDGET_TOKEN_SECRET") && !error.contains(&new), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_widget_token_lifetime_is_a_day_unless_configured() {
+        assert_eq!(Settings::from_args(args()).unwrap().widget_token_max_lifetime, Duration::from_secs(24 * 3600));
+        let settings = Settings::from_args(ServeArgs { widget_token_max_lifetime: "15m".into(), ..args() });
+        assert_eq!(settings.unwrap().widget_token_max_lifetime, Duration::from_secs(900));
+        for bad in ["soon", "0", "500ms"] {
+            let error = refusal(ServeArgs { widget_token_max_lifetime: bad.into(), ..args() });
+            assert!(error.contains("WIDGET_TOKEN_MAX_LIFETIME"), "{error}");
+        }
     }
 
     #[test]

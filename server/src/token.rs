@@ -4,8 +4,19 @@
 
 use pientegra_shared::ids::ExternalUserId;
 pub use pientegra_shared::token::{
-    Claims, TICKET_TTL, Ticket, TicketClaims, TicketKey, TokenError, TokenKey, looks_like_ticket,
+    AUDIENCE, CLOCK_SKEW, Claims, DEFAULT_MAX_LIFETIME, TICKET_TTL, Ticket, TicketClaims, TicketKey, TokenError,
+    TokenKey, looks_like_ticket,
 };
+use secrecy::SecretString;
+
+/// The key of `WIDGET_TOKEN_SECRET`'s secrets (newest first, never empty)
+/// and `WIDGET_TOKEN_MAX_LIFETIME`.
+pub fn key(secrets: &[SecretString], max_lifetime: std::time::Duration) -> TokenKey {
+    let (newest, older) = secrets.split_first().expect("the settings hold at least one secret");
+    TokenKey::new(newest.clone())
+        .with_previous(older.iter().cloned())
+        .with_max_lifetime(chrono::TimeDelta::from_std(max_lifetime).unwrap_or(chrono::TimeDelta::MAX))
+}
 
 /// A token's user is a ledger account no widget may speak for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -293,8 +293,27 @@ async fn token_mint_prints_a_token() {
         .unwrap();
     assert!(output.status.success());
     let token = String::from_utf8(output.stdout).unwrap();
-    assert!(token.trim().starts_with("pk1."));
+    let key = pientegra_server::token::TokenKey::new(TOKEN_SECRET.to_owned().into());
+    let claims = key.verify(&token, chrono::Utc::now()).expect("the minted token verifies");
+    assert_eq!(claims.user.as_str(), "user-42");
     assert!(!token.contains(TOKEN_SECRET));
+}
+
+#[tokio::test]
+async fn token_mint_refuses_a_lifetime_over_the_maximum() {
+    for (ttl, max) in [("25h", None), ("2h", Some("1h"))] {
+        let mut command = Command::new(BIN);
+        command.args(["token", "mint", "--user", "user-42", "--ttl", ttl]).env("WIDGET_TOKEN_SECRET", TOKEN_SECRET);
+        match max {
+            Some(max) => command.env("WIDGET_TOKEN_MAX_LIFETIME", max),
+            None => command.env_remove("WIDGET_TOKEN_MAX_LIFETIME"),
+        };
+        let output = command.output().await.unwrap();
+        assert!(!output.status.success(), "--ttl {ttl}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("WIDGET_TOKEN_MAX_LIFETIME") && stderr.contains("--ttl"), "{stderr}");
+        assert!(output.stdout.is_empty() && !stderr.contains(TOKEN_SECRET));
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,18 @@ pub mod codes {
     pub const IDEMPOTENCY_KEY_IN_FLIGHT: &str = "idempotency_key_in_flight";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// The widget token's `alg` is not HS256 (`none` included).
+    pub const TOKEN_WRONG_ALGORITHM: &str = "token_wrong_algorithm";
+    /// The widget token's `aud` is missing or is not `pientegra-kit/widget`.
+    pub const TOKEN_WRONG_AUDIENCE: &str = "token_wrong_audience";
+    /// The widget token lacks `sub`, `iat` or `exp`.
+    pub const TOKEN_MISSING_CLAIM: &str = "token_missing_claim";
+    /// The widget token's `exp` is not after its `iat`, or later than the maximum lifetime allows.
+    pub const TOKEN_LIFETIME_REFUSED: &str = "token_lifetime_refused";
+    /// The widget token's `iat` or `nbf` is in the future beyond the allowed clock skew.
+    pub const TOKEN_NOT_YET_VALID: &str = "token_not_yet_valid";
+    /// The widget token's `sub` is not a valid user id, or its `name` not a valid display name.
+    pub const TOKEN_INVALID_CLAIM: &str = "token_invalid_claim";
     /// `GET /api/events?token=`: the URL must carry a stream ticket instead.
     pub const STREAM_TICKET_REQUIRED: &str = "stream_ticket_required";
     /// The stream ticket is past its minute: fetch a new one.

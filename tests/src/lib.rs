@@ -170,6 +170,8 @@ pub struct Options {
     pub widget_dir: Option<std::path::PathBuf>,
     /// The sandbox's `frame-ancestors` for its hosted page (its default `'none'` when `None`).
     pub frame_ancestors: Option<String>,
+    /// `WIDGET_TOKEN_SECRET`'s secrets, newest first (by default [`TOKEN_SECRET`] alone).
+    pub token_secrets: Vec<String>,
 }
 
 impl Options {
@@ -193,6 +195,7 @@ impl Default for Options {
             static_dir: None,
             widget_dir: None,
             frame_ancestors: None,
+            token_secrets: vec![TOKEN_SECRET.to_owned()],
         }
     }
 }
@@ -243,7 +246,8 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
             Database::Sqlite => format!("sqlite://{}", dir.join("kit.db").display()),
             Database::Postgres(schema) => schema.url.clone(),
         },
-        widget_token_secret: SecretString::from(TOKEN_SECRET.to_owned()),
+        widget_token_secrets: options.token_secrets.iter().cloned().map(SecretString::from).collect(),
+        widget_token_max_lifetime: std::time::Duration::from_secs(24 * 3600),
         allowed_origins: options.allowed_origins.clone(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         balance_model: options.balance_model,

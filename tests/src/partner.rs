@@ -136,5 +136,6 @@ async fn token(Query(query): Query<TokenQuery>) -> String {
 pub fn mint(user: &str, seconds: i64) -> String {
     let key = TokenKey::new(SecretString::from(TOKEN_SECRET.to_owned()));
     let user = ExternalUserId::parse(user).expect("user id");
-    key.mint(&user, None, Utc::now() + TimeDelta::seconds(seconds))
+    let now = Utc::now();
+    key.mint(&user, None, now, now + TimeDelta::seconds(seconds))
 }

@@ -624,7 +624,7 @@ async fn no_widget_token_can_name_the_account_of_an_order(options: Options) {
     // A token signed with the right secret for the order's account is refused everywhere.
     let key = pientegra_server::token::TokenKey::new(pientegra_tests::TOKEN_SECRET.to_owned().into());
     let user = pientegra_shared::ids::ExternalUserId::parse(&account).unwrap();
-    let token = key.mint(&user, None, chrono::Utc::now() + chrono::Duration::hours(1));
+    let token = key.mint(&user, None, chrono::Utc::now(), chrono::Utc::now() + chrono::Duration::hours(1));
     let (status, body) = pgm.stack.get_json(&token, "/api/account").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, body) = pgm

@@ -33,10 +33,12 @@ async fn every_api_route_refuses_foreign_expired_and_forged_tokens() {
 
     let key = TokenKey::new(SecretString::from(TOKEN_SECRET.to_owned()));
     let owner_id = ExternalUserId::parse("owner").unwrap();
-    let expired = key.mint(&owner_id, None, chrono::Utc::now() - chrono::Duration::seconds(5));
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let expired = key.mint(&owner_id, None, hour_ago, chrono::Utc::now() - chrono::Duration::seconds(5));
     let forged = TokenKey::new(SecretString::from("another-secret-0123456789abcdef0123456789".to_owned())).mint(
         &owner_id,
         None,
+        chrono::Utc::now(),
         chrono::Utc::now() + chrono::Duration::hours(1),
     );
     let mut tampered = owner.clone();
@@ -207,7 +209,7 @@ async fn a_stream_outlives_its_ticket_and_ends_with_its_token() {
     assert_eq!(event.event, "deposit.updated");
 
     // A stream ends when the widget token its ticket came from expires.
-    let brief = key.mint(&claims.user, None, chrono::Utc::now() + chrono::Duration::seconds(2));
+    let brief = key.mint(&claims.user, None, chrono::Utc::now(), chrono::Utc::now() + chrono::Duration::seconds(2));
     let ticket = stack.stream_ticket(&brief).await;
     let mut stream = SseClient::connect_with_ticket(&stack.server.url(), &ticket, None).await.unwrap();
     stream.next(Duration::from_secs(5)).await.unwrap();

@@ -67,7 +67,7 @@ box.addEventListener("pientegra:balance", (event) => {
   console.log(total);
 });
 box.addEventListener("pientegra:token-expired", (event) => {
-  // @ts-expect-error: the codes are token_expired, unauthorized and forbidden.
+  // @ts-expect-error: the codes are token_expired, unauthorized, forbidden and the token_* refusals.
   if (event.detail.code === "expired") return;
 });
 box.addEventListener("pientegra:error", (event) => {

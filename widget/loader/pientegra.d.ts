@@ -139,10 +139,25 @@ export interface ErrorDetail {
 export interface TokenExpiredDetail {
   /**
    * The server's code: `token_expired` when the token's lifetime is over,
-   * `unauthorized` when the server does not accept it (another secret, altered),
-   * `forbidden` when it does not let this user do this.
+   * `unauthorized` when the server does not accept it (not a JWT, another
+   * secret, altered), `forbidden` when it does not let this user do this, and
+   * for a token your backend minted wrongly: `token_wrong_algorithm` (`alg`
+   * is not HS256), `token_wrong_audience` (`aud` is not
+   * `pientegra-kit/widget`), `token_missing_claim` (no `sub`, `iat` or
+   * `exp`), `token_lifetime_refused` (`exp` not after `iat`, or beyond the
+   * server's maximum lifetime), `token_not_yet_valid` (`iat` or `nbf` ahead
+   * of the server's clock), `token_invalid_claim` (`sub` or `name` not valid).
    */
-  readonly code: "token_expired" | "unauthorized" | "forbidden";
+  readonly code:
+    | "token_expired"
+    | "unauthorized"
+    | "forbidden"
+    | "token_wrong_algorithm"
+    | "token_wrong_audience"
+    | "token_missing_claim"
+    | "token_lifetime_refused"
+    | "token_not_yet_valid"
+    | "token_invalid_claim";
 }
 
 /**

@@ -15,6 +15,7 @@ mod bundle;
 mod fuzz;
 mod minify;
 mod npm;
+mod pip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -104,7 +105,8 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
 }
 
 /// Installs what a fresh machine lacks: the wasm32 target, trunk,
-/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript.
+/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript, and the JWT
+/// libraries the interop tests mint with (jose from npm, PyJWT from PyPI).
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -126,7 +128,9 @@ fn tools() -> anyhow::Result<()> {
     }
     wasm_opt()?;
     npm::TERSER.install()?;
-    npm::TYPESCRIPT.install()
+    npm::TYPESCRIPT.install()?;
+    npm::JOSE.install()?;
+    pip::PYJWT.install()
 }
 
 /// Where cargo keeps its installed tools: `$CARGO_HOME`, or `~/.cargo`.

@@ -48,6 +48,36 @@ impl NpmTool {
     }
 }
 
+/// An npm library a test imports, installed like the tools into its own
+/// prefix under `$CARGO_HOME` (the test links that prefix's `node_modules`).
+pub struct NpmLibrary {
+    package: &'static str,
+    version: &'static str,
+}
+
+/// The JWT library of the integration guide's Node.js snippet, which
+/// `tests/tests/jwt_interop.rs` runs against the server.
+pub const JOSE: NpmLibrary = NpmLibrary { package: "jose", version: "6.2.19" };
+
+impl NpmLibrary {
+    /// Installs the pinned release unless it is there already.
+    pub fn install(&self) -> anyhow::Result<()> {
+        let prefix = cargo_home()?.join(self.package);
+        let manifest = prefix.join("node_modules").join(self.package).join("package.json");
+        // npm writes the manifest's fields one a line.
+        let installed = std::fs::read_to_string(&manifest)
+            .is_ok_and(|text| text.contains(&format!("\"version\": \"{}\"", self.version)));
+        if installed {
+            return Ok(());
+        }
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(format!("{}@{}", self.package, self.version)))
+        .with_context(|| format!("installing {} from npm (needs Node.js and npm)", self.package))
+    }
+}
+
 #[cfg(test)]
 impl NpmTool {
     /// The installed command for a test that needs it; `None` (the test

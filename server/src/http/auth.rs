@@ -30,20 +30,29 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// Checks a widget token, mapping each failure to its code.
 pub fn check_token(state: &AppState, token: &str) -> Result<User, AppError> {
     let claims = state.tokens.verify(token, Utc::now()).map_err(|e| match e {
-        TokenError::Expired => {
-            AppError::new(StatusCode::UNAUTHORIZED, codes::TOKEN_EXPIRED, "the widget token has expired")
-        }
         TokenError::Malformed if looks_like_ticket(token) => AppError::unauthorized(
             "a stream ticket opens GET /api/events?ticket= and nothing else: send the widget token here",
         ),
         TokenError::Malformed | TokenError::BadSignature => AppError::unauthorized("the widget token is not valid"),
+        TokenError::Expired => AppError::new(StatusCode::UNAUTHORIZED, e.code(), "the widget token has expired"),
+        TokenError::Lifetime => AppError::new(
+            StatusCode::UNAUTHORIZED,
+            e.code(),
+            format!(
+                "the widget token's exp must be after its iat, by at most {}s (WIDGET_TOKEN_MAX_LIFETIME)",
+                state.tokens.max_lifetime().num_seconds()
+            ),
+        ),
+        // The rest name the claim to fix.
+        other => AppError::new(StatusCode::UNAUTHORIZED, other.code(), other.to_string()),
     })?;
-    speakable(claims).map(User)
+    speakable(claims, codes::TOKEN_INVALID_CLAIM, "the widget token's sub names a reserved account, not a user")
+        .map(User)
 }
 
 /// Claims whose user a widget may speak for; the account of a PGM order is not one.
-fn speakable(claims: Claims) -> Result<Claims, AppError> {
-    may_name(&claims.user).map_err(|_| AppError::unauthorized("the widget token is not valid"))?;
+fn speakable(claims: Claims, code: &'static str, message: &'static str) -> Result<Claims, AppError> {
+    may_name(&claims.user).map_err(|_| AppError::new(StatusCode::UNAUTHORIZED, code, message))?;
     Ok(claims)
 }
 
@@ -56,9 +65,11 @@ pub fn check_ticket(state: &AppState, ticket: &str) -> Result<User, AppError> {
             codes::TICKET_EXPIRED,
             "the stream ticket has expired: POST /api/stream-ticket for a new one",
         ),
-        TokenError::Malformed | TokenError::BadSignature => AppError::unauthorized("the stream ticket is not valid"),
+        // A ticket is checked for its signature and expiry only.
+        _ => AppError::unauthorized("the stream ticket is not valid"),
     })?;
-    speakable(Claims { user: claims.user, label: None, expires_at: claims.stream_until }).map(User)
+    let claims = Claims { user: claims.user, label: None, expires_at: claims.stream_until };
+    speakable(claims, codes::UNAUTHORIZED, "the stream ticket is not valid").map(User)
 }
 
 impl FromRequestParts<AppState> for User {

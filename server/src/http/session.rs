@@ -32,7 +32,8 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCod
         .map(UserLabel::parse)
         .transpose()
         .map_err(|e| AppError::validation(format!("label {e}")))?;
-    let expires_at = Utc::now() + DEMO_TOKEN_TTL;
-    let token = state.tokens.mint(&user, label.as_ref(), expires_at);
+    let issued_at = Utc::now();
+    let expires_at = issued_at + DEMO_TOKEN_TTL.min(state.tokens.max_lifetime());
+    let token = state.tokens.mint(&user, label.as_ref(), issued_at, expires_at);
     Ok((StatusCode::CREATED, Json(Session { token, expires_at })))
 }

@@ -246,7 +246,9 @@ pub async fn storm(plan: Plan) -> Outcome {
     let users: Vec<String> = (0..plan.users).map(|i| format!("storm-user-{i:03}")).collect();
     let tokens: Vec<String> = users
         .iter()
-        .map(|u| key.mint(&ExternalUserId::parse(u).unwrap(), None, Utc::now() + chrono::Duration::hours(2)))
+        .map(|u| {
+            key.mint(&ExternalUserId::parse(u).unwrap(), None, Utc::now(), Utc::now() + chrono::Duration::hours(2))
+        })
         .collect();
 
     let mut rng = Rng(plan.seed | 1);
