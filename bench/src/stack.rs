@@ -161,7 +161,8 @@ pub async fn read_head(
 pub fn token(user: &str) -> anyhow::Result<String> {
     let key = TokenKey::new(SecretString::from(TOKEN_SECRET.to_owned()));
     let user = ExternalUserId::parse(user).map_err(|e| anyhow::anyhow!("user id {user}: {e}"))?;
-    Ok(key.mint(&user, None, Utc::now() + chrono::Duration::hours(2)))
+    let now = Utc::now();
+    Ok(key.mint(&user, None, now, now + chrono::Duration::hours(2)))
 }
 
 /// A stream ticket for `user` (what `POST /api/stream-ticket` answers for a

@@ -334,7 +334,15 @@ pub fn api_error(locale: Locale, failure: &ApiFailure) -> String {
             "Girilen bilgiler kabul edilmedi. Lütfen kontrol edin.",
             "The details were not accepted. Please check them.",
         ),
-        codes::UNAUTHORIZED | codes::TOKEN_EXPIRED | codes::FORBIDDEN => (
+        codes::UNAUTHORIZED
+        | codes::TOKEN_EXPIRED
+        | codes::TOKEN_WRONG_ALGORITHM
+        | codes::TOKEN_WRONG_AUDIENCE
+        | codes::TOKEN_MISSING_CLAIM
+        | codes::TOKEN_LIFETIME_REFUSED
+        | codes::TOKEN_NOT_YET_VALID
+        | codes::TOKEN_INVALID_CLAIM
+        | codes::FORBIDDEN => (
             "Oturumunuzun süresi doldu. Sayfayı yenileyip yeniden deneyin.",
             "Your session has expired. Reload the page and try again.",
         ),
