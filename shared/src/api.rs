@@ -1,4 +1,4 @@
-//! The widget ↔ companion server API (the README's "HTTP API"):
+//! The widget ↔ companion server API (`docs/server.md`, "HTTP API"):
 //! request bodies, views, the SSE event payloads and the error envelope.
 
 use serde::{Deserialize, Serialize};

@@ -53,7 +53,7 @@ struct Received {
 #[derive(Clone, Default)]
 struct Shop(Arc<Mutex<Received>>);
 
-/// The shop's check, as the README tells shops to do it: the header, over
+/// The shop's check, as `docs/pgm.md` tells shops to do it: the header, over
 /// the raw body, with the shared secret, within the tolerance.
 fn verify(signature: Option<&str>, body: &str) -> Result<(), SignatureError> {
     let header = signature.ok_or(SignatureError::MissingSignature)?;

@@ -292,7 +292,7 @@ pub struct NewWithdrawal {
     pub holder_name: String,
 }
 
-// The server's answers (the README's "HTTP API"), read
+// The server's answers (`docs/server.md`, "HTTP API"), read
 // with the browser's JSON parser rather than serde: the widget needs a few
 // fields of a few records, and a general deserializer would be most of the
 // wasm it ships. A record missing a field the widget uses is `None`, the same
