@@ -319,6 +319,20 @@ async fn bind_retrying(addr: SocketAddr) -> TcpListener {
     panic!("cannot bind {addr}");
 }
 
+/// A widget token for `user` from a demo-mode server at `server` (`POST /api/session`).
+pub async fn demo_token(http: &reqwest::Client, server: &str, user: &str) -> String {
+    let session: api::Session = http
+        .post(format!("{server}/api/session"))
+        .json(&json!({"externalUserId": user}))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("session body");
+    session.token
+}
+
 impl Stack {
     /// A fresh stack with default options.
     pub async fn start() -> Stack {
@@ -370,17 +384,7 @@ impl Stack {
 
     /// A widget token for `user` (through the demo session endpoint).
     pub async fn token(&self, user: &str) -> String {
-        let session: api::Session = self
-            .http
-            .post(format!("{}/api/session", self.server.url()))
-            .json(&json!({"externalUserId": user}))
-            .send()
-            .await
-            .expect("session")
-            .json()
-            .await
-            .expect("session body");
-        session.token
+        demo_token(&self.http, &self.server.url(), user).await
     }
 
     /// `POST /api/deposits` with a fresh key; returns status and JSON body.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pientegra_sandbox::{Config as SandboxConfig, Sandbox};
-use pientegra_tests::{Options, Stack, settings_for, start_server};
+use pientegra_tests::{Options, Stack, demo_token, settings_for, start_server};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -315,16 +315,7 @@ async fn one_head_of_the_hosted_page_answers_every_deposit_from_every_page() {
     settings.api_base = format!("http://{}/api/v1", sandbox.addr()).parse().unwrap();
     let server = start_server(&settings, "127.0.0.1:0".parse().unwrap(), None).await;
     let http = reqwest::Client::new();
-    let session: Value = http
-        .post(format!("{}/api/session", server.url()))
-        .json(&json!({"externalUserId": "ayse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
+    let token = demo_token(&http, &server.url(), "ayse").await;
     let deposit = |origin: &'static str| {
         let (http, url, token) = (http.clone(), server.url(), token.clone());
         async move {

@@ -91,12 +91,7 @@ pub fn error(host: &HtmlElement, code: &str, message: &str) {
     emit(host, "pientegra:error", &object(&[("code", text(code)), ("message", text(message))]));
 }
 
-/// `pientegra:token-expired`, for a failure that says the server no longer
-/// accepts the token; `false` (nothing sent) for any other failure.
-pub fn token_refused(host: &HtmlElement, failure: &ApiFailure) -> bool {
-    if !failure.is_auth() {
-        return false;
-    }
+/// `pientegra:token-expired`: the server no longer accepts the token (`failure` says why).
+pub fn token_refused(host: &HtmlElement, failure: &ApiFailure) {
     emit(host, "pientegra:token-expired", &object(&[("code", text(failure.code()))]));
-    true
 }

@@ -91,15 +91,14 @@ fn amount_problem(input: RwSignal<String>, attempted: RwSignal<bool>, locale: Lo
 /// (`pientegra:token-expired`, once per refusal).
 fn tell_host_about_account(feed: Feed, host: HtmlElement) {
     Effect::new(move |last: Option<(Option<Balance>, bool)>| {
-        let (balance, refused) =
-            feed.with(|a| (a.balance.clone(), a.problem.as_ref().is_some_and(ApiFailure::is_auth)));
+        let (balance, refusal) = feed.with(|a| (a.balance.clone(), a.problem.clone().filter(ApiFailure::is_auth)));
         let (last_balance, was_refused) = last.unwrap_or_default();
         if let Some(balance) = balance.as_ref().filter(|b| last_balance.as_ref() != Some(*b)) {
             host_events::balance(&host, balance);
         }
-        if refused && !was_refused {
-            feed.with_untracked(|a| a.problem.as_ref().map(|problem| host_events::token_refused(&host, problem)));
+        if let Some(refusal) = refusal.as_ref().filter(|_| !was_refused) {
+            host_events::token_refused(&host, refusal);
         }
-        (balance, refused)
+        (balance, refusal.is_some())
     });
 }
