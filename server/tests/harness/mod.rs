@@ -100,7 +100,7 @@ pub struct Outcome {
     pub events_replayed: usize,
     /// PostgreSQL sessions ended by `pg_terminate_backend`.
     pub sessions_terminated: usize,
-    /// Times a followed event stream broke and resumed.
+    /// Times a followed event stream broke and was opened again.
     pub stream_resumes: usize,
     /// Events the followed streams received.
     pub events_streamed: usize,
@@ -328,6 +328,7 @@ impl Checker {
 struct Followed {
     /// The ids received, in order, across every resumption.
     ids: Vec<i64>,
+    /// Streams opened after the first.
     resumes: usize,
 }
 
@@ -335,6 +336,7 @@ struct Followed {
 /// until `stop`, resuming with the last id received whenever the stream breaks.
 async fn follow(base: String, token: String, seen: Arc<Mutex<Followed>>, stop: tokio_util::sync::CancellationToken) {
     let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap();
+    let mut first = true;
     while !stop.is_cancelled() {
         let last = seen.lock().await.ids.last().copied().unwrap_or(0);
         let connected = tokio::select! {
@@ -342,6 +344,10 @@ async fn follow(base: String, token: String, seen: Arc<Mutex<Followed>>, stop: t
             connected = sse::SseClient::connect_bearer(&http, &base, &token, Some(last)) => connected,
         };
         if let Ok(mut stream) = connected {
+            if !first {
+                seen.lock().await.resumes += 1;
+            }
+            first = false;
             loop {
                 // The server's keep-alive comments come every 15 s: a stream
                 // silent for longer is dead.
@@ -355,7 +361,6 @@ async fn follow(base: String, token: String, seen: Arc<Mutex<Followed>>, stop: t
                 }
             }
         }
-        seen.lock().await.resumes += 1;
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
