@@ -208,18 +208,9 @@ async fn cross_instance_frames(
         }
     });
     let mut chunks = live.chunks(samples + warmup);
-    let mut series = |server: &str| {
-        let chunk = chunks.next();
-        let (http, frames) = (&http, &mut frames);
-        let server = server.to_owned();
-        async move {
-            let chunk = chunk.context("seeded deposits for every series")?;
-            crate::sse::timed(http, &server, secret, &chunk[..warmup], frames).await?;
-            crate::sse::timed(http, &server, secret, &chunk[warmup..], frames).await
-        }
-    };
+    let mut next = || chunks.next().context("seeded deposits for every series");
     let result = async {
-        let mut quiet = series(a).await?;
+        let mut quiet = series(&http, a, secret, next()?, warmup, &mut frames).await?;
         let budget = IDLE.min(stack::soft_open_file_limit().saturating_sub(500));
         let opened_at = Instant::now();
         let mut idle = Vec::new();
@@ -229,8 +220,8 @@ async fn cross_instance_frames(
         }
         let open_secs = opened_at.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut loaded = series(a).await?;
-        let mut same = series(b).await?;
+        let mut loaded = series(&http, a, secret, next()?, warmup, &mut frames).await?;
+        let mut same = series(&http, b, secret, next()?, warmup, &mut frames).await?;
         let opened = idle.len();
         drop(idle);
         anyhow::Ok((stack::stats(&mut quiet), stack::stats(&mut loaded), stack::stats(&mut same), opened, open_secs))
@@ -260,6 +251,19 @@ async fn cross_instance_frames(
          instances (opened in {open_secs:.1} s), then with the webhooks sent to B itself (same instance)."
     );
     Ok((row, note))
+}
+
+/// `warmup` webhooks of `chunk` to `server`, then the rest, each timed to its frame.
+async fn series(
+    http: &reqwest::Client,
+    server: &str,
+    secret: &str,
+    chunk: &[Seeded],
+    warmup: usize,
+    frames: &mut mpsc::UnboundedReceiver<Instant>,
+) -> anyhow::Result<Vec<Duration>> {
+    crate::sse::timed(http, server, secret, &chunk[..warmup], frames).await?;
+    crate::sse::timed(http, server, secret, &chunk[warmup..], frames).await
 }
 
 /// Figure 12: `POST /api/deposits` through nginx, over the same call made

@@ -106,9 +106,10 @@ async fn a_stream_on_one_instance_receives_what_webhooks_sent_to_the_other_cause
         cluster.control(&format!("intents/{intent}/confirm")).await;
         cluster.control(&format!("intents/{intent}/approve")).await;
         total += amount;
+        let want = total.to_string();
         for stream in &mut on {
             let balance = stream
-                .until(WAIT, |e| e.event == "balance.updated" && e.json()["available"] == total.to_string())
+                .until(WAIT, |e| e.event == "balance.updated" && e.json()["available"].as_str() == Some(want.as_str()))
                 .await
                 .unwrap_or_else(|e| panic!("round {round}: the credit never reached a stream: {e}"));
             assert!(balance.seq().is_some());

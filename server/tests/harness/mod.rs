@@ -130,12 +130,18 @@ impl ServerProcess {
         server
     }
 
+    /// Waits for `/healthz`. A server that exits on its way up (its database
+    /// dropped the connection during start) is started again, as the
+    /// reference systemd unit's `Restart=always` does.
     async fn wait_healthy(&mut self) {
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
                 return;
+            }
+            if let Ok(Some(_exited)) = self.child.try_wait() {
+                self.child = self.spawn_again();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -146,15 +152,19 @@ impl ServerProcess {
     async fn kill_and_restart(&mut self) {
         self.child.start_kill().expect("SIGKILL");
         let _ = self.child.wait().await;
-        self.child = Command::new(BIN)
+        self.child = self.spawn_again();
+        self.wait_healthy().await;
+    }
+
+    fn spawn_again(&self) -> Child {
+        Command::new(BIN)
             .arg("serve")
             .envs(env(self.port, &self.db, &self.api_base, &self.api_key, &self.secret))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("server restarts");
-        self.wait_healthy().await;
+            .expect("server restarts")
     }
 }
 
