@@ -126,4 +126,30 @@ impl Cluster {
             })
             .collect()
     }
+
+    /// Waits until nginx has logged every webhook delivery attempt the sandbox
+    /// has finished, with none pending (nginx logs a request after its answer,
+    /// which can be after the change reached a stream).
+    pub async fn webhooks_logged(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let state: Value = self
+                .http
+                .get(format!("{}/sandbox/state", self.sandbox.base_url()))
+                .send()
+                .await
+                .expect("sandbox state")
+                .json()
+                .await
+                .expect("sandbox state body");
+            let deliveries = state["deliveries"].as_array().cloned().unwrap_or_default();
+            let settled = deliveries.iter().all(|d| d["deliveryStatus"] == "DELIVERED");
+            let attempts: u64 = deliveries.iter().map(|d| d["attempts"].as_u64().unwrap_or(0)).sum();
+            if settled && self.webhook_instances().len() as u64 == attempts {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nginx's access log never caught up with the deliveries");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
