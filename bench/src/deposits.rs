@@ -109,7 +109,7 @@ async fn measure(targets: &Targets<'_>, floor: &Floor, samples: usize, warmup: u
 }
 
 /// Sends `request` with a fresh Idempotency-Key and times it to the last byte of a 201.
-async fn timed(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Duration> {
+pub(crate) async fn timed(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Duration> {
     let request = request.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
     let t0 = Instant::now();
     let response = request.send().await?;

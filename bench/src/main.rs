@@ -14,6 +14,7 @@ mod phone;
 mod proxy;
 mod reconcile;
 mod report;
+mod scaleout;
 mod slow_heads;
 mod sse;
 mod stack;
@@ -155,6 +156,26 @@ fn main() -> anyhow::Result<()> {
         let t = timed("9");
         take(runtime.block_on(phone::run(&ctx)), &[("9", phone::FIGURE, phone::TARGET)]);
         done("9", t);
+    }
+    if wanted(10) || wanted(11) || wanted(12) {
+        let t = timed("10+11+12");
+        take(
+            runtime.block_on(scaleout::run(&ctx)),
+            &[
+                (
+                    "10",
+                    "PostgreSQL: durable verified webhooks/s through nginx to 2 instances, concurrency 64",
+                    "≥ 1.0x baseline",
+                ),
+                (
+                    "11",
+                    "PostgreSQL: webhook to one instance → SSE frame on the other, 10,000 idle streams",
+                    "p99 ≤ 10 ms",
+                ),
+                ("12", "PostgreSQL: POST /api/deposits through nginx to 2 instances", "p99 overhead ≤ 2 ms"),
+            ],
+        );
+        done("10+11+12", t);
     }
 
     println!(

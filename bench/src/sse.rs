@@ -151,7 +151,7 @@ async fn measure(
 }
 
 /// Sends one webhook per deposit, one at a time; each sample is the time to its frame.
-async fn timed(
+pub(crate) async fn timed(
     http: &reqwest::Client,
     server: &str,
     secret: &str,
@@ -177,7 +177,7 @@ async fn timed(
 }
 
 /// Opens `/api/events` by hand and reads up to the end of the response headers.
-async fn open_stream(host: &str, ticket: &str) -> anyhow::Result<BufReader<TcpStream>> {
+pub(crate) async fn open_stream(host: &str, ticket: &str) -> anyhow::Result<BufReader<TcpStream>> {
     let mut tcp = TcpStream::connect(host).await?;
     tcp.set_nodelay(true)?;
     let request = format!(
@@ -194,7 +194,7 @@ async fn open_stream(host: &str, ticket: &str) -> anyhow::Result<BufReader<TcpSt
 }
 
 /// Opens `count` streams, one per user, each read up to its opening balance frame.
-async fn open_idle(host: &str, count: usize) -> anyhow::Result<Vec<BufReader<TcpStream>>> {
+pub(crate) async fn open_idle(host: &str, count: usize) -> anyhow::Result<Vec<BufReader<TcpStream>>> {
     let gate = Arc::new(Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {

@@ -59,6 +59,17 @@ impl ServerProcess {
         log: &Path,
         settings: &[(&str, &std::ffi::OsStr)],
     ) -> anyhow::Result<ServerProcess> {
+        ServerProcess::serve_on(bin, sandbox, &format!("sqlite://{}", db.display()), log, settings).await
+    }
+
+    /// [`ServerProcess::serve_with`] on any `DATABASE_URL` (a PostgreSQL one too).
+    pub async fn serve_on(
+        bin: &Path,
+        sandbox: &Sandbox,
+        database_url: &str,
+        log: &Path,
+        settings: &[(&str, &std::ffi::OsStr)],
+    ) -> anyhow::Result<ServerProcess> {
         if !bin.exists() {
             bail!("{} does not exist: build it with `cargo build --release -p pientegra-server`", bin.display());
         }
@@ -72,7 +83,7 @@ impl ServerProcess {
             .env("PIENTEGRA_API_BASE", sandbox.api_base())
             .env("PIENTEGRA_API_KEY", sandbox.api_key())
             .env("PIENTEGRA_WEBHOOK_SECRET", sandbox.webhook_secret())
-            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("DATABASE_URL", database_url)
             .env("WIDGET_TOKEN_SECRET", TOKEN_SECRET)
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RECONCILE_INTERVAL", "0")

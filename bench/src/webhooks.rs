@@ -170,7 +170,7 @@ async fn baseline_loop(pool: &sqlx::SqlitePool, secret: &str, time: Duration) ->
 /// machine with the server and the baseline loop does not: every request is
 /// encoded and signed before the clock starts, and the answers are read by
 /// hand, not by an HTTP client library.
-async fn load(
+pub(crate) async fn load(
     host: &str,
     secret: &str,
     share: &[Seeded],

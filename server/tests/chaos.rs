@@ -25,6 +25,7 @@ async fn every_fault_at_once_loses_nothing_and_credits_nothing_twice() {
             "deliveryDelayMs": 5
         }),
         seed: Plan::env("CHAOS_SEED", 7) as u64,
+        ..Plan::default()
     };
     let outcome = storm(plan.clone()).await;
     println!("chaos storm {plan:?}\n  -> {outcome:?}");

@@ -21,6 +21,7 @@ async fn killing_the_server_mid_storm_loses_nothing_and_credits_nothing_twice() 
         workers: Plan::env("CRASH_WORKERS", 8),
         faults: json!({}),
         seed: Plan::env("CRASH_SEED", 20_261_121) as u64,
+        ..Plan::default()
     };
     let outcome = storm(plan.clone()).await;
     println!("crash storm {plan:?}\n  -> {outcome:?}");

@@ -7,6 +7,8 @@
 //! - `cargo xtask widget`: builds the widget and the demo page into `dist/`,
 //!   and the partner bundle into `dist-widget/`, and prints their sizes.
 //! - `cargo xtask crash` / `cargo xtask chaos`: the reliability storms at full size.
+//! - `cargo xtask scaleout`: the storms through nginx to two instances on
+//!   PostgreSQL (needs nginx and `PIENTEGRA_TEST_POSTGRES_URL`) at full size.
 //! - `cargo xtask fuzz [seconds]`: every fuzz target for at least that long (default 60).
 //! - `cargo xtask bench`: the benchmarks; writes BENCHMARKS.md.
 
@@ -52,8 +54,21 @@ fn main() -> ExitCode {
             "chaos",
             &[("CHAOS_USERS", "50"), ("CHAOS_DEPOSITS", "1000"), ("CHAOS_WITHDRAWALS", "200"), ("CHAOS_WORKERS", "16")],
         ),
+        Some("scaleout") => storm(
+            "scaleout",
+            &[
+                ("SCALEOUT_USERS", "50"),
+                ("SCALEOUT_DEPOSITS", "1000"),
+                ("SCALEOUT_WITHDRAWALS", "200"),
+                ("SCALEOUT_WORKERS", "16"),
+                ("SCALEOUT_KILLS", "12"),
+                ("SCALEOUT_KILLS_WITH_DB_FAULTS", "4"),
+                ("SCALEOUT_DB_FAULTS", "30"),
+                ("SCALEOUT_WATCHERS", "10"),
+            ],
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|widget|tools|crash|chaos|fuzz [seconds]|bench>");
+            eprintln!("usage: cargo xtask <demo|test|widget|tools|crash|chaos|scaleout|fuzz [seconds]|bench>");
             return ExitCode::from(2);
         }
     };
@@ -257,7 +272,8 @@ fn demo(rest: &[String]) -> anyhow::Result<()> {
 /// Sizes can be overridden through the same environment variables.
 fn storm(test: &str, sizes: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "-p", "pientegra-server", "--test", test, "--", "--nocapture"]);
+    // One test at a time: a full-size storm has the machine to itself.
+    cmd.args(["test", "-p", "pientegra-server", "--test", test, "--", "--nocapture", "--test-threads", "1"]);
     for (name, value) in sizes {
         if std::env::var_os(name).is_none() {
             cmd.env(name, value);

@@ -1,9 +1,18 @@
-//! The storm harness shared by the crash and chaos tests: a sandbox with
-//! auto-approve, the `pientegra-server` binary as a process (killed with
-//! SIGKILL and restarted when asked), a concurrent workload of deposits and
-//! withdrawals with widget-like retries, then settlement and the invariants.
+//! The storm harness shared by the crash, chaos and scale-out tests: a sandbox
+//! with auto-approve, the `pientegra-server` binary as one or more processes
+//! (killed with SIGKILL and restarted when asked, one at a time) on SQLite or
+//! a fresh PostgreSQL schema, optionally nginx in front (the reference
+//! configuration of `deploy/`), a concurrent workload of deposits and
+//! withdrawals with widget-like retries, PostgreSQL sessions terminated when
+//! asked, event streams followed through it all, then settlement and the
+//! invariants.
 
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod nginx;
+pub mod postgres;
+pub mod sse;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -39,6 +48,36 @@ pub struct Plan {
     /// Sandbox fault injection (`faults` of `PUT /sandbox/config`).
     pub faults: Value,
     pub seed: u64,
+    /// Server processes on the one database (more than one needs `postgres`).
+    pub instances: usize,
+    /// On a fresh PostgreSQL schema instead of a SQLite file.
+    pub postgres: bool,
+    /// Through nginx: the workload, the event streams and the webhooks.
+    pub nginx: bool,
+    /// Rounds of `pg_terminate_backend` on every session of the servers.
+    pub db_faults: usize,
+    /// Users whose event stream is followed through the storm, resuming with
+    /// `Last-Event-ID` whenever it breaks.
+    pub watchers: usize,
+}
+
+impl Default for Plan {
+    fn default() -> Plan {
+        Plan {
+            users: 10,
+            deposits: 150,
+            withdrawals: 30,
+            kills: 0,
+            workers: 8,
+            faults: json!({}),
+            seed: 1,
+            instances: 1,
+            postgres: false,
+            nginx: false,
+            db_faults: 0,
+            watchers: 0,
+        }
+    }
 }
 
 impl Plan {
@@ -59,6 +98,12 @@ pub struct Outcome {
     pub deliveries: usize,
     pub delivery_attempts: u64,
     pub events_replayed: usize,
+    /// PostgreSQL sessions ended by `pg_terminate_backend`.
+    pub sessions_terminated: usize,
+    /// Times a followed event stream broke and was opened again.
+    pub stream_resumes: usize,
+    /// Events the followed streams received.
+    pub events_streamed: usize,
     pub elapsed: Duration,
 }
 
@@ -85,12 +130,18 @@ impl ServerProcess {
         server
     }
 
+    /// Waits for `/healthz`. A server that exits on its way up (its database
+    /// dropped the connection during start) is started again, as the
+    /// reference systemd unit's `Restart=always` does.
     async fn wait_healthy(&mut self) {
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
                 return;
+            }
+            if let Ok(Some(_exited)) = self.child.try_wait() {
+                self.child = self.spawn_again();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -101,15 +152,19 @@ impl ServerProcess {
     async fn kill_and_restart(&mut self) {
         self.child.start_kill().expect("SIGKILL");
         let _ = self.child.wait().await;
-        self.child = Command::new(BIN)
+        self.child = self.spawn_again();
+        self.wait_healthy().await;
+    }
+
+    fn spawn_again(&self) -> Child {
+        Command::new(BIN)
             .arg("serve")
             .envs(env(self.port, &self.db, &self.api_base, &self.api_key, &self.secret))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("server restarts");
-        self.wait_healthy().await;
+            .expect("server restarts")
     }
 }
 
@@ -210,9 +265,134 @@ async fn sandbox_state(http: &reqwest::Client, sandbox: &Sandbox) -> Value {
     http.get(format!("{}/sandbox/state", sandbox.base_url())).send().await.unwrap().json().await.unwrap()
 }
 
+/// The storm's database: a SQLite file, or a PostgreSQL schema of its own.
+enum Db {
+    Sqlite { url: String, _dir: tempfile::TempDir },
+    Postgres(postgres::Schema),
+}
+
+impl Db {
+    /// `None` when PostgreSQL is asked for and not configured (see [`postgres::Schema::create`]).
+    async fn for_plan(plan: &Plan) -> Option<Db> {
+        if plan.postgres {
+            return Some(Db::Postgres(postgres::Schema::create().await?));
+        }
+        assert!(plan.instances == 1, "several instances share a PostgreSQL database, not a SQLite file");
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("storm.db").display());
+        Some(Db::Sqlite { url, _dir: dir })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Db::Sqlite { url, .. } => url,
+            Db::Postgres(schema) => &schema.url,
+        }
+    }
+
+    /// A connection pool for the invariants' queries.
+    async fn checker(&self) -> Checker {
+        match self {
+            Db::Sqlite { url, .. } => Checker::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap()),
+            Db::Postgres(schema) => Checker::Postgres(sqlx::PgPool::connect(&schema.url).await.unwrap()),
+        }
+    }
+}
+
+/// The invariants' queries, on either database.
+enum Checker {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Checker {
+    /// The user's event sequence numbers, in order.
+    async fn seqs(&self, user: &str) -> Vec<i64> {
+        const SQL: &str = "SELECT seq FROM user_events WHERE user_id = {} ORDER BY seq";
+        match self {
+            Checker::Sqlite(pool) => {
+                sqlx::query_scalar(&SQL.replace("{}", "?")).bind(user).fetch_all(pool).await.unwrap()
+            }
+            Checker::Postgres(pool) => {
+                sqlx::query_scalar(&SQL.replace("{}", "$1")).bind(user).fetch_all(pool).await.unwrap()
+            }
+        }
+    }
+
+    /// `SELECT COUNT(*) FROM {from_where}`, with `{}` in it standing for the one parameter.
+    async fn count(&self, from_where: &str, param: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {from_where}");
+        match self {
+            Checker::Sqlite(pool) => {
+                sqlx::query_scalar(&sql.replace("{}", "?")).bind(param).fetch_one(pool).await.unwrap()
+            }
+            Checker::Postgres(pool) => {
+                sqlx::query_scalar(&sql.replace("{}", "$1")).bind(param).fetch_one(pool).await.unwrap()
+            }
+        }
+    }
+}
+
+/// What one followed event stream saw.
+#[derive(Debug, Default)]
+struct Followed {
+    /// The ids received, in order, across every resumption.
+    ids: Vec<i64>,
+    /// Streams opened after the first.
+    resumes: usize,
+}
+
+/// Follows the user's event stream at `base` from the start (`Last-Event-ID: 0`)
+/// until `stop`, resuming with the last id received whenever the stream breaks.
+async fn follow(base: String, token: String, seen: Arc<Mutex<Followed>>, stop: tokio_util::sync::CancellationToken) {
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap();
+    let mut first = true;
+    while !stop.is_cancelled() {
+        let last = seen.lock().await.ids.last().copied().unwrap_or(0);
+        let connected = tokio::select! {
+            () = stop.cancelled() => return,
+            connected = sse::SseClient::connect_bearer(&http, &base, &token, Some(last)) => connected,
+        };
+        if let Ok(mut stream) = connected {
+            if !first {
+                seen.lock().await.resumes += 1;
+            }
+            first = false;
+            loop {
+                // The server's keep-alive comments come every 15 s: a stream
+                // silent for longer is dead.
+                let next = tokio::select! {
+                    () = stop.cancelled() => return,
+                    next = stream.next(Duration::from_secs(20)) => next,
+                };
+                let Ok(event) = next else { break };
+                if let Some(seq) = event.seq() {
+                    seen.lock().await.ids.push(seq);
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
 /// Runs a storm and checks every invariant; panics on the first violation.
 pub async fn storm(plan: Plan) -> Outcome {
+    storm_cluster(plan).await.expect("a storm on SQLite without nginx always runs")
+}
+
+/// Runs a storm and checks every invariant; panics on the first violation.
+/// `None` when the plan needs PostgreSQL or nginx and the machine lacks it
+/// (a failure when `CI=true`).
+pub async fn storm_cluster(plan: Plan) -> Option<Outcome> {
     let started = Instant::now();
+    assert!(plan.kills == 0 || plan.instances >= 1);
+    if plan.nginx {
+        nginx::binary()?;
+    }
+    let db = Db::for_plan(&plan).await?;
     let sandbox = Sandbox::spawn(Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         auto_approve_ms: Some(20),
@@ -225,11 +405,13 @@ pub async fn storm(plan: Plan) -> Outcome {
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("storm.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let server = Arc::new(Mutex::new(ServerProcess::start(port, &db, &sandbox).await));
+    let ports: Vec<u16> = (0..plan.instances).map(|_| nginx::free_port()).collect();
+    let mut servers = vec![];
+    for port in &ports {
+        servers.push(Arc::new(Mutex::new(ServerProcess::start(*port, db.url(), &sandbox).await)));
+    }
+    let proxy = if plan.nginx { Some(nginx::Nginx::start(&ports).await?) } else { None };
+    let base = proxy.as_ref().map_or_else(|| format!("http://127.0.0.1:{}", ports[0]), nginx::Nginx::url);
     http.put(format!("{}/external/site/webhook-config", sandbox.api_base()))
         .bearer_auth(sandbox.api_key())
         .json(&json!({"webhookUrl": format!("{base}/webhooks/pientegra"), "rotateSecret": false}))
@@ -250,6 +432,13 @@ pub async fn storm(plan: Plan) -> Outcome {
             key.mint(&ExternalUserId::parse(u).unwrap(), None, Utc::now(), Utc::now() + chrono::Duration::hours(2))
         })
         .collect();
+
+    let stop_following = tokio_util::sync::CancellationToken::new();
+    let followed: Vec<Arc<Mutex<Followed>>> =
+        (0..plan.watchers.min(plan.users)).map(|_| Arc::new(Mutex::new(Followed::default()))).collect();
+    for (i, seen) in followed.iter().enumerate() {
+        tokio::spawn(follow(base.clone(), tokens[i].clone(), seen.clone(), stop_following.clone()));
+    }
 
     let mut rng = Rng(plan.seed | 1);
     let mut tasks: Vec<Task> = (0..plan.deposits)
@@ -304,22 +493,38 @@ pub async fn storm(plan: Plan) -> Outcome {
         });
     }
 
+    // One instance at a time: it is killed and restarted before the next
+    // kill, so with two or more instances one always serves.
     let killer = {
-        let server = server.clone();
+        let servers = servers.clone();
         let kills = plan.kills;
         let seed = plan.seed;
         tokio::spawn(async move {
             let mut rng = Rng(seed.wrapping_mul(31) | 1);
             for _ in 0..kills {
                 tokio::time::sleep(Duration::from_millis(150 + rng.below(350))).await;
-                server.lock().await.kill_and_restart().await;
+                let victim = rng.index(servers.len());
+                servers[victim].lock().await.kill_and_restart().await;
             }
             kills
         })
     };
-    while let Some(done) = workers.join_next().await {
-        done.expect("a worker panicked");
-    }
+    let db_faults = async {
+        let Db::Postgres(schema) = &db else { return 0 };
+        let mut rng = Rng(plan.seed.wrapping_mul(17) | 1);
+        let mut ended = 0;
+        for _ in 0..plan.db_faults {
+            tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
+            ended += schema.terminate_connections().await;
+        }
+        ended
+    };
+    let drain = async {
+        while let Some(done) = workers.join_next().await {
+            done.expect("a worker panicked");
+        }
+    };
+    let ((), sessions_terminated) = tokio::join!(drain, db_faults);
     let kills = killer.await.unwrap();
 
     // Settle: every review done, every delivery finished (DELIVERED or DEAD).
@@ -355,7 +560,7 @@ pub async fn storm(plan: Plan) -> Outcome {
         .send()
         .await
         .unwrap();
-    let storage = pientegra_server::storage::connect(&db).await.unwrap();
+    let storage = pientegra_server::storage::connect(db.url()).await.unwrap();
     let client = HttpClient::new(
         &sandbox.api_base(),
         SecretString::from(sandbox.api_key().to_owned()),
@@ -416,35 +621,48 @@ pub async fn storm(plan: Plan) -> Outcome {
         "retries created extra withdrawals"
     );
 
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let checker = db.checker().await;
+    let mut all_seqs = HashMap::new();
     for (user, want) in &expected {
         let balance = storage.balance(user).await.unwrap();
         let available = i64::try_from(balance.available.minor()).unwrap();
         assert_eq!((available, balance.reserved.minor()), (*want, 0), "{user}: ledger differs from Pientegra");
         assert_eq!(storage.ledger_sum(user).await.unwrap(), (*want, 0), "{user}: entries do not sum to the balance");
-        let seqs: Vec<(i64,)> = sqlx::query_as("SELECT seq FROM user_events WHERE user_id = ? ORDER BY seq")
-            .bind(user)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        for (i, (seq,)) in seqs.iter().enumerate() {
+        let seqs = checker.seqs(user).await;
+        for (i, seq) in seqs.iter().enumerate() {
             assert_eq!(*seq, i64::try_from(i).unwrap() + 1, "{user}: SSE ids are not 1..n without reuse");
         }
+        all_seqs.insert(user.clone(), seqs);
     }
     for id in &approved_ids {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger_entries WHERE business_key = ?")
-            .bind(format!("intent.approved:{id}"))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n = checker.count("ledger_entries WHERE business_key = {}", &format!("intent.approved:{id}")).await;
         assert_eq!(n, 1, "intent {id} credited {n} times");
     }
-    let (submitting,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM withdrawals WHERE status = 'SUBMITTING'").fetch_one(&pool).await.unwrap();
+    let submitting = checker.count("withdrawals WHERE status = {}", "SUBMITTING").await;
     assert_eq!(submitting, 0, "withdrawals stuck reserved");
 
+    // Every followed stream received every event of its user exactly once,
+    // in order, across every break and resumption.
+    let (mut stream_resumes, mut events_streamed) = (0, 0);
+    for (i, seen) in followed.iter().enumerate() {
+        let want = &all_seqs[&users[i]];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().await.ids.len() < want.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let seen = seen.lock().await;
+        assert_eq!(&seen.ids, want, "{}: the followed stream's ids differ from the stored events", users[i]);
+        stream_resumes += seen.resumes;
+        events_streamed += seen.ids.len();
+    }
+    stop_following.cancel();
+
     let deliveries = state["deliveries"].as_array().unwrap();
-    Outcome {
+    for server in &servers {
+        server.lock().await.child.start_kill().ok();
+    }
+    drop(proxy);
+    Some(Outcome {
         kills,
         deposits_created: outcome_counts.deposits_created,
         withdrawals_created: outcome_counts.withdrawals_created,
@@ -453,6 +671,9 @@ pub async fn storm(plan: Plan) -> Outcome {
         deliveries: deliveries.len(),
         delivery_attempts: deliveries.iter().map(|d| d["attempts"].as_u64().unwrap_or(0)).sum(),
         events_replayed: report.events_replayed,
+        sessions_terminated,
+        stream_resumes,
+        events_streamed,
         elapsed: started.elapsed(),
-    }
+    })
 }

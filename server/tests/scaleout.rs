@@ -1,0 +1,174 @@
+//! The reference deployment under test: two instances on one PostgreSQL
+//! schema behind nginx (`deploy/nginx/pientegra.conf`), the sandbox
+//! delivering webhooks to nginx. The money flows with their event streams read
+//! through nginx, a stream on one instance fed by webhooks nginx gave the
+//! other, and the storms through nginx with instances SIGKILLed and the
+//! database's sessions terminated.
+//!
+//! Skipped without `PIENTEGRA_TEST_POSTGRES_URL` or nginx (failures when
+//! `CI=true`). Reduced size here; `cargo xtask scaleout` runs the storms at
+//! full size.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::cluster::Cluster;
+use harness::sse::{SseClient, stream_ticket};
+use harness::{Plan, storm_cluster};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+const IBAN: &str = "TR330006100519786457841326";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_and_withdrawals_through_nginx_stream_every_change_and_log_no_ticket() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let token = cluster.token("through-nginx");
+    let ticket = stream_ticket(&cluster.url(), &token).await.expect("a stream ticket through nginx");
+    let mut events = SseClient::connect_with_ticket(&cluster.url(), &ticket, None).await.expect("SSE through nginx");
+    let opening = events.next(WAIT).await.expect("the opening balance arrives through nginx");
+    assert_eq!((opening.event.as_str(), opening.json()["available"].as_str()), ("balance.updated", Some("0")));
+
+    // Deposit: created through nginx, paid and approved at Pientegra, whose
+    // webhooks reach an instance through nginx.
+    let (status, deposit) = cluster.post(&token, "/api/deposits", json!({"amount": "50000"})).await;
+    assert_eq!(status, 201, "{deposit}");
+    let intent = deposit["intentId"].as_str().unwrap().to_owned();
+    cluster.control(&format!("intents/{intent}/confirm")).await;
+    cluster.control(&format!("intents/{intent}/approve")).await;
+    let approved = events
+        .until(WAIT, |e| e.event == "deposit.updated" && e.json()["status"] == "APPROVED")
+        .await
+        .expect("the approval streams through nginx");
+    assert_eq!(approved.json()["intentId"], intent.as_str());
+    let credited = events.until(WAIT, |e| e.event == "balance.updated").await.unwrap();
+    assert_eq!(credited.json()["available"], "50000");
+
+    // Withdrawal: reserved at once, sent by Pientegra, final.
+    let (status, withdrawal) = cluster
+        .post(&token, "/api/withdrawals", json!({"amount": "20000", "iban": IBAN, "holderName": "Nginx User"}))
+        .await;
+    assert_eq!(status, 201, "{withdrawal}");
+    let reserved = events.until(WAIT, |e| e.event == "balance.updated").await.unwrap();
+    assert_eq!(
+        (reserved.json()["available"].as_str(), reserved.json()["reserved"].as_str()),
+        (Some("30000"), Some("20000"))
+    );
+    let id = withdrawal["withdrawalId"].as_str().unwrap().to_owned();
+    cluster.control(&format!("withdrawals/{id}/approve")).await;
+    cluster.control(&format!("withdrawals/{id}/send")).await;
+    events
+        .until(WAIT, |e| e.event == "withdrawal.updated" && e.json()["status"] == "SENT")
+        .await
+        .expect("the withdrawal's end streams through nginx");
+    let settled = events.until(WAIT, |e| e.json()["reserved"] == "0" && e.event == "balance.updated").await.unwrap();
+    assert_eq!(settled.json()["available"], "30000");
+    let seqs: Vec<i64> = events.seen.iter().filter_map(|e| e.seq()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "ids contiguous: {seqs:?}");
+
+    // The stream's URL carried a ticket: nginx logged the path, not the query.
+    // A request is logged when it ends: close the stream, then wait for its line.
+    drop(events);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = cluster.nginx.access_log();
+        if log.contains("GET /api/events") || tokio::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(log.contains("GET /api/events"), "the stream is in the access log:\n{log}");
+    assert!(log.contains("POST /webhooks/pientegra "), "webhooks went through nginx:\n{log}");
+    assert!(!log.contains(&ticket) && !log.contains("ticket="), "a stream ticket reached the access log:\n{log}");
+    assert!(!log.contains('?'), "a query string reached the access log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_instance_receives_what_webhooks_sent_to_the_other_caused() {
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let token = cluster.token("cross-instance");
+    let mut on = [
+        cluster.stream(&cluster.instance_url(0), &token, Some(0)).await,
+        cluster.stream(&cluster.instance_url(1), &token, Some(0)).await,
+    ];
+    // Rounds until each instance has alone received every webhook of a round
+    // whose approval the other instance's stream delivered. nginx picks the
+    // instance; rounds are bounded so a proxy that never spreads fails.
+    let mut proven = [false, false];
+    let mut total = 0u64;
+    for round in 0..30u64 {
+        let before = cluster.webhook_instances().len();
+        let amount = 1_000 + round;
+        let (status, deposit) = cluster.post(&token, "/api/deposits", json!({"amount": amount.to_string()})).await;
+        assert_eq!(status, 201, "{deposit}");
+        let intent = deposit["intentId"].as_str().unwrap().to_owned();
+        cluster.control(&format!("intents/{intent}/confirm")).await;
+        cluster.control(&format!("intents/{intent}/approve")).await;
+        total += amount;
+        let want = total.to_string();
+        for stream in &mut on {
+            let balance = stream
+                .until(WAIT, |e| e.event == "balance.updated" && e.json()["available"].as_str() == Some(want.as_str()))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: the credit never reached a stream: {e}"));
+            assert!(balance.seq().is_some());
+        }
+        // Every webhook of the round is logged once its response is sent;
+        // the credit above came from the approval's.
+        cluster.webhooks_logged().await;
+        let receivers: Vec<usize> = cluster.webhook_instances()[before..].to_vec();
+        assert!(!receivers.is_empty(), "round {round}: no webhook went through nginx");
+        if receivers.iter().all(|&i| i == receivers[0]) {
+            // Only instance receivers[0] received this round's webhooks: the
+            // other instance's stream got the credit through the database.
+            proven[receivers[0]] = true;
+        }
+        if proven == [true, true] {
+            break;
+        }
+        // Shift nginx's round robin so consecutive rounds do not repeat it.
+        for _ in 0..=(round % 2) {
+            let _ = cluster.http.get(format!("{}/healthz", cluster.url())).send().await;
+        }
+    }
+    assert_eq!(proven, [true, true], "nginx never sent a whole round's webhooks to each instance");
+    for stream in &on {
+        let seqs: Vec<i64> = stream.seen.iter().filter_map(|e| e.seq()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "ids contiguous on every instance: {seqs:?}");
+    }
+}
+
+/// The storm's plan for the scale-out runs: sizes from `SCALEOUT_*` (full size through `cargo xtask scaleout`).
+fn plan(kills: usize, db_faults: usize, seed: usize) -> Plan {
+    Plan {
+        users: Plan::env("SCALEOUT_USERS", 8),
+        deposits: Plan::env("SCALEOUT_DEPOSITS", 100),
+        withdrawals: Plan::env("SCALEOUT_WITHDRAWALS", 20),
+        kills,
+        workers: Plan::env("SCALEOUT_WORKERS", 8),
+        seed: Plan::env("SCALEOUT_SEED", seed) as u64,
+        instances: Plan::env("SCALEOUT_INSTANCES", 2),
+        postgres: true,
+        nginx: true,
+        db_faults,
+        watchers: Plan::env("SCALEOUT_WATCHERS", 3),
+        ..Plan::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_killed_behind_nginx_lose_nothing_and_credit_nothing_twice() {
+    let plan = plan(Plan::env("SCALEOUT_KILLS", 6), 0, 20_261_206);
+    let Some(outcome) = storm_cluster(plan.clone()).await else { return };
+    println!("scale-out crash storm {plan:?}\n  -> {outcome:?}");
+    assert!(outcome.kills >= plan.kills);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_sessions_terminated_mid_storm_lose_nothing_and_streams_resume() {
+    let plan = plan(Plan::env("SCALEOUT_KILLS_WITH_DB_FAULTS", 0), Plan::env("SCALEOUT_DB_FAULTS", 8), 41);
+    let Some(outcome) = storm_cluster(plan.clone()).await else { return };
+    println!("scale-out database-fault storm {plan:?}\n  -> {outcome:?}");
+    assert!(outcome.sessions_terminated > 0, "no session was terminated: {outcome:?}");
+}
