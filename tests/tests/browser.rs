@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use pientegra_tests::browser::{
-    Browser, available, demo_stack, deposit_through_popup, newest, sse_connections, status_is, text_contains,
-    type_into,
+    Browser, available, demo_stack, deposit_through_popup, newest, sse_connections, status_is, text_contains, type_into,
 };
 use pientegra_tests::{Stack, wait_for};
 use serde_json::json;
@@ -244,7 +243,10 @@ async fn ten_tabs_of_one_user_share_one_stream_and_lose_no_event_when_its_tab_cl
     let mut holders = 0;
     for (n, tab) in tabs.iter().enumerate().filter(|(_, tab)| *tab != leader) {
         browser.client.switch_to_window(tab.clone()).await.unwrap();
-        browser.until(&format!("the second approval in tab {}", n + 1), &approval_of(&second.reference_no)).await.unwrap();
+        browser
+            .until(&format!("the second approval in tab {}", n + 1), &approval_of(&second.reference_no))
+            .await
+            .unwrap();
         browser.until(&format!("the new balance in tab {}", n + 1), &text_contains("balance", "350,00")).await.unwrap();
         browser.until(&format!("tab {} live", n + 1), LINK_LIVE).await.unwrap();
         if browser.client.execute(&format!("return {HOLDS_STREAM};"), vec![]).await.unwrap() == json!(true) {
@@ -252,9 +254,7 @@ async fn ten_tabs_of_one_user_share_one_stream_and_lose_no_event_when_its_tab_cl
         }
     }
     assert_eq!(holders, 1, "one of the tabs left holds the stream");
-    wait_for(Duration::from_secs(20), || async { sse_connections(&stack).await == 1 })
-        .await
-        .expect("still one stream");
+    wait_for(Duration::from_secs(20), || async { sse_connections(&stack).await == 1 }).await.expect("still one stream");
     browser.screenshot("many-tabs").await.unwrap();
     browser.close().await;
 }
