@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -83,6 +84,9 @@ impl Browser {
                 ],
             }),
         );
+        // A page that cannot load (every connection to its origin taken) fails
+        // its test in half a minute rather than chromedriver's five.
+        caps.insert("timeouts".into(), json!({ "pageLoad": 30_000 }));
         let url = format!("http://127.0.0.1:{port}");
         let mut last_err = None;
         for _ in 0..100 {
@@ -184,17 +188,9 @@ pub async fn type_into(browser: &Browser, testid: &str, text: &str) {
 pub async fn deposit_through_popup(browser: &Browser, amount_typed: &str, amount_shown: &str) {
     let main = browser.client.window().await.unwrap();
     type_into(browser, "deposit-amount", amount_typed).await;
+    let before = browser.client.windows().await.unwrap();
     browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
-    let mut popup = None;
-    for _ in 0..200 {
-        let windows = browser.client.windows().await.unwrap();
-        if let Some(other) = windows.into_iter().find(|w| *w != main) {
-            popup = Some(other);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let popup = popup.expect("the popup opened");
+    let popup = browser.new_window_since(&before).await;
     browser.client.switch_to_window(popup).await.unwrap();
     browser
         .until("the hosted page", "location.pathname.startsWith('/d/') && document.getElementById('confirm')")
@@ -225,8 +221,45 @@ pub fn widget_dist() -> PathBuf {
 }
 
 impl Browser {
+    /// Waits for a window that is not among `before` (a popup just opened).
+    pub async fn new_window_since(&self, before: &[WindowHandle]) -> WindowHandle {
+        for _ in 0..200 {
+            let windows = self.client.windows().await.unwrap();
+            if let Some(new) = windows.into_iter().find(|w| !before.contains(w)) {
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new window opened")
+    }
+
+    /// Opens `url` in this window and in `count - 1` new tabs, one after the
+    /// other, each waited for until `ready` (a JS expression) holds; ends in
+    /// the last tab. The tabs' handles, in order.
+    pub async fn open_tabs(&self, url: &str, count: usize, ready: &str) -> Vec<WindowHandle> {
+        let mut tabs = Vec::with_capacity(count);
+        for n in 1..=count {
+            let tab = match n {
+                1 => self.client.window().await.unwrap(),
+                _ => self.client.new_window(true).await.unwrap().handle,
+            };
+            self.client.switch_to_window(tab.clone()).await.unwrap();
+            self.client.goto(url).await.unwrap_or_else(|e| panic!("tab {n} did not load: {e}"));
+            self.until(&format!("tab {n} ready"), ready).await.unwrap();
+            tabs.push(tab);
+        }
+        tabs
+    }
+
     /// The text of the element matching `css`.
     pub async fn text_of(&self, css: &str) -> String {
         self.find(css).await.expect("element").text().await.expect("text")
     }
+}
+
+/// The server's open event streams, from `/metrics`.
+pub async fn sse_connections(stack: &Stack) -> usize {
+    let text = stack.http.get(format!("{}/metrics", stack.server.url())).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("pientegra_sse_connections ")).expect("the stream gauge");
+    line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a count")
 }

@@ -1,6 +1,6 @@
 //! The widget and the demo page in a real headless Chromium (chromedriver):
-//! popup and redirect deposits, a blocked popup, the withdrawal form, and a
-//! server restart mid-flow. A screenshot of each final state is saved under
+//! popup and redirect deposits, a blocked popup, the withdrawal form, a
+//! server restart mid-flow, and ten tabs of one user sharing one stream. A screenshot of each final state is saved under
 //! `test-output/browser/`.
 //!
 //! Without a browser (or the built widget) these tests say so and skip; with
@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use fantoccini::Locator;
-use pientegra_tests::Stack;
 use pientegra_tests::browser::{
-    Browser, available, demo_stack, deposit_through_popup, newest, status_is, text_contains, type_into,
+    Browser, available, demo_stack, deposit_through_popup, newest, sse_connections, status_is, text_contains, type_into,
 };
+use pientegra_tests::{Stack, wait_for};
 use serde_json::json;
 
 const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
@@ -21,6 +21,21 @@ const LINK_LIVE: &str = "document.querySelector('[data-testid=link-state]')?.dat
 
 const APPROVAL_LOGGED: &str = "Array.from(document.querySelectorAll('[data-testid=event-item][data-event=\"deposit.updated\"]'))\
                                .some(e => e.textContent.includes('Onaylandı'))";
+
+/// Tabs the many-tabs test opens: more than the six connections to one
+/// origin a browser allows over HTTP/1.1.
+const TABS: usize = 10;
+
+/// This tab holds the user's stream (its events are not relayed from another tab).
+const HOLDS_STREAM: &str = "document.querySelector('[data-testid=link-state]')?.dataset.stream === 'own'";
+
+/// A JS condition: the event log shows deposit `reference` approved.
+fn approval_of(reference: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('[data-testid=event-item][data-event=\"deposit.updated\"]'))\
+         .some(e => e.textContent.includes('{reference}') && e.textContent.includes('Onaylandı'))"
+    )
+}
 
 async fn open_demo(browser: &Browser, stack: &Stack, query: &str) {
     browser.client.goto(&format!("{}/?{query}", stack.server.url())).await.unwrap();
@@ -183,5 +198,63 @@ async fn a_server_restart_mid_flow_still_ends_in_the_right_state() {
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert!(ids.len() >= 3 && unique.len() == ids.len(), "events logged: {ids:?}");
     browser.screenshot("restart-approved").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_tabs_of_one_user_share_one_stream_and_lose_no_event_when_its_tab_closes() {
+    if !available() {
+        return;
+    }
+    let stack = demo_stack().await;
+    let browser = Browser::start().await.unwrap();
+    let url = format!("{}/?user=deniz&locale=tr&mode=popup", stack.server.url());
+    // Each tab loads, its widgets work and its feed is live.
+    let tabs = browser.open_tabs(&url, TABS, &format!("({BUTTON_READY}) && ({LINK_LIVE})")).await;
+    wait_for(Duration::from_secs(20), || async { sse_connections(&stack).await == 1 })
+        .await
+        .expect("one stream for the ten tabs");
+
+    // A deposit from the tenth tab reaches the hosted page, and its approval shows live in every tab.
+    deposit_through_popup(&browser, "100", "100,00").await;
+    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
+    let intent = newest(&stack, "intents", "deniz").await;
+    stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
+    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    let reference = intent["referenceNo"].as_str().unwrap();
+    let mut leaders = Vec::new();
+    for (n, tab) in tabs.iter().enumerate() {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser.until(&format!("the approval in tab {}", n + 1), &approval_of(reference)).await.unwrap();
+        browser.until(&format!("the balance in tab {}", n + 1), &text_contains("balance", "100,00")).await.unwrap();
+        if browser.client.execute(&format!("return {HOLDS_STREAM};"), vec![]).await.unwrap() == json!(true) {
+            leaders.push(tab.clone());
+        }
+    }
+    let [leader] = leaders.as_slice() else { panic!("{} tabs hold a stream", leaders.len()) };
+
+    // The tab holding the stream closes, and a deposit is approved at once,
+    // while another tab takes over: it reaches every tab left, by the stream.
+    browser.client.switch_to_window(leader.clone()).await.unwrap();
+    browser.client.close_window().await.unwrap();
+    let token = stack.token("deniz").await;
+    let second = stack.deposit(&token, "25000").await;
+    stack.pay_and_approve(second.intent_id).await;
+    let mut holders = 0;
+    for (n, tab) in tabs.iter().enumerate().filter(|(_, tab)| *tab != leader) {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser
+            .until(&format!("the second approval in tab {}", n + 1), &approval_of(&second.reference_no))
+            .await
+            .unwrap();
+        browser.until(&format!("the new balance in tab {}", n + 1), &text_contains("balance", "350,00")).await.unwrap();
+        browser.until(&format!("tab {} live", n + 1), LINK_LIVE).await.unwrap();
+        if browser.client.execute(&format!("return {HOLDS_STREAM};"), vec![]).await.unwrap() == json!(true) {
+            holders += 1;
+        }
+    }
+    assert_eq!(holders, 1, "one of the tabs left holds the stream");
+    wait_for(Duration::from_secs(20), || async { sse_connections(&stack).await == 1 }).await.expect("still one stream");
+    browser.screenshot("many-tabs").await.unwrap();
     browser.close().await;
 }

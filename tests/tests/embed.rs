@@ -14,9 +14,11 @@
 use std::time::Duration;
 
 use fantoccini::Locator;
-use pientegra_tests::browser::{Browser, available, dist, newest, status_is, text_contains, type_into, widget_dist};
+use pientegra_tests::browser::{
+    Browser, available, dist, newest, sse_connections, status_is, text_contains, type_into, widget_dist,
+};
 use pientegra_tests::partner::{Page, Partner, Site, mint};
-use pientegra_tests::{Options, Stack};
+use pientegra_tests::{Options, Stack, wait_for};
 use serde_json::{Value, json};
 
 /// The iframe mode's frame shows a page.
@@ -102,16 +104,10 @@ async fn open(browser: &Browser, partner: &Partner) {
 /// Clicks deposit and confirms the transfer on the hosted page in the popup.
 async fn pay_in_popup(browser: &Browser) {
     let main = browser.client.window().await.unwrap();
+    let before = browser.client.windows().await.unwrap();
     browser.find("[data-testid=deposit-submit]").await.unwrap().click().await.unwrap();
-    let mut popup = None;
-    for _ in 0..200 {
-        if let Some(other) = browser.client.windows().await.unwrap().into_iter().find(|w| *w != main) {
-            popup = Some(other);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    browser.client.switch_to_window(popup.expect("the popup opened")).await.unwrap();
+    let popup = browser.new_window_since(&before).await;
+    browser.client.switch_to_window(popup).await.unwrap();
     browser.until("the hosted page", "document.getElementById('confirm')").await.unwrap();
     browser.client.find(Locator::Css("#confirm")).await.unwrap().click().await.unwrap();
     browser.until("submitted", "document.getElementById('state')?.dataset.status === 'PENDING_REVIEW'").await.unwrap();
@@ -184,6 +180,38 @@ async fn a_page_on_another_origin_with_a_strict_csp_takes_a_deposit_and_a_withdr
     assert!(sent["ibanMasked"].as_str().unwrap().replace(' ', "").ends_with("1326"), "{sent}");
     browser.screenshot("embed-cross-origin-sent").await.unwrap();
     assert_clean(&browser).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_tabs_of_a_partner_page_share_one_stream_and_the_tenth_takes_a_deposit() {
+    if !available() {
+        return;
+    }
+    let body = |token: &str| {
+        format!(r#"<pientegra-deposit id="deposit" token="{token}" locale="en" mode="popup"></pientegra-deposit>"#)
+    };
+    let (stack, partner, browser) = embedded("deniz", false, body, |_| {}).await;
+    let ready = format!("({BUTTON_READY}) && {}", event_seen("pientegra:balance", "available", "0"));
+    let tabs = browser.open_tabs(&partner.url(), 10, &ready).await;
+    wait_for(Duration::from_secs(20), || async { sse_connections(&stack).await == 1 })
+        .await
+        .expect("one stream for the ten tabs");
+
+    // The tenth tab's deposit reaches the hosted page; its approval, and the
+    // balance it brings, reach every tab.
+    type_into(&browser, "deposit-amount", "250.00").await;
+    pay_in_popup(&browser).await;
+    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
+    let intent = newest(&stack, "intents", "deniz").await;
+    stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
+    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    for (n, tab) in tabs.iter().enumerate() {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        let balance = event_seen("pientegra:balance", "available", "25000");
+        browser.until(&format!("the balance in tab {}", n + 1), &balance).await.unwrap();
+        assert_clean(&browser).await;
+    }
     browser.close().await;
 }
 

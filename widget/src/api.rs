@@ -142,6 +142,26 @@ impl Client {
         *lock(&self.token) = token.into();
     }
 
+    /// The server's origin, as given (without a trailing slash).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The token's `sub` claim (the user it speaks for), read without
+    /// checking the signature: only to tell whether two tokens speak for the
+    /// same user. A `sub` beyond ASCII comes out as its UTF-8 bytes, one
+    /// character each: the same for the same user. `None` if unreadable.
+    pub fn subject(&self) -> Option<String> {
+        let token = lock(&self.token).clone();
+        let payload = token.split('.').nth(1)?;
+        let mut base64: String = payload.replace('-', "+").replace('_', "/");
+        while base64.len() % 4 != 0 {
+            base64.push('=');
+        }
+        let json = leptos::prelude::window().atob(&base64).ok()?;
+        Json::parse(&json)?.string("sub").filter(|sub| !sub.is_empty())
+    }
+
     /// `POST /api/stream-ticket`: what opens the SSE stream in the next minute.
     pub async fn stream_ticket(&self) -> Result<String, ApiFailure> {
         read(self.send("POST", "/api/stream-ticket", None, None).await, |json| json.string("ticket"))

@@ -22,13 +22,23 @@ pub enum Link {
 }
 
 impl Link {
-    /// The `data-state` of the connection indicator.
-    #[cfg(feature = "demo")]
+    /// The `data-state` of the connection indicator, and the link's name
+    /// between tabs.
     pub fn as_str(self) -> &'static str {
         match self {
             Link::Connecting => "connecting",
             Link::Live => "live",
             Link::Polling => "polling",
+        }
+    }
+
+    /// The link named by [`Link::as_str`].
+    pub fn parse(name: &str) -> Option<Link> {
+        match name {
+            "connecting" => Some(Link::Connecting),
+            "live" => Some(Link::Live),
+            "polling" => Some(Link::Polling),
+            _ => None,
         }
     }
 }
@@ -58,6 +68,9 @@ pub struct AccountState {
     /// Newest first.
     pub log: Vec<LogEntry>,
     pub link: Link,
+    /// Whether the events come relayed from another tab's stream (this tab
+    /// follows the tab that holds the user's one stream).
+    pub relayed: bool,
     /// The last failure to load the account (e.g. an expired token), cleared by the next success.
     pub problem: Option<ApiFailure>,
 }
@@ -134,6 +147,11 @@ impl Feed {
         self.0.maybe_update(|a| std::mem::replace(&mut a.link, link) != link);
     }
 
+    /// Whether the events come relayed from another tab.
+    pub fn set_relayed(&self, relayed: bool) {
+        self.0.maybe_update(|a| std::mem::replace(&mut a.relayed, relayed) != relayed);
+    }
+
     /// The last failure to load the account.
     pub fn set_problem(&self, problem: ApiFailure) {
         self.0.update(|a| a.problem = Some(problem));
@@ -207,6 +225,14 @@ mod tests {
             created_at_ms: created_ms,
             updated_at_ms: updated_ms,
         }
+    }
+
+    #[test]
+    fn a_link_named_between_tabs_reads_back_as_itself() {
+        for link in [Link::Connecting, Link::Live, Link::Polling] {
+            assert_eq!(Link::parse(link.as_str()), Some(link));
+        }
+        assert_eq!(Link::parse("LIVE"), None);
     }
 
     #[test]

@@ -128,13 +128,14 @@ impl Asset {
     }
 }
 
-/// The one file trunk wrote to `dist` as `<stem>-<16 hex><suffix>`.
+/// The one file trunk wrote to `dist` as `<stem>-<hash><suffix>`: trunk
+/// writes its 64-bit hash in hex without leading zeros, so up to 16 digits.
 fn trunk_output(dist: &Path, stem: &str, suffix: &str) -> anyhow::Result<PathBuf> {
     let matches = |name: &str| {
         name.strip_prefix(stem)
             .and_then(|rest| rest.strip_prefix('-'))
             .and_then(|rest| rest.strip_suffix(suffix))
-            .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            .is_some_and(|hash| (1..=16).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit()))
     };
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dist).with_context(|| format!("reading {} (cargo xtask widget)", dist.display()))? {

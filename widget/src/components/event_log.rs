@@ -17,6 +17,8 @@ pub fn EventLog(options: Options) -> impl IntoView {
     let Options { client, locale, theme, .. } = options;
     let feed = use_event_source(&client);
     let link = Signal::derive(move || feed.with(|a| a.link.as_str().to_owned()));
+    // Whether this tab holds the user's stream or follows the tab that does.
+    let stream = Signal::derive(move || if feed.with(|a| a.relayed) { "relayed" } else { "own" });
     let link_text = Signal::derive(move || {
         let text = match feed.with(|a| a.link) {
             Link::Connecting => T::LinkConnecting,
@@ -37,7 +39,7 @@ pub fn EventLog(options: Options) -> impl IntoView {
         <section class="pk pk-events" data-pk-theme=theme.as_str() lang=locale.as_str()>
             <h2 class="pk-title">
                 {t(locale, T::LiveEvents)}
-                <span class="pk-link" data-testid="link-state" data-state=link>
+                <span class="pk-link" data-testid="link-state" data-state=link data-stream=stream>
                     {link_text}
                 </span>
             </h2>

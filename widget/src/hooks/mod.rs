@@ -2,6 +2,7 @@
 
 mod countdown;
 mod event_source;
+mod tabs;
 
 pub use countdown::use_countdown;
 pub use event_source::{token_changed, use_event_source};
