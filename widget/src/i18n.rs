@@ -406,10 +406,11 @@ mod tests {
         let failure = |code: &str| ApiFailure::Api { status: 400, code: code.to_owned() };
         for locale in [Locale::Tr, Locale::En] {
             let generic = api_error(locale, &failure("something_new"));
+            let refused_token = ApiFailure::Api { status: 401, code: codes::TOKEN_EXPIRED.to_owned() };
+            assert_ne!(api_error(locale, &refused_token), generic, "a refused token");
             for code in [
                 codes::INSUFFICIENT_FUNDS,
                 codes::INVALID_IBAN,
-                codes::TOKEN_EXPIRED,
                 codes::PROVIDER_UNAVAILABLE,
                 codes::RATE_LIMITED,
                 codes::DEPOSIT_URL_NOT_ALLOWED,

@@ -287,6 +287,8 @@ fn test(rest: &[String]) -> anyhow::Result<()> {
     // `shared` must build for the browser as well as for the host.
     run(cargo().args(["build", "-p", "pientegra-shared", "--target", WASM_TARGET]))?;
     widget()?;
+    // The widget's unit tests run on the host; the crate is outside the default members.
+    run(cargo().args(["test", "-p", "pientegra-widget", "--features", "demo", "--lib"]))?;
     run(cargo()
         .args(["test"])
         .args(rest)
