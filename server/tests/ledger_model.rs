@@ -1,7 +1,9 @@
 //! A model-based property test of the ledger and the two state machines,
-//! through the real SQLite storage.
+//! through the real storage, on each database: SQLite, and PostgreSQL when
+//! `PIENTEGRA_TEST_POSTGRES_URL` names a server (skipped with a line saying
+//! so when it does not, a failure when `CI=true`).
 //!
-//! Each case opens a fresh database and runs a random sequence of what the
+//! Each case opens a fresh database (a SQLite file, a PostgreSQL schema) and runs a random sequence of what the
 //! server sees: deposits recorded, webhooks for intents and withdrawals (every
 //! event type, duplicates by `eventId`, any order, unknown types, events for
 //! records not known yet, events naming another user), withdrawal requests in
@@ -11,7 +13,7 @@
 //! ledger must sum to the balance, and no status may move backwards.
 //!
 //! `LEDGER_MODEL_CASES=2000 cargo test -p pientegra-server --test ledger_model`
-//! runs a deeper search than the default 64 cases.
+//! runs a deeper search than the default 64 cases, on both databases.
 
 use std::collections::{HashMap, HashSet};
 
@@ -401,16 +403,22 @@ fn fail(message: String) -> TestCaseError {
     TestCaseError::fail(message)
 }
 
-async fn run_case(world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().map_err(|e| fail(format!("temp dir: {e}")))?;
-    let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let storage = storage::connect(&url).await.map_err(|e| fail(format!("connect: {e:#}")))?;
+async fn run_case(database: &Database, world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let fresh = database.fresh().await.map_err(|e| fail(format!("a fresh database: {e:#}")))?;
+    let storage = storage::connect(&fresh.url).await.map_err(|e| fail(format!("connect: {e:#}")))?;
+    let outcome = run_steps(&*storage, world, ops).await;
+    drop(storage);
+    fresh.remove().await;
+    outcome
+}
+
+async fn run_steps(storage: &dyn Storage, world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::new(world);
     let mut seen = Seen::default();
     for (step, op) in ops.iter().enumerate() {
         let at = |what: String| fail(format!("step {step} ({op:?}): {what}"));
-        step_once(&*storage, &mut model, op).await.map_err(|e| at(format!("{e:#}")))?;
-        check(&*storage, &model, &mut seen).await.map_err(at)?;
+        step_once(storage, &mut model, op).await.map_err(|e| at(format!("{e:#}")))?;
+        check(storage, &model, &mut seen).await.map_err(at)?;
     }
     Ok(())
 }
@@ -625,22 +633,34 @@ fn check_withdrawal(w: usize, record: &WithdrawalRecord, expected: WithdrawalMod
     Ok(())
 }
 
-#[test]
-fn storage_agrees_with_the_ledger_model_after_every_step() {
+/// Runs the random search on `database`.
+fn search(database: Database) {
     let cases = std::env::var("LEDGER_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64);
     // No regression files beside the sources: a failure prints its shrunk scenario.
     let config = Config { cases, failure_persistence: None, max_shrink_iters: 2_000, ..Config::default() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let mut runner = TestRunner::new(config);
-    let result = runner.run(&scenario(), |(world, ops)| runtime.block_on(run_case(world, ops)));
+    let result = runner.run(&scenario(), |(world, ops)| runtime.block_on(run_case(&database, world, ops)));
     if let Err(failure) = result {
         panic!("{failure}");
     }
 }
 
-/// The scenarios the random search must keep covering, spelled out.
 #[test]
-fn known_scenarios_agree_with_the_model() {
+fn storage_agrees_with_the_ledger_model_after_every_step() {
+    search(Database::Sqlite);
+}
+
+#[test]
+fn postgres_storage_agrees_with_the_ledger_model_after_every_step() {
+    if let Some(database) = Database::postgres() {
+        search(database);
+    }
+}
+
+/// The scenarios the random search must keep covering, spelled out.
+/// Runs the spelled-out scenarios on `database`.
+fn known_scenarios(database: Database) {
     use Op::*;
     let world = World {
         intents: vec![(0, 100_000), (0, 50_000), (1, 10_000), (2, 20_000)],
@@ -715,8 +735,98 @@ fn known_scenarios_agree_with_the_model() {
     ];
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     for (n, ops) in scenarios.into_iter().enumerate() {
-        if let Err(failure) = runtime.block_on(run_case(world.clone(), ops)) {
+        if let Err(failure) = runtime.block_on(run_case(&database, world.clone(), ops)) {
             panic!("scenario {n}: {failure}");
+        }
+    }
+}
+
+#[test]
+fn known_scenarios_agree_with_the_model() {
+    known_scenarios(Database::Sqlite);
+}
+
+#[test]
+fn known_scenarios_agree_with_the_model_on_postgres() {
+    if let Some(database) = Database::postgres() {
+        known_scenarios(database);
+    }
+}
+
+// ---- the databases -----------------------------------------------------------------
+
+/// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
+const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
+
+/// Schemas of this prefix older than an hour are leftovers of killed runs
+/// (the end-to-end harness names its schemas alike and sweeps them).
+const SCHEMA_PREFIX: &str = "pientegra_test_";
+
+/// Where the cases of one test keep their data: each case gets a database of its own.
+enum Database {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A schema on the PostgreSQL server of this URL.
+    Postgres { admin_url: String },
+}
+
+/// One case's database.
+struct Fresh {
+    /// Its `DATABASE_URL`.
+    url: String,
+    /// The SQLite file's folder (removed when dropped).
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema and the URL to drop it with.
+    schema: Option<(String, String)>,
+}
+
+impl Database {
+    /// PostgreSQL at `PIENTEGRA_TEST_POSTGRES_URL`. Without the variable the
+    /// test is skipped (`None`, with a line saying so), unless `CI=true`,
+    /// where a missing database is a failure.
+    fn postgres() -> Option<Database> {
+        let Some(admin_url) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{POSTGRES_URL_VAR} must be set when CI=true: the PostgreSQL tests cannot run"
+            );
+            eprintln!("skipped: {POSTGRES_URL_VAR} unset");
+            return None;
+        };
+        Some(Database::Postgres { admin_url })
+    }
+
+    /// A new, empty database: a SQLite file, or a PostgreSQL schema that the
+    /// returned URL puts first on the `search_path`.
+    async fn fresh(&self) -> anyhow::Result<Fresh> {
+        match self {
+            Database::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", dir.path().join("m.db").display());
+                Ok(Fresh { url, _dir: Some(dir), schema: None })
+            }
+            Database::Postgres { admin_url } => {
+                use sqlx::Connection;
+                let name = format!("{SCHEMA_PREFIX}{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+                sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await?;
+                conn.close().await?;
+                let mut url: url::Url = admin_url.parse()?;
+                url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
+                Ok(Fresh { url: url.into(), _dir: None, schema: Some((admin_url.clone(), name)) })
+            }
+        }
+    }
+}
+
+impl Fresh {
+    /// Drops the PostgreSQL schema (best effort: a leftover is swept by a later run).
+    async fn remove(self) {
+        use sqlx::Connection;
+        let Some((admin_url, name)) = &self.schema else { return };
+        if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+            let _ = conn.close().await;
         }
     }
 }

@@ -4,7 +4,10 @@
 //! user events that announce it.
 
 pub mod postgres;
+mod procedure;
+mod reads;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -30,21 +30,21 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pientegra_shared::api::UserEvent;
-use pientegra_shared::event::{EventKind, WebhookEvent};
-use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
+use pientegra_shared::event::WebhookEvent;
 use pientegra_shared::wire::WithdrawalCreated;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::procedure::{self, Book, Decision, Outbox, Records, subject_id};
+use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
+use super::sql;
 use super::{
     BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
     InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
-    WithdrawalState, balance_event,
 };
-use crate::ledger::{self, BalanceModel, Movement};
 
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
 pub const CHANNEL: &str = "pientegra_user_events";
@@ -62,6 +62,7 @@ const TRANSIENT_RETRIES: u32 = 3;
 /// The PostgreSQL implementation of [`Storage`].
 pub struct PostgresStorage {
     pool: PgPool,
+    reads: Readers,
     /// The schema the tables live in: part of each named lock's key, so two
     /// deployments in one database never hold each other's locks.
     schema: String,
@@ -82,7 +83,7 @@ impl PostgresStorage {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.context("applying PostgreSQL migrations")?;
         let schema: Option<String> =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.context("reading the schema")?;
-        Ok(PostgresStorage { pool, schema: schema.unwrap_or_default() })
+        Ok(PostgresStorage { reads: Readers::Postgres(pool.clone()), pool, schema: schema.unwrap_or_default() })
     }
 
     /// The 64-bit advisory lock key of a named lock: stable across instances and versions.
@@ -188,220 +189,191 @@ async fn push_event(conn: &mut PgConnection, user_id: &str, event: &UserEvent) -
 }
 
 async fn read_balance(conn: &mut PgConnection, user_id: &str) -> Result<BalanceRow> {
-    let row: Option<(i64, i64)> = sqlx::query_as("SELECT available, reserved FROM accounts WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(sql::SELECT_BALANCE).bind(user_id).fetch_optional(&mut *conn).await?;
     let (available, reserved) = row.unwrap_or_default();
     Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
 }
 
-/// Applies a movement unless its business key was applied before. Returns whether it moved money.
-async fn apply_movement(conn: &mut PgConnection, user_id: &str, m: &Movement) -> Result<bool> {
-    ensure_account(conn, user_id).await?;
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (business_key) DO NOTHING",
-    )
-    .bind(&m.business_key)
-    .bind(user_id)
-    .bind(m.available)
-    .bind(m.reserved)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
+async fn deposit_in(conn: &mut PgConnection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+    let row = sqlx::query("SELECT * FROM deposits WHERE intent_id = $1")
+        .bind(intent_id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(deposit_from_row).transpose()
+}
+
+/// A withdrawal by `local_id`; with `lock`, locked until commit.
+async fn withdrawal_in(conn: &mut PgConnection, local_id: Uuid, lock: bool) -> Result<Option<WithdrawalRecord>> {
+    let sql = if lock {
+        "SELECT * FROM withdrawals WHERE local_id = $1 FOR UPDATE"
+    } else {
+        "SELECT * FROM withdrawals WHERE local_id = $1"
+    };
+    let row = sqlx::query(sql).bind(local_id.to_string()).fetch_optional(conn).await?;
+    row.as_ref().map(withdrawal_from_row).transpose()
+}
+
+/// PostgreSQL's side of the [ledger procedure](super::procedure): applies
+/// `events` in order, pushing the stream events they produce to `outbox`.
+/// The caller holds the lock of the subject they are about; the records they
+/// are about are locked here, then the accounts whose money they move.
+async fn apply_events(
+    conn: &mut PgConnection,
+    events: &[&WebhookEvent],
+    outbox: &mut Outbox,
+) -> Result<Vec<Changed<InboxOutcome>>> {
+    let now = now_ms();
+    let mut records = load_records(conn, events).await?;
+    let decisions = records.decide_all(events.iter().copied(), now);
+    for deposit in records.changed_deposits() {
+        save_deposit(conn, deposit).await?;
     }
-    sqlx::query("UPDATE accounts SET available = available + $1, reserved = reserved + $2 WHERE user_id = $3")
+    for withdrawal in records.changed_withdrawals() {
+        save_withdrawal(conn, withdrawal).await?;
+    }
+    settle_in(conn, decisions, outbox, now).await
+}
+
+/// The records `events` are about, locked until commit.
+async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Result<Records> {
+    let (intent_ids, withdrawal_ids) = Records::wanted(events.iter().copied());
+    let mut deposits = Vec::new();
+    if !intent_ids.is_empty() {
+        let rows = sqlx::query("SELECT * FROM deposits WHERE intent_id = ANY($1) FOR UPDATE")
+            .bind(&intent_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        deposits = rows.iter().map(deposit_from_row).collect::<Result<_>>()?;
+    }
+    let mut withdrawals = Vec::new();
+    if !withdrawal_ids.is_empty() {
+        let rows = sqlx::query("SELECT * FROM withdrawals WHERE withdrawal_id = ANY($1) FOR UPDATE")
+            .bind(&withdrawal_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        withdrawals = rows.iter().map(withdrawal_from_row).collect::<Result<_>>()?;
+    }
+    Ok(Records::new(deposits, withdrawals))
+}
+
+/// Writes what the procedure changed of a deposit.
+async fn save_deposit(conn: &mut PgConnection, deposit: &DepositRecord) -> Result<()> {
+    sqlx::query(
+        "UPDATE deposits SET status = $1, rejected_reason = $2, credited_amount = $3, updated_at = $4
+         WHERE intent_id = $5",
+    )
+    .bind(deposit.status.as_str())
+    .bind(deposit.rejected_reason.as_deref())
+    .bind(deposit.credited_amount.map(minor))
+    .bind(deposit.updated_at.timestamp_millis())
+    .bind(deposit.intent_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes what the procedure changed of a withdrawal.
+async fn save_withdrawal(conn: &mut PgConnection, record: &WithdrawalRecord) -> Result<()> {
+    sqlx::query(sql::UPDATE_WITHDRAWAL)
+        .bind(record.withdrawal_id.map(|id| id.to_string()))
+        .bind(record.reference_no.as_deref())
+        .bind(record.state.as_str())
+        .bind(record.rejected_reason.as_deref())
+        .bind(record.updated_at.timestamp_millis())
+        .bind(record.local_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Carries out `decisions` ([`procedure::settle`]) against the ledger and
+/// the balances, and writes the money they move.
+async fn settle_in(
+    conn: &mut PgConnection,
+    decisions: Vec<Decision>,
+    outbox: &mut Outbox,
+    now: i64,
+) -> Result<Vec<Changed<InboxOutcome>>> {
+    let mut book = load_book(conn, &decisions).await?;
+    let changes = procedure::settle(decisions, &mut book, outbox)?;
+    for (user_id, m) in book.entries() {
+        // No ON CONFLICT: the key was checked under the locks that serialize
+        // every writer of it, so a clash is a bug and fails the transaction.
+        sqlx::query(
+            "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&m.business_key)
+        .bind(user_id)
         .bind(m.available)
         .bind(m.reserved)
-        .bind(user_id)
+        .bind(now)
         .execute(&mut *conn)
-        .await
-        .with_context(|| format!("applying {}", m.business_key))?;
-    Ok(true)
-}
-
-async fn announce_balance(conn: &mut PgConnection, user_id: &str) -> Result<()> {
-    let balance = read_balance(conn, user_id).await?;
-    push_event(conn, user_id, &balance_event(balance)).await
-}
-
-/// Whether a read inside a write transaction locks the row it finds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lock {
-    No,
-    ForUpdate,
-}
-
-impl Lock {
-    fn clause(self) -> &'static str {
-        match self {
-            Lock::No => "",
-            Lock::ForUpdate => " FOR UPDATE",
-        }
+        .await?;
     }
-}
-
-async fn deposit_in(conn: &mut PgConnection, intent_id: Uuid, lock: Lock) -> Result<Option<DepositRecord>> {
-    sqlx::query(&format!("SELECT * FROM deposits WHERE intent_id = $1{}", lock.clause()))
-        .bind(intent_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(deposit_from_row)
-        .transpose()
-}
-
-async fn withdrawal_in(
-    conn: &mut PgConnection,
-    column: &str,
-    id: &str,
-    lock: Lock,
-) -> Result<Option<WithdrawalRecord>> {
-    // `column` is one of two literals chosen by this module, never user input.
-    sqlx::query(&format!("SELECT * FROM withdrawals WHERE {column} = $1{}", lock.clause()))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(withdrawal_from_row)
-        .transpose()
-}
-
-async fn withdrawal_by_key_in(conn: &mut PgConnection, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
-    sqlx::query("SELECT * FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2")
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(withdrawal_from_row)
-        .transpose()
-}
-
-/// The heart of the webhook path: one event against the local records. The
-/// caller holds the subject's lock.
-async fn apply_event(conn: &mut PgConnection, event: &WebhookEvent, touched: &mut Vec<String>) -> Result<InboxOutcome> {
-    match &event.kind {
-        EventKind::Unknown { .. } => Ok(InboxOutcome::Ignored),
-        EventKind::Intent { event: kind, intent } => {
-            let Some(deposit) = deposit_in(conn, intent.id, Lock::ForUpdate).await? else {
-                return Ok(InboxOutcome::Orphan);
-            };
-            if let Some(why) = ledger::refuse_snapshot(&deposit.user_id, &intent.external_user_id, intent.amount) {
-                tracing::error!(intent_id = %intent.id, why, "webhook not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            let Some(next) = ledger::plan_intent(deposit.status, *kind) else {
-                return Ok(InboxOutcome::Stale);
-            };
-            let credited = (next == IntentStatus::Approved).then_some(intent.amount);
-            let updated = sqlx::query(
-                "UPDATE deposits SET status = $1, rejected_reason = COALESCE($2, rejected_reason),
-                 credited_amount = COALESCE($3, credited_amount), updated_at = $4 WHERE intent_id = $5 RETURNING *",
-            )
-            .bind(next.as_str())
-            .bind(intent.rejected_reason.as_deref())
-            .bind(credited.map(minor))
-            .bind(now_ms())
-            .bind(intent.id.to_string())
-            .fetch_one(&mut *conn)
+    for (user_id, available, reserved) in book.moved() {
+        sqlx::query("UPDATE accounts SET available = $1, reserved = $2 WHERE user_id = $3")
+            .bind(available)
+            .bind(reserved)
+            .bind(user_id)
+            .execute(&mut *conn)
             .await?;
-            let deposit = deposit_from_row(&updated)?;
-            push_event(conn, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
-            if let Some(credit) = credited {
-                if apply_movement(conn, &deposit.user_id, &ledger::deposit_credit(intent.id, credit)).await? {
-                    announce_balance(conn, &deposit.user_id).await?;
-                }
-            }
-            touched.push(deposit.user_id);
-            Ok(InboxOutcome::Applied)
-        }
-        EventKind::Withdrawal { event: kind, withdrawal: snapshot } => {
-            let Some(record) = withdrawal_in(conn, "withdrawal_id", &snapshot.id.to_string(), Lock::ForUpdate).await?
-            else {
-                return Ok(InboxOutcome::Orphan);
-            };
-            if let Some(why) = ledger::refuse_snapshot(&record.user_id, &snapshot.external_user_id, snapshot.amount) {
-                tracing::error!(withdrawal_id = %snapshot.id, why, "webhook not applied");
-                return Ok(InboxOutcome::Mismatch);
-            }
-            let WithdrawalState::Known(current) = record.state else {
-                return Ok(InboxOutcome::Stale);
-            };
-            if snapshot.amount != record.amount {
-                tracing::warn!(withdrawal_id = %snapshot.id, "webhook amount differs from the requested amount; the local amount is used");
-            }
-            let Some(moves) =
-                ledger::plan_withdrawal(current, kind.status(), record.balance_model, snapshot.id, record.amount)
-            else {
-                return Ok(InboxOutcome::Stale);
-            };
-            let updated = sqlx::query(
-                "UPDATE withdrawals SET status = $1, rejected_reason = COALESCE($2, rejected_reason), updated_at = $3
-                 WHERE local_id = $4 RETURNING *",
-            )
-            .bind(kind.status().as_str())
-            .bind(snapshot.rejected_reason.as_deref())
-            .bind(now_ms())
-            .bind(record.local_id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
-            let record = withdrawal_from_row(&updated)?;
-            if let Some(view) = record.view() {
-                push_event(conn, &record.user_id, &UserEvent::Withdrawal(view)).await?;
-            }
-            let mut moved = false;
-            for m in &moves {
-                moved |= apply_movement(conn, &record.user_id, m).await?;
-            }
-            if moved {
-                announce_balance(conn, &record.user_id).await?;
-            }
-            touched.push(record.user_id);
-            Ok(InboxOutcome::Applied)
-        }
     }
+    Ok(changes)
 }
 
-/// Applies events that arrived before the record they are about. The caller
-/// holds the subject's lock, so no webhook about it can be mid-way.
-async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, touched: &mut Vec<String>) -> Result<()> {
-    let orphans: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT event_id, body FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan'
-         ORDER BY received_at, event_id",
+/// The ledger keys and balances `decisions` move money on; the accounts stay
+/// locked until commit, so no other transaction moves them meanwhile.
+async fn load_book(conn: &mut PgConnection, decisions: &[Decision]) -> Result<Book> {
+    let (keys, users) = Book::wanted(decisions);
+    if keys.is_empty() {
+        return Ok(Book::default());
+    }
+    for user_id in &users {
+        ensure_account(conn, user_id).await?;
+    }
+    // In user order, so two transactions never wait for each other in a circle.
+    let balances: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT user_id, available, reserved FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
     )
-    .bind(subject_id.to_string())
+    .bind(&users)
     .fetch_all(&mut *conn)
     .await?;
-    for (event_id, body) in orphans {
-        let event = WebhookEvent::parse(&body).context("re-reading a stored webhook")?;
-        let outcome = apply_event(conn, &event, touched).await?;
+    let applied: Vec<String> =
+        sqlx::query_scalar("SELECT business_key FROM ledger_entries WHERE business_key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Book::new(applied, users, balances))
+}
+
+/// Appends `outbox`'s events to their users' streams, in order.
+async fn write_outbox(conn: &mut PgConnection, outbox: &Outbox) -> Result<()> {
+    for (user_id, event) in outbox.events() {
+        push_event(conn, user_id, event).await?;
+    }
+    Ok(())
+}
+
+/// Applies events that arrived before the record they are about
+/// ([`sql::SELECT_ORPHANS`]). The caller holds the subject's lock, so no
+/// webhook about it can be mid-way.
+async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<()> {
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as(sql::SELECT_ORPHANS).bind(subject_id.to_string()).fetch_all(&mut *conn).await?;
+    let orphans = procedure::parse_orphans(rows)?;
+    let events: Vec<&WebhookEvent> = orphans.iter().map(|(_, event)| event).collect();
+    let changes = apply_events(conn, &events, outbox).await?;
+    let now = now_ms();
+    for ((event_id, _), changed) in orphans.iter().zip(changes) {
         sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
-            .bind(outcome.as_str())
-            .bind(now_ms())
+            .bind(changed.value.as_str())
+            .bind(now)
             .bind(event_id)
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
-}
-
-fn subject_id(event: &WebhookEvent) -> Option<Uuid> {
-    match &event.kind {
-        EventKind::Intent { intent, .. } => Some(intent.id),
-        EventKind::Withdrawal { withdrawal, .. } => Some(withdrawal.id),
-        EventKind::Unknown { .. } => None,
-    }
-}
-
-fn dedup(mut users: Vec<String>) -> Vec<String> {
-    users.sort();
-    users.dedup();
-    users
 }
 
 /// A stored idempotency record: request hash, state, lease end, response status and body.
@@ -501,19 +473,19 @@ impl PostgresStorage {
         .await?
         .rows_affected()
             == 1;
-        let mut touched = Vec::new();
+        let mut outbox = Outbox::default();
         if inserted {
-            let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just inserted")?;
-            push_event(&mut tx, &d.user_id, &UserEvent::Deposit(record.view())).await?;
-            touched.push(d.user_id.clone());
-            apply_orphans(&mut tx, d.intent_id, &mut touched).await?;
+            let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just inserted")?;
+            outbox.push(&d.user_id, UserEvent::Deposit(record.view()));
+            apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
+            write_outbox(&mut tx, &outbox).await?;
         }
-        let record = deposit_in(&mut tx, d.intent_id, Lock::No).await?.context("the deposit just recorded")?;
+        let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
         if let Some(answer) = reply {
             store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
         }
         tx.commit().await?;
-        Ok(Changed { value: record, touched: dedup(touched) })
+        Ok(Changed { value: record, touched: outbox.users_from(0) })
     }
 
     async fn reserve_withdrawal_once(
@@ -524,23 +496,24 @@ impl PostgresStorage {
         ensure_account(&mut tx, &w.user_id).await?;
         // Every reservation of this user, on any instance, queues here until we commit.
         sqlx::query("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE").bind(&w.user_id).execute(&mut *tx).await?;
-        if let Some(existing) = withdrawal_by_key_in(&mut tx, &w.user_id, &w.idempotency_key).await? {
+        let existing = sqlx::query(sql::SELECT_WITHDRAWAL_BY_KEY)
+            .bind(&w.user_id)
+            .bind(&w.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(withdrawal_from_row)
+            .transpose()?;
+        if let Some(existing) = existing {
             tx.rollback().await?;
             return Ok(Ok(Changed { value: existing, touched: vec![] }));
         }
         let balance = read_balance(&mut tx, &w.user_id).await?;
-        // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM withdrawals
-             WHERE user_id = $1 AND balance_model = 'final-debit' AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
-        )
-        .bind(&w.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let spendable = minor(balance.available) - pending;
-        if spendable < minor(w.amount) {
+        let pending: i64 =
+            sqlx::query_scalar(sql::SELECT_PENDING_FINAL_DEBIT).bind(&w.user_id).fetch_one(&mut *tx).await?;
+        if let Err(refused) = procedure::check_funds(balance, pending, w.amount)? {
             tx.rollback().await?;
-            return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
+            return Ok(Err(refused));
         }
         let local_id = Uuid::now_v7();
         let now = now_ms();
@@ -561,16 +534,12 @@ impl PostgresStorage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let mut touched = Vec::new();
-        if w.balance_model == BalanceModel::PreReserve {
-            apply_movement(&mut tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount)).await?;
-            announce_balance(&mut tx, &w.user_id).await?;
-            touched.push(w.user_id.clone());
-        }
-        let record =
-            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the new withdrawal")?;
+        let mut outbox = Outbox::default();
+        settle_in(&mut tx, vec![procedure::reservation(local_id, w)], &mut outbox, now).await?;
+        write_outbox(&mut tx, &outbox).await?;
+        let record = withdrawal_in(&mut tx, local_id, false).await?.context("the new withdrawal")?;
         tx.commit().await?;
-        Ok(Ok(Changed { value: record, touched }))
+        Ok(Ok(Changed { value: record, touched: outbox.users_from(0) }))
     }
 
     async fn withdrawal_accepted_once(
@@ -581,62 +550,32 @@ impl PostgresStorage {
         let mut tx = self.pool.begin().await?;
         // Webhooks about this withdrawal wait, or committed as orphans we apply below.
         lock_subject(&mut tx, created.withdrawal_id).await?;
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::ForUpdate)
-            .await?
-            .context("unknown withdrawal")?;
-        let mut touched = Vec::new();
-        if record.state == WithdrawalState::Submitting {
-            let updated = sqlx::query(
-                "UPDATE withdrawals SET withdrawal_id = $1, reference_no = $2, status = $3, updated_at = $4
-                 WHERE local_id = $5 RETURNING *",
-            )
-            .bind(created.withdrawal_id.to_string())
-            .bind(&created.reference_no)
-            .bind(WithdrawalStatus::PendingReview.as_str())
-            .bind(now_ms())
-            .bind(local_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-            let record = withdrawal_from_row(&updated)?;
-            if let Some(view) = record.view() {
-                push_event(&mut tx, &record.user_id, &UserEvent::Withdrawal(view)).await?;
-            }
-            touched.push(record.user_id.clone());
-            apply_orphans(&mut tx, created.withdrawal_id, &mut touched).await?;
+        let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
+        let now = now_ms();
+        let mut outbox = Outbox::default();
+        if let Some(accepted) = procedure::accept(&mut record, created, now) {
+            save_withdrawal(&mut tx, &record).await?;
+            settle_in(&mut tx, vec![accepted], &mut outbox, now).await?;
+            apply_orphans(&mut tx, created.withdrawal_id, &mut outbox).await?;
+            write_outbox(&mut tx, &outbox).await?;
         }
-        let record =
-            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the withdrawal")?;
+        let record = withdrawal_in(&mut tx, local_id, false).await?.context("the withdrawal")?;
         tx.commit().await?;
-        Ok(Changed { value: record, touched: dedup(touched) })
+        Ok(Changed { value: record, touched: outbox.users_from(0) })
     }
 
     async fn withdrawal_refused_once(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
         let mut tx = self.pool.begin().await?;
-        let record = withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::ForUpdate)
-            .await?
-            .context("unknown withdrawal")?;
-        let mut touched = Vec::new();
-        if record.state == WithdrawalState::Submitting {
-            sqlx::query(
-                "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = $1, updated_at = $2 WHERE local_id = $3",
-            )
-            .bind(reason)
-            .bind(now_ms())
-            .bind(local_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            if record.balance_model == BalanceModel::PreReserve
-                && apply_movement(&mut tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))
-                    .await?
-            {
-                announce_balance(&mut tx, &record.user_id).await?;
-                touched.push(record.user_id.clone());
-            }
+        let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
+        let now = now_ms();
+        let mut outbox = Outbox::default();
+        if let Some(refused) = procedure::refuse(&mut record, reason, now) {
+            save_withdrawal(&mut tx, &record).await?;
+            settle_in(&mut tx, vec![refused], &mut outbox, now).await?;
+            write_outbox(&mut tx, &outbox).await?;
         }
-        let record =
-            withdrawal_in(&mut tx, "local_id", &local_id.to_string(), Lock::No).await?.context("the withdrawal")?;
         tx.commit().await?;
-        Ok(Changed { value: record, touched })
+        Ok(Changed { value: record, touched: outbox.users_from(0) })
     }
 
     async fn apply_webhook_once(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
@@ -664,24 +603,24 @@ impl PostgresStorage {
             tx.commit().await?;
             return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
         }
-        let mut touched = Vec::new();
-        let outcome = apply_event(&mut tx, event, &mut touched).await?;
+        let mut outbox = Outbox::default();
+        let changed = apply_events(&mut tx, &[event], &mut outbox).await?.remove(0);
+        write_outbox(&mut tx, &outbox).await?;
         sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
-            .bind(outcome.as_str())
+            .bind(changed.value.as_str())
             .bind(now_ms())
             .bind(event.event_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Changed { value: outcome, touched: dedup(touched) })
+        Ok(changed)
     }
 }
 
 #[async_trait]
 impl Storage for PostgresStorage {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.reads.ping().await
     }
 
     async fn claim_idempotency(
@@ -741,16 +680,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
-        sqlx::query(
-            "SELECT * FROM deposits WHERE status = 'RESERVED' AND expires_at > $1 ORDER BY created_at DESC LIMIT $2",
-        )
-        .bind(now_ms())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(deposit_from_row)
-        .collect()
+        self.reads.awaiting_transfer(limit).await
     }
 
     async fn record_deposit(
@@ -762,19 +692,11 @@ impl Storage for PostgresStorage {
     }
 
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        deposit_in(&mut conn, intent_id, Lock::No).await
+        self.reads.deposit(intent_id).await
     }
 
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
-        sqlx::query("SELECT * FROM deposits WHERE user_id = $1 ORDER BY created_at DESC, intent_id DESC LIMIT $2")
-            .bind(user_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(deposit_from_row)
-            .collect()
+        self.reads.deposits_of(user_id, limit).await
     }
 
     async fn reserve_withdrawal(
@@ -797,33 +719,19 @@ impl Storage for PostgresStorage {
     }
 
     async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        withdrawal_in(&mut conn, "withdrawal_id", &withdrawal_id.to_string(), Lock::No).await
+        self.reads.withdrawal(withdrawal_id).await
     }
 
     async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        withdrawal_by_key_in(&mut conn, user_id, key).await
+        self.reads.withdrawal_by_key(user_id, key).await
     }
 
     async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE user_id = $1 ORDER BY created_at DESC, local_id DESC LIMIT $2")
-            .bind(user_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.withdrawals_of(user_id, limit).await
     }
 
     async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE status = 'SUBMITTING' ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.submitting_withdrawals().await
     }
 
     async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
@@ -831,39 +739,19 @@ impl Storage for PostgresStorage {
     }
 
     async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
-        let mut conn = self.pool.acquire().await?;
-        read_balance(&mut conn, user_id).await
+        self.reads.balance(user_id).await
     }
 
     async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(seq.unwrap_or(0))
+        self.reads.last_event_seq(user_id).await
     }
 
     async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, name, data FROM user_events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(user_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(seq, name, data)| StoredEvent { seq, name, data }).collect())
+        self.reads.events_after(user_id, after, limit).await
     }
 
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
-        sqlx::query("SELECT * FROM deposits WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at")
-            .bind(from.timestamp_millis())
-            .bind(to.timestamp_millis())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(deposit_from_row)
-            .collect()
+        self.reads.deposits_created_between(from, to).await
     }
 
     async fn withdrawals_created_between(
@@ -871,14 +759,7 @@ impl Storage for PostgresStorage {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at")
-            .bind(from.timestamp_millis())
-            .bind(to.timestamp_millis())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.withdrawals_created_between(from, to).await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -930,13 +811,6 @@ impl Storage for PostgresStorage {
     }
 
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
-        let sums: (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(available_delta), 0)::BIGINT, COALESCE(SUM(reserved_delta), 0)::BIGINT
-             FROM ledger_entries WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(sums)
+        self.reads.ledger_sum(user_id).await
     }
 }

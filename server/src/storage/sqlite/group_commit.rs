@@ -281,7 +281,7 @@ pub(super) mod tests {
         assert_eq!(storage.balance("u").await.unwrap().available, Amount::from_minor(4_000));
         // The failed one was not recorded, so Pientegra's retry is not taken for a duplicate.
         let inbox: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_inbox").fetch_one(&storage.reader).await.unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_inbox").fetch_one(storage.reads.sqlite()).await.unwrap();
         assert_eq!(inbox, 4);
     }
 }

@@ -21,31 +21,30 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pientegra_shared::api::UserEvent;
-use pientegra_shared::event::{EventKind, WebhookEvent};
-use pientegra_shared::status::WithdrawalStatus;
+use pientegra_shared::event::WebhookEvent;
 use pientegra_shared::wire::WithdrawalCreated;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use uuid::Uuid;
 
-use self::apply::apply_events;
+use self::apply::{apply_events, settle_in};
 use self::checkpoint::Checkpointer;
 use self::claims::{Answers, Claims, Taken};
 use self::direct::Direct;
 use self::group_commit::WebhookWriter;
+use super::procedure::{self, Outbox, subject_id};
+use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
+use super::sql;
 use super::{
     BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
     InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
-    WithdrawalState, balance_event,
 };
-use crate::ledger::{self, BalanceModel, Movement};
 
 /// The SQLite implementation of [`Storage`].
 pub struct SqliteStorage {
-    reader: SqlitePool,
+    reads: Readers,
     direct: Arc<Direct>,
     webhooks: WebhookWriter,
     claims: Claims,
@@ -92,7 +91,7 @@ impl SqliteStorage {
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
         let webhooks = WebhookWriter::spawn(direct.clone());
         Ok(SqliteStorage {
-            reader,
+            reads: Readers::Sqlite(reader),
             direct,
             webhooks,
             claims: Claims::default(),
@@ -113,12 +112,9 @@ const INSERT_DEPOSIT: &str =
      VALUES (?, ?, ?, ?, ?, ?, ?, 'RESERVED', ?, ?, ?) ON CONFLICT (intent_id) DO NOTHING
      RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan') AS orphans";
 
-// Reads by key, made inside write transactions (rusqlite), by the readers (sqlx), or by both.
-const SELECT_BALANCE: &str = "SELECT available, reserved FROM accounts WHERE user_id = ?";
+// Reads by key, made inside write transactions.
 const SELECT_DEPOSIT: &str = "SELECT * FROM deposits WHERE intent_id = ?";
 const SELECT_WITHDRAWAL_BY_LOCAL_ID: &str = "SELECT * FROM withdrawals WHERE local_id = ?";
-const SELECT_WITHDRAWAL_BY_ID: &str = "SELECT * FROM withdrawals WHERE withdrawal_id = ?";
-const SELECT_WITHDRAWAL_BY_KEY: &str = "SELECT * FROM withdrawals WHERE user_id = ? AND idempotency_key = ?";
 
 /// `rows` parenthesised tuples of `columns` placeholders: `(?, ?), (?, ?)`.
 fn tuples(rows: usize, columns: usize) -> String {
@@ -168,73 +164,56 @@ fn ensure_account(conn: &Connection, user_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stream events a transaction produced, in order, to be written together:
-/// one sequence bump for all their users and one insert for all the events.
-#[derive(Default)]
-struct Outbox {
-    events: Vec<(String, UserEvent)>,
-}
-
-impl Outbox {
-    fn push(&mut self, user_id: &str, event: UserEvent) {
-        self.events.push((user_id.to_owned(), event));
+/// Appends every event of `outbox` to its user's stream with the next
+/// sequence numbers, in order: one sequence bump for all their users and one
+/// insert for all the events.
+fn write_outbox(conn: &Connection, outbox: &Outbox) -> Result<()> {
+    let events = outbox.events();
+    if events.is_empty() {
+        return Ok(());
     }
-
-    /// The users with events from the `from`-th on, each once (to wake after commit).
-    fn users_from(&self, from: usize) -> Vec<String> {
-        dedup(self.events[from..].iter().map(|(user, _)| user.clone()).collect())
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for (user, _) in events {
+        *counts.entry(user.as_str()).or_default() += 1;
     }
-
-    /// Appends every event to its user's stream with the next sequence numbers, in order.
-    fn write(&self, conn: &Connection) -> Result<()> {
-        if self.events.is_empty() {
-            return Ok(());
-        }
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        for (user, _) in &self.events {
-            *counts.entry(user.as_str()).or_default() += 1;
-        }
-        // Creates an account on its first event: one statement either way.
-        let bump = format!(
-            "INSERT INTO accounts (user_id, last_seq) VALUES {}
+    // Creates an account on its first event: one statement either way.
+    let bump = format!(
+        "INSERT INTO accounts (user_id, last_seq) VALUES {}
              ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING user_id, last_seq",
-            tuples(counts.len(), 2)
-        );
-        let values = counts.iter().flat_map(|(user, count)| [Value::from((*user).to_owned()), Value::from(*count)]);
-        let mut statement = conn.prepare_cached(&bump)?;
-        let mut lasts = statement.query(rusqlite::params_from_iter(values))?;
-        let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
-        while let Some(row) = lasts.next()? {
-            let (user, last): (String, i64) = (row.get(0)?, row.get(1)?);
-            let (user, count) = counts.get_key_value(user.as_str()).context("an account's sequence")?;
-            next.insert(user, last - count + 1);
-        }
-        let now = now_ms();
-        let mut values = Vec::with_capacity(self.events.len() * 5);
-        for (user, event) in &self.events {
-            let seq = next.get_mut(user.as_str()).context("every user was counted")?;
-            values.extend([
-                Value::from(user.clone()),
-                Value::from(*seq),
-                Value::from(event.name().to_owned()),
-                Value::from(event.data()),
-                Value::from(now),
-            ]);
-            *seq += 1;
-        }
-        let insert = format!(
-            "INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES {}",
-            tuples(self.events.len(), 5)
-        );
-        execute(conn, &insert, values)?;
-        Ok(())
+        tuples(counts.len(), 2)
+    );
+    let values = counts.iter().flat_map(|(user, count)| [Value::from((*user).to_owned()), Value::from(*count)]);
+    let mut statement = conn.prepare_cached(&bump)?;
+    let mut lasts = statement.query(rusqlite::params_from_iter(values))?;
+    let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
+    while let Some(row) = lasts.next()? {
+        let (user, last): (String, i64) = (row.get(0)?, row.get(1)?);
+        let (user, count) = counts.get_key_value(user.as_str()).context("an account's sequence")?;
+        next.insert(user, last - count + 1);
     }
+    let now = now_ms();
+    let mut values = Vec::with_capacity(events.len() * 5);
+    for (user, event) in events {
+        let seq = next.get_mut(user.as_str()).context("every user was counted")?;
+        values.extend([
+            Value::from(user.clone()),
+            Value::from(*seq),
+            Value::from(event.name().to_owned()),
+            Value::from(event.data()),
+            Value::from(now),
+        ]);
+        *seq += 1;
+    }
+    let insert =
+        format!("INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES {}", tuples(events.len(), 5));
+    execute(conn, &insert, values)?;
+    Ok(())
 }
 
 fn push_event(conn: &Connection, user_id: &str, event: UserEvent) -> Result<()> {
     let mut outbox = Outbox::default();
     outbox.push(user_id, event);
-    outbox.write(conn)
+    write_outbox(conn, &outbox)
 }
 
 fn balance_row(available: i64, reserved: i64) -> Result<BalanceRow> {
@@ -242,45 +221,9 @@ fn balance_row(available: i64, reserved: i64) -> Result<BalanceRow> {
 }
 
 fn read_balance(conn: &Connection, user_id: &str) -> Result<BalanceRow> {
-    let row = row_in(conn, SELECT_BALANCE, [user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let row = row_in(conn, sql::SELECT_BALANCE, [user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let (available, reserved) = row.unwrap_or_default();
     balance_row(available, reserved)
-}
-
-/// Applies a movement unless its business key was applied before. Returns the
-/// new balance when it moved money.
-fn apply_movement(conn: &Connection, user_id: &str, m: &Movement) -> Result<Option<BalanceRow>> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_key) DO NOTHING",
-        )?
-        .execute(params![m.business_key, user_id, m.available, m.reserved, now_ms()])?;
-    if inserted == 0 {
-        return Ok(None);
-    }
-    let update = || {
-        row_in(
-            conn,
-            "UPDATE accounts SET available = available + ?, reserved = reserved + ? WHERE user_id = ?
-             RETURNING available, reserved",
-            params![m.available, m.reserved, user_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-    };
-    let mut balance = update()?;
-    if balance.is_none() {
-        // A user's first movement (accounts are normally made by their first event).
-        ensure_account(conn, user_id)?;
-        balance = update()?;
-    }
-    let (available, reserved) = balance.with_context(|| format!("applying {}", m.business_key))?;
-    Ok(Some(balance_row(available, reserved)?))
-}
-
-fn announce_balance(conn: &Connection, user_id: &str) -> Result<()> {
-    let balance = read_balance(conn, user_id)?;
-    push_event(conn, user_id, balance_event(balance))
 }
 
 fn deposit_in(conn: &Connection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
@@ -291,19 +234,29 @@ fn withdrawal_in(conn: &Connection, local_id: Uuid) -> Result<Option<WithdrawalR
     row_in(conn, SELECT_WITHDRAWAL_BY_LOCAL_ID, [local_id.to_string()], |row| withdrawal_from_row(row))
 }
 
-/// Applies events that arrived before the record they are about; says whether there were any.
+/// Writes what [`procedure::accept`] or [`procedure::refuse`] changed of a withdrawal.
+fn save_withdrawal(conn: &Connection, record: &WithdrawalRecord) -> Result<()> {
+    conn.prepare_cached(sql::UPDATE_WITHDRAWAL)?.execute(params![
+        record.withdrawal_id.map(|id| id.to_string()),
+        record.reference_no,
+        record.state.as_str(),
+        record.rejected_reason,
+        record.updated_at.timestamp_millis(),
+        record.local_id.to_string(),
+    ])?;
+    Ok(())
+}
+
+/// Applies events that arrived before the record they are about ([`sql::SELECT_ORPHANS`]);
+/// says whether there were any.
 fn apply_orphans(conn: &Connection, subject_id: Uuid, outbox: &mut Outbox) -> Result<bool> {
-    let mut statement = conn.prepare_cached(
-        "SELECT event_id, body FROM webhook_inbox WHERE subject_id = ? AND outcome = 'orphan' ORDER BY received_at",
-    )?;
-    let orphans = statement
-        .query_map([subject_id.to_string()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?
+    let mut statement = conn.prepare_cached(sql::SELECT_ORPHANS)?;
+    let rows = statement
+        .query_map([subject_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let events = orphans
-        .iter()
-        .map(|(_, body)| WebhookEvent::parse(body).context("re-reading a stored webhook"))
-        .collect::<Result<Vec<_>>>()?;
-    let changes = apply_events(conn, &events.iter().collect::<Vec<_>>(), outbox)?;
+    let orphans = procedure::parse_orphans(rows)?;
+    let events: Vec<&WebhookEvent> = orphans.iter().map(|(_, event)| event).collect();
+    let changes = apply_events(conn, &events, outbox)?;
     let now = now_ms();
     let mut update = conn.prepare_cached("UPDATE webhook_inbox SET outcome = ?, applied_at = ? WHERE event_id = ?")?;
     for ((event_id, _), changed) in orphans.iter().zip(changes) {
@@ -351,7 +304,7 @@ fn apply_webhooks_in(conn: &Connection, webhooks: &[Webhook<'_>]) -> Result<Vec<
         );
         execute(conn, &insert, values)?;
     }
-    outbox.write(conn)?;
+    write_outbox(conn, &outbox)?;
     let mut applied = applied.into_iter();
     let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
     Ok(first
@@ -380,20 +333,6 @@ fn store_reply(conn: &Connection, reply: &Reply<'_>, body: &str) -> Result<()> {
     Ok(())
 }
 
-fn subject_id(event: &WebhookEvent) -> Option<Uuid> {
-    match &event.kind {
-        EventKind::Intent { intent, .. } => Some(intent.id),
-        EventKind::Withdrawal { withdrawal, .. } => Some(withdrawal.id),
-        EventKind::Unknown { .. } => None,
-    }
-}
-
-fn dedup(mut users: Vec<String>) -> Vec<String> {
-    users.sort();
-    users.dedup();
-    users
-}
-
 /// A rusqlite connection to `file` for `purpose`, used from one thread at a
 /// time (behind a mutex or owned by a thread), so SQLite's own mutex is off.
 fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<rusqlite::Connection> {
@@ -404,8 +343,7 @@ fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<r
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.reads.ping().await
     }
 
     async fn claim_idempotency(
@@ -484,7 +422,7 @@ impl Storage for SqliteStorage {
                     if !moved_on {
                         record = Some(inserted);
                     }
-                    outbox.write(tx)?;
+                    write_outbox(tx, &outbox)?;
                 }
                 let record = match record {
                     Some(record) => record,
@@ -499,13 +437,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-        sqlx::query(SELECT_DEPOSIT)
-            .bind(intent_id.to_string())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(deposit_from_row)
-            .transpose()
+        self.reads.deposit(intent_id).await
     }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
@@ -529,27 +461,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
-        sqlx::query(
-            "SELECT * FROM deposits WHERE status = 'RESERVED' AND expires_at > ? ORDER BY created_at DESC LIMIT ?",
-        )
-        .bind(now_ms())
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(deposit_from_row)
-        .collect()
+        self.reads.awaiting_transfer(limit).await
     }
 
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
-        sqlx::query("SELECT * FROM deposits WHERE user_id = ? ORDER BY created_at DESC, intent_id DESC LIMIT ?")
-            .bind(user_id)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(deposit_from_row)
-            .collect()
+        self.reads.deposits_of(user_id, limit).await
     }
 
     async fn reserve_withdrawal(
@@ -558,25 +474,19 @@ impl Storage for SqliteStorage {
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
         self.direct
             .write(|tx| {
-                let existing = row_in(tx, SELECT_WITHDRAWAL_BY_KEY, params![w.user_id, w.idempotency_key], |row| {
-                    withdrawal_from_row(row)
-                })?;
+                let existing =
+                    row_in(tx, sql::SELECT_WITHDRAWAL_BY_KEY, params![w.user_id, w.idempotency_key], |row| {
+                        withdrawal_from_row(row)
+                    })?;
                 if let Some(existing) = existing {
                     return Ok(Ok(Changed { value: existing, touched: vec![] }));
                 }
                 let balance = read_balance(tx, &w.user_id)?;
-                // Final-debit leaves the balance alone until `sent`, so pending requests count against it here.
-                let pending: i64 = tx
-                    .prepare_cached(
-                        "SELECT COALESCE(SUM(amount), 0) FROM withdrawals
-                         WHERE user_id = ? AND balance_model = 'final-debit'
-                           AND status IN ('SUBMITTING', 'PENDING_REVIEW', 'APPROVED')",
-                    )?
-                    .query_row([&w.user_id], |row| row.get(0))?;
-                let spendable = minor(balance.available) - pending;
-                if spendable < minor(w.amount) {
+                let pending: i64 =
+                    tx.prepare_cached(sql::SELECT_PENDING_FINAL_DEBIT)?.query_row([&w.user_id], |row| row.get(0))?;
+                if let Err(refused) = procedure::check_funds(balance, pending, w.amount)? {
                     // Nothing was written: the commit is empty.
-                    return Ok(Err(InsufficientFunds { available: amount(spendable.max(0))? }));
+                    return Ok(Err(refused));
                 }
                 ensure_account(tx, &w.user_id)?;
                 let local_id = Uuid::now_v7();
@@ -598,14 +508,11 @@ impl Storage for SqliteStorage {
                     now,
                     now,
                 ])?;
-                let mut touched = Vec::new();
-                if w.balance_model == BalanceModel::PreReserve {
-                    apply_movement(tx, &w.user_id, &ledger::withdrawal_reserve(local_id, w.amount))?;
-                    announce_balance(tx, &w.user_id)?;
-                    touched.push(w.user_id.clone());
-                }
+                let mut outbox = Outbox::default();
+                settle_in(tx, vec![procedure::reservation(local_id, &w)], &mut outbox, now)?;
+                write_outbox(tx, &outbox)?;
                 let record = withdrawal_in(tx, local_id)?.context("the new withdrawal")?;
-                Ok(Ok(Changed { value: record, touched }))
+                Ok(Ok(Changed { value: record, touched: outbox.users_from(0) }))
             })
             .await
     }
@@ -617,34 +524,17 @@ impl Storage for SqliteStorage {
     ) -> Result<Changed<WithdrawalRecord>> {
         self.direct
             .write(|tx| {
-                let record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
-                let mut touched = Vec::new();
-                if record.state == WithdrawalState::Submitting {
-                    let record = row_in(
-                        tx,
-                        "UPDATE withdrawals SET withdrawal_id = ?, reference_no = ?, status = ?, updated_at = ?
-                         WHERE local_id = ? RETURNING *",
-                        params![
-                            created.withdrawal_id.to_string(),
-                            created.reference_no,
-                            WithdrawalStatus::PendingReview.as_str(),
-                            now_ms(),
-                            local_id.to_string(),
-                        ],
-                        |row| withdrawal_from_row(row),
-                    )?
-                    .context("the withdrawal")?;
-                    if let Some(view) = record.view() {
-                        push_event(tx, &record.user_id, UserEvent::Withdrawal(view))?;
-                    }
-                    touched.push(record.user_id.clone());
-                    let mut outbox = Outbox::default();
+                let mut record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
+                let now = now_ms();
+                let mut outbox = Outbox::default();
+                if let Some(accepted) = procedure::accept(&mut record, created, now) {
+                    save_withdrawal(tx, &record)?;
+                    settle_in(tx, vec![accepted], &mut outbox, now)?;
                     apply_orphans(tx, created.withdrawal_id, &mut outbox)?;
-                    outbox.write(tx)?;
-                    touched.extend(outbox.users_from(0));
+                    write_outbox(tx, &outbox)?;
                 }
                 let record = withdrawal_in(tx, local_id)?.context("the withdrawal")?;
-                Ok(Changed { value: record, touched: dedup(touched) })
+                Ok(Changed { value: record, touched: outbox.users_from(0) })
             })
             .await
     }
@@ -652,66 +542,33 @@ impl Storage for SqliteStorage {
     async fn withdrawal_refused(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
         self.direct
             .write(|tx| {
-                let record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
-                let mut touched = Vec::new();
-                if record.state == WithdrawalState::Submitting {
-                    tx.prepare_cached(
-                        "UPDATE withdrawals SET status = 'REFUSED', rejected_reason = ?, updated_at = ? WHERE local_id = ?",
-                    )?
-                    .execute(params![reason, now_ms(), local_id.to_string()])?;
-                    if record.balance_model == BalanceModel::PreReserve
-                        && apply_movement(tx, &record.user_id, &ledger::withdrawal_release(local_id, record.amount))?
-                            .is_some()
-                    {
-                        announce_balance(tx, &record.user_id)?;
-                        touched.push(record.user_id.clone());
-                    }
+                let mut record = withdrawal_in(tx, local_id)?.context("unknown withdrawal")?;
+                let now = now_ms();
+                let mut outbox = Outbox::default();
+                if let Some(refused) = procedure::refuse(&mut record, reason, now) {
+                    save_withdrawal(tx, &record)?;
+                    settle_in(tx, vec![refused], &mut outbox, now)?;
+                    write_outbox(tx, &outbox)?;
                 }
-                let record = withdrawal_in(tx, local_id)?.context("the withdrawal")?;
-                Ok(Changed { value: record, touched })
+                Ok(Changed { value: record, touched: outbox.users_from(0) })
             })
             .await
     }
 
     async fn withdrawal(&self, withdrawal_id: Uuid) -> Result<Option<WithdrawalRecord>> {
-        sqlx::query(SELECT_WITHDRAWAL_BY_ID)
-            .bind(withdrawal_id.to_string())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(withdrawal_from_row)
-            .transpose()
+        self.reads.withdrawal(withdrawal_id).await
     }
 
     async fn withdrawal_by_key(&self, user_id: &str, key: &str) -> Result<Option<WithdrawalRecord>> {
-        sqlx::query(SELECT_WITHDRAWAL_BY_KEY)
-            .bind(user_id)
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(withdrawal_from_row)
-            .transpose()
+        self.reads.withdrawal_by_key(user_id, key).await
     }
 
     async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE user_id = ? ORDER BY created_at DESC, local_id DESC LIMIT ?")
-            .bind(user_id)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.withdrawals_of(user_id, limit).await
     }
 
     async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE status = 'SUBMITTING' ORDER BY created_at")
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.submitting_withdrawals().await
     }
 
     async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
@@ -719,40 +576,19 @@ impl Storage for SqliteStorage {
     }
 
     async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
-        let row: Option<(i64, i64)> = sqlx::query_as(SELECT_BALANCE).bind(user_id).fetch_optional(&self.reader).await?;
-        let (available, reserved) = row.unwrap_or_default();
-        balance_row(available, reserved)
+        self.reads.balance(user_id).await
     }
 
     async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM accounts WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(seq.unwrap_or(0))
+        self.reads.last_event_seq(user_id).await
     }
 
     async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, name, data FROM user_events WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(user_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(|(seq, name, data)| StoredEvent { seq, name, data }).collect())
+        self.reads.events_after(user_id, after, limit).await
     }
 
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
-        sqlx::query("SELECT * FROM deposits WHERE created_at >= ? AND created_at < ? ORDER BY created_at")
-            .bind(from.timestamp_millis())
-            .bind(to.timestamp_millis())
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(deposit_from_row)
-            .collect()
+        self.reads.deposits_created_between(from, to).await
     }
 
     async fn withdrawals_created_between(
@@ -760,14 +596,7 @@ impl Storage for SqliteStorage {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
-        sqlx::query("SELECT * FROM withdrawals WHERE created_at >= ? AND created_at < ? ORDER BY created_at")
-            .bind(from.timestamp_millis())
-            .bind(to.timestamp_millis())
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        self.reads.withdrawals_created_between(from, to).await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -791,13 +620,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
-        let sums: (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(available_delta), 0), COALESCE(SUM(reserved_delta), 0) FROM ledger_entries WHERE user_id = ?",
-        )
-        .bind(user_id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(sums)
+        self.reads.ledger_sum(user_id).await
     }
 }
 
@@ -810,6 +633,7 @@ mod tests {
     use pientegra_shared::status::IntentStatus;
 
     use super::*;
+    use crate::ledger::BalanceModel;
 
     /// The PGM facade writes to the same file through a connection of its
     /// own; the storage's transactions, which read before they write, must
