@@ -141,7 +141,10 @@ async fn every_route_of_the_router_is_in_the_document_and_nothing_else() {
     }
     let documented = documented(&document());
     let undocumented: Vec<_> = routed.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "routes missing from the OpenAPI document (add #[utoipa::path]): {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the OpenAPI document (add #[utoipa::path]): {undocumented:?}"
+    );
     let unrouted: Vec<_> = documented.difference(&routed).collect();
     assert!(unrouted.is_empty(), "documented operations the server does not route: {unrouted:?}");
     // The probe itself is checked: the walk found the routes of every feature.
@@ -154,11 +157,7 @@ async fn every_route_of_the_router_is_in_the_document_and_nothing_else() {
 fn the_committed_document_is_the_one_the_server_generates() {
     let path = repository().join("docs/openapi.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == openapi::json(),
-        "{} is missing or stale: regenerate it with `{REGENERATE}`",
-        path.display()
-    );
+    assert!(committed == openapi::json(), "{} is missing or stale: regenerate it with `{REGENERATE}`", path.display());
 }
 
 #[test]
@@ -168,7 +167,9 @@ fn the_document_is_openapi_3_1_with_money_as_strings_of_digits() {
     let schemas = &document["components"]["schemas"];
     assert_eq!(schemas["Amount"]["type"], "string");
     assert_eq!(schemas["Amount"]["pattern"], "^[0-9]+$");
-    for (schema, field) in [("Deposit", "amount"), ("Withdrawal", "amount"), ("Balance", "available"), ("CreateDeposit", "amount")] {
+    for (schema, field) in
+        [("Deposit", "amount"), ("Withdrawal", "amount"), ("Balance", "available"), ("CreateDeposit", "amount")]
+    {
         assert_eq!(schemas[schema]["properties"][field]["$ref"], "#/components/schemas/Amount", "{schema}.{field}");
     }
     let schemes = document["components"]["securitySchemes"].as_object().expect("security schemes");
@@ -234,7 +235,10 @@ fn openapi_spec_validator_finds_the_document_valid() {
     let library = cargo_home().join("openapi-spec-validator");
     if !library.exists() {
         assert!(std::env::var("CI").is_err(), "CI=true but openapi-spec-validator is missing at {}", library.display());
-        eprintln!("skipped: openapi-spec-validator is missing at {} (cargo xtask tools installs it)", library.display());
+        eprintln!(
+            "skipped: openapi-spec-validator is missing at {} (cargo xtask tools installs it)",
+            library.display()
+        );
         return;
     }
     if let Err(report) = validate(&library, &openapi::json()) {

@@ -3,13 +3,12 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use pientegra_shared::api;
+use pientegra_shared::api::{self, codes};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::User;
 use super::error::{AppError, ErrorAnswers, error_answers};
-use pientegra_shared::api::codes;
 use crate::storage::balance_event;
 
 /// How many deposits and withdrawals the account view lists.
@@ -24,7 +23,7 @@ pub fn router() -> Router<AppState> {
 
 /// The token's user: balance, and the latest deposits and withdrawals.
 #[utoipa::path(
-    get, path = "/api/account", tag = "widget",
+    get, path = "/api/account", operation_id = "get_account", tag = "widget",
     security(("widgetToken" = [])),
     responses((status = 200, description = "The account", body = api::Account), AccountErrors),
 )]
@@ -57,7 +56,7 @@ fn parse_id(raw: &str, what: &str) -> Result<Uuid, AppError> {
 
 /// One of the user's deposits; another user's is `not_found`.
 #[utoipa::path(
-    get, path = "/api/deposits/{intent_id}", tag = "widget",
+    get, path = "/api/deposits/{intent_id}", operation_id = "get_deposit", tag = "widget",
     security(("widgetToken" = [])),
     params(("intent_id" = Uuid, Path, description = "The deposit's `intentId`")),
     responses((status = 200, description = "The deposit", body = api::Deposit), LookupErrors),
@@ -76,7 +75,7 @@ async fn deposit(
 
 /// One of the user's withdrawals; another user's is `not_found`.
 #[utoipa::path(
-    get, path = "/api/withdrawals/{withdrawal_id}", tag = "widget",
+    get, path = "/api/withdrawals/{withdrawal_id}", operation_id = "get_withdrawal", tag = "widget",
     security(("widgetToken" = [])),
     params(("withdrawal_id" = Uuid, Path, description = "The withdrawal's `withdrawalId`")),
     responses((status = 200, description = "The withdrawal", body = api::Withdrawal), LookupErrors),

@@ -93,7 +93,7 @@ fn read_remote<T: serde::Serialize>(result: Result<T, PientegraError>) -> Value 
 
 /// A deposit intent as this server and Pientegra have it.
 #[utoipa::path(
-    get, path = "/admin/intents/{id}", tag = "admin",
+    get, path = "/admin/intents/{id}", operation_id = "admin_intent", tag = "admin",
     security(("adminToken" = [])),
     params(("id" = Uuid, Path, description = "The intent's id")),
     responses((status = 200, description = "Both records", body = IntentLookup), AdminErrors),
@@ -111,7 +111,7 @@ async fn intent(
 
 /// A withdrawal as this server and Pientegra have it.
 #[utoipa::path(
-    get, path = "/admin/withdrawals/{id}", tag = "admin",
+    get, path = "/admin/withdrawals/{id}", operation_id = "admin_withdrawal", tag = "admin",
     security(("adminToken" = [])),
     params(("id" = Uuid, Path, description = "The withdrawal's Pientegra id (`withdrawalId`)")),
     responses((status = 200, description = "Both records", body = WithdrawalLookup), AdminErrors),

@@ -24,12 +24,14 @@ pub fn router() -> Router<AppState> {
 #[openapi(paths(embed_check))]
 pub(super) struct Api;
 
+/// Whether the asking page may use this server.
+///
 /// Whether the page asking (its `Origin`) may use this server: listed in
 /// `ALLOWED_ORIGINS`, or this server's own origin. A request without `Origin`
 /// (same-origin, or not from a browser) is allowed. Readable from any page
 /// (`Access-Control-Allow-Origin: *`); no database, no Pientegra call.
 #[utoipa::path(
-    get, path = "/api/embed-check", tag = "widget",
+    get, path = "/api/embed-check", operation_id = "embed_check", tag = "widget",
     responses((status = 200, description = "Whether the origin is allowed", body = EmbedCheck)),
 )]
 async fn embed_check(State(state): State<AppState>, headers: HeaderMap) -> Response {

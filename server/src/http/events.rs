@@ -46,9 +46,7 @@ pub fn router() -> Router<AppState> {
 #[openapi(paths(events), components(schemas(StreamEvent)))]
 pub(super) struct Api;
 
-error_answers!(
-    StreamErrors = ErrorAnswers::widget().on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED])
-);
+error_answers!(StreamErrors = ErrorAnswers::widget().on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED]));
 
 /// One event of the stream, as its `id:`, `event:` and `data:` fields.
 pub(super) struct StreamEvent;
@@ -94,6 +92,8 @@ struct StreamQuery {
     last_event_id: Option<i64>,
 }
 
+/// The user's event stream.
+///
 /// The user's Server-Sent Events stream: every change to a deposit,
 /// withdrawal or the balance, each with its sequence number as `id`.
 /// `Last-Event-ID` (or `?lastEventId=`) replays what was missed, across
@@ -102,7 +102,7 @@ struct StreamQuery {
 /// `Authorization: Bearer`. A widget token in the URL (`?token=`) is refused
 /// with `stream_ticket_required`. The stream ends when the widget token expires.
 #[utoipa::path(
-    get, path = "/api/events", tag = "events",
+    get, path = "/api/events", operation_id = "stream_events", tag = "events",
     security(("streamTicket" = []), ("widgetToken" = [])),
     params(
         ("ticket" = Option<String>, Query, description = "A stream ticket from `POST /api/stream-ticket`"),

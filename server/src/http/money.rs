@@ -46,7 +46,9 @@ fn money_errors() -> ErrorAnswers {
         .on(503, &[codes::PROVIDER_UNAVAILABLE, codes::PROVIDER_BUSY])
 }
 
-error_answers!(DepositErrors = money_errors().on(400, &[codes::UNSUPPORTED_CURRENCY]).on(502, &[codes::DEPOSIT_URL_NOT_ALLOWED]));
+error_answers!(
+    DepositErrors = money_errors().on(400, &[codes::UNSUPPORTED_CURRENCY]).on(502, &[codes::DEPOSIT_URL_NOT_ALLOWED])
+);
 error_answers!(WithdrawalErrors = money_errors().on(400, &[codes::INVALID_IBAN]).on(409, &[codes::INSUFFICIENT_FUNDS]));
 
 /// Parses a JSON body, naming what is wrong in a 400.
@@ -95,11 +97,13 @@ pub(crate) fn deposit_url_allowed(state: &AppState, url: &str) -> bool {
     scheme_ok && state.settings.deposit_url_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
 }
 
-/// Creates a deposit intent at Pientegra for the token's user: the answer's
+/// Creates a deposit.
+///
+/// A deposit intent at Pientegra for the token's user: the answer's
 /// `depositUrl` is the page where the user pays by bank transfer. Outcomes
 /// follow on the event stream (`deposit.updated`, `balance.updated`).
 #[utoipa::path(
-    post, path = "/api/deposits", tag = "widget",
+    post, path = "/api/deposits", operation_id = "create_deposit", tag = "widget",
     security(("widgetToken" = [])),
     params(("Idempotency-Key" = Uuid, Header, description = "A UUID made once per operation and sent again with every retry of it")),
     request_body = api::CreateDeposit,
@@ -173,10 +177,12 @@ async fn create_deposit(
     .await
 }
 
+/// Creates a withdrawal.
+///
 /// Reserves the amount from the user's balance and sends the withdrawal to
 /// Pientegra, which pays it out to the IBAN after review.
 #[utoipa::path(
-    post, path = "/api/withdrawals", tag = "widget",
+    post, path = "/api/withdrawals", operation_id = "create_withdrawal", tag = "widget",
     security(("widgetToken" = [])),
     params(("Idempotency-Key" = Uuid, Header, description = "A UUID made once per operation and sent again with every retry of it")),
     request_body = api::CreateWithdrawal,

@@ -63,7 +63,7 @@ struct Served;
 
 /// This document.
 #[utoipa::path(
-    get, path = "/openapi.json", tag = "ops",
+    get, path = "/openapi.json", operation_id = "openapi", tag = "ops",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")),
 )]
 async fn serve() -> impl IntoResponse {

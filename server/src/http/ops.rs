@@ -27,7 +27,7 @@ const CONTACT_STALE: Duration = Duration::from_secs(300);
 
 /// Liveness: the process answers.
 #[utoipa::path(
-    get, path = "/healthz", tag = "ops",
+    get, path = "/healthz", operation_id = "healthz", tag = "ops",
     responses((status = 200, description = "Alive", content_type = "text/plain", body = String, example = "ok")),
 )]
 async fn alive() -> &'static str {
@@ -48,11 +48,13 @@ struct Readiness {
     pientegra_checked_seconds_ago: Option<u64>,
 }
 
+/// Readiness.
+///
 /// Ready when the database answers and the latest call to Pientegra, a real
 /// one or the background check, got an answer. It never calls Pientegra:
 /// readiness is unauthenticated, and probes must not spend the API quota.
 #[utoipa::path(
-    get, path = "/readyz", tag = "ops",
+    get, path = "/readyz", operation_id = "readyz", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "Not ready: the database or Pientegra is not answering", body = Readiness),
@@ -77,7 +79,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus counters and gauges, in the text exposition format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "ops",
+    get, path = "/metrics", operation_id = "metrics", tag = "ops",
     responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String)),
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

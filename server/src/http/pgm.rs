@@ -91,6 +91,7 @@ pub(super) fn openapi() -> utoipa::openapi::OpenApi {
         let mut operation = OperationBuilder::new()
             .tag("pgm")
             .summary(Some("PGM subscriptions: not supported by Pientegra"))
+            .operation_id(path.split('/').nth(4).map(|name| format!("pgm_subscription_{name}")))
             .security(utoipa::openapi::security::SecurityRequirement::new("pgmFacadeToken", Vec::<String>::new()))
             .responses(utoipa::openapi::ResponsesBuilder::new().responses_from_into_responses::<SubscriptionAnswers>());
         if path.contains("{token}") {
@@ -141,7 +142,8 @@ impl KoAnswers {
                     .example(Some(example))
                     .build();
                 let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
-                let response = ResponseBuilder::new().description(format!("{reason}: `KO`")).content("application/json", content);
+                let response =
+                    ResponseBuilder::new().description(format!("{reason}: `KO`")).content("application/json", content);
                 (status.to_string(), response.build().into())
             })
             .collect()
@@ -155,25 +157,25 @@ error_answers!(
         .on(502, "the payment page address is not on the allow-list")
 );
 error_answers!(
-    RefundAnswers = KoAnswers::common()
-        .on(400, "providerData.targetIban must be a valid IBAN")
-        .on(404, "no such paymentId")
+    RefundAnswers =
+        KoAnswers::common().on(400, "providerData.targetIban must be a valid IBAN").on(404, "no such paymentId")
 );
 error_answers!(
-    LookupAnswers = KoAnswers::common()
-        .on(400, "the paymentId query parameter is required")
-        .on(404, "no such paymentId")
+    LookupAnswers =
+        KoAnswers::common().on(400, "the paymentId query parameter is required").on(404, "no such paymentId")
 );
-error_answers!(
-    SubscriptionAnswers = KoAnswers::common()
-        .on(501, "subscriptions are not supported by Pientegra")
-);
+error_answers!(SubscriptionAnswers = KoAnswers::common().on(501, "subscriptions are not supported by Pientegra"));
 
 /// The minor units of a PGM amount: an integer, or the same as a string of digits.
 fn pgm_amount() -> utoipa::openapi::schema::OneOfBuilder {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
     OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(Amount::MIN.minor())).maximum(Some(Amount::MAX.minor())))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(Amount::MIN.minor()))
+                .maximum(Some(Amount::MAX.minor())),
+        )
         .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")))
         .description(Some("Minor units (kuruş), 100 to 100000000: an integer, or the same as a string of digits"))
 }
@@ -198,7 +200,11 @@ impl utoipa::PartialSchema for PayRequest {
             .required("amount")
             .property("currency", text("`TRY`").enum_values(Some([DEFAULT_CURRENCY])))
             .required("currency")
-            .property("shopTransactionId", text("The shop's id of the order: the same id again gets the same payment").max_length(Some(SHOP_TX_MAX_CHARS)))
+            .property(
+                "shopTransactionId",
+                text("The shop's id of the order: the same id again gets the same payment")
+                    .max_length(Some(SHOP_TX_MAX_CHARS)),
+            )
             .required("shopTransactionId")
             .property("providerData", provider_data)
             .required("providerData")
@@ -226,7 +232,10 @@ impl utoipa::PartialSchema for RefundRequest {
                  both fields are needed (without them the answer is `KO`)",
             ));
         ObjectBuilder::new()
-            .property("paymentId", text("The payment to refund").format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))))
+            .property(
+                "paymentId",
+                text("The payment to refund").format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            )
             .required("paymentId")
             .property("amount", pgm_amount().description(Some("Minor units to refund; all that is left when absent")))
             .property("currency", text("`TRY`").enum_values(Some([DEFAULT_CURRENCY])))
@@ -431,12 +440,14 @@ fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json
 
 // ---- POST /pay ---------------------------------------------------------------------
 
+/// Starts a payment.
+///
 /// A payment: a Pientegra deposit intent for the order, paid by the customer
 /// on the page of `redirectToUrl`. The same `shopTransactionId` again gets
 /// the same payment, never a second intent. A refusal of a well-formed
 /// request is a 200 with `KO`.
 #[utoipa::path(
-    post, path = "/v3/pientegra/pay", tag = "pgm",
+    post, path = "/v3/pientegra/pay", operation_id = "pgm_pay", tag = "pgm",
     security(("pgmFacadeToken" = [])),
     request_body = PayRequest,
     responses((status = 200, description = "`REDIRECT_TO_URL`, `OK` (already paid) or `KO`", body = Answer), PayAnswers),
@@ -565,10 +576,12 @@ async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, u
 
 // ---- POST /refund ------------------------------------------------------------------
 
+/// Refunds a payment.
+///
 /// A refund of an accepted payment, paid out as a Pientegra withdrawal to the
 /// customer's IBAN, at most what is left of the payment.
 #[utoipa::path(
-    post, path = "/v3/pientegra/refund", tag = "pgm",
+    post, path = "/v3/pientegra/refund", operation_id = "pgm_refund", tag = "pgm",
     security(("pgmFacadeToken" = [])),
     request_body = RefundRequest,
     responses((status = 200, description = "`OK`, `PENDING` (awaiting review) or `KO`", body = Answer), RefundAnswers),
@@ -712,7 +725,7 @@ async fn lookup(state: &AppState, query: Option<&str>) -> Result<StatusObject, K
 
 /// The status of a payment or refund.
 #[utoipa::path(
-    get, path = "/v3/pientegra/status", tag = "pgm",
+    get, path = "/v3/pientegra/status", operation_id = "pgm_status", tag = "pgm",
     security(("pgmFacadeToken" = [])),
     params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
     responses((status = 200, description = "The status", body = StatusObject), LookupAnswers),
@@ -723,7 +736,7 @@ async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) -> Res
 
 /// As `/status`, and the same object is queued for the shop's callback URL.
 #[utoipa::path(
-    get, path = "/v3/pientegra/check", tag = "pgm",
+    get, path = "/v3/pientegra/check", operation_id = "pgm_check", tag = "pgm",
     security(("pgmFacadeToken" = [])),
     params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
     responses((status = 200, description = "The status, also sent to the shop", body = StatusObject), LookupAnswers),
@@ -734,10 +747,12 @@ async fn check(State(state): State<AppState>, RawQuery(query): RawQuery) -> Resu
     Ok(Json(object))
 }
 
+/// A provider callback relayed by PGM.
+///
 /// PGM relays a provider callback: acknowledged with the current status. The
 /// facade's state only moves on Pientegra's signed webhooks, never from here.
 #[utoipa::path(
-    get, path = "/v3/pientegra/callback", tag = "pgm",
+    get, path = "/v3/pientegra/callback", operation_id = "pgm_callback", tag = "pgm",
     security(("pgmFacadeToken" = [])),
     params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
     responses((status = 200, description = "The current status", body = StatusObject), LookupAnswers),

@@ -8,12 +8,11 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
-use pientegra_shared::api::{Session, SessionRequest};
+use pientegra_shared::api::{Session, SessionRequest, codes};
 use pientegra_shared::ids::{ExternalUserId, UserLabel};
 
 use super::AppState;
 use super::error::{AppError, ErrorAnswers, error_answers};
-use pientegra_shared::api::codes;
 
 const DEMO_TOKEN_TTL: Duration = Duration::hours(8);
 
@@ -32,10 +31,12 @@ error_answers!(
         .described(404, [(codes::NOT_FOUND, "no such route".to_owned())])
 );
 
+/// A widget token for any user (demo mode).
+///
 /// Demo mode only (elsewhere 404 `not_found`): a widget token for any user,
 /// valid for 8 hours. In production the partner's backend mints tokens.
 #[utoipa::path(
-    post, path = "/api/session", tag = "demo",
+    post, path = "/api/session", operation_id = "create_demo_session", tag = "demo",
     request_body = SessionRequest,
     responses((status = 201, description = "A widget token", body = Session), SessionErrors),
 )]

@@ -43,7 +43,7 @@ struct DemoConfig {
 
 /// Demo mode only (elsewhere 404 `not_found`): where the sandbox console is.
 #[utoipa::path(
-    get, path = "/demo/config", tag = "demo",
+    get, path = "/demo/config", operation_id = "demo_config", tag = "demo",
     responses((status = 200, description = "The demo's configuration", body = DemoConfig), DemoErrors),
 )]
 async fn demo_config(State(state): State<AppState>) -> Json<DemoConfig> {

@@ -27,10 +27,12 @@ pub(super) struct Api;
 
 error_answers!(TicketErrors = ErrorAnswers::default().on(401, super::auth::TOKEN_REFUSALS));
 
+/// A stream ticket.
+///
 /// A stream ticket for the token's user: it opens `GET /api/events?ticket=`
 /// within a minute, and nothing else.
 #[utoipa::path(
-    post, path = "/api/stream-ticket", tag = "events",
+    post, path = "/api/stream-ticket", operation_id = "create_stream_ticket", tag = "events",
     security(("widgetToken" = [])),
     responses((status = 201, description = "The ticket", body = StreamTicket), TicketErrors),
 )]

@@ -15,7 +15,7 @@ use pientegra_shared::event::{IntentEvent, IntentSnapshot, WebhookEvent, Withdra
 use pientegra_shared::signature::{self, HEADER, SignatureError};
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, KnownFormat, Type};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{Ref, RefOr};
 
 use super::AppState;
@@ -99,12 +99,14 @@ fn date_time() -> SchemaFormat {
     SchemaFormat::KnownFormat(KnownFormat::DateTime)
 }
 
+/// Receives a Pientegra webhook.
+///
 /// Pientegra's signed event about an intent or a withdrawal. The signature
 /// is checked on the raw body first; the event is applied once per
 /// `eventId`, and the answer is sent after the change is durable, so a
 /// failed delivery is safe to repeat.
 #[utoipa::path(
-    post, path = "/webhooks/pientegra", tag = "webhooks",
+    post, path = "/webhooks/pientegra", operation_id = "receive_webhook", tag = "webhooks",
     security(("webhookSignature" = [])),
     request_body = WebhookBody,
     responses(

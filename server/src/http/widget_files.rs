@@ -78,7 +78,10 @@ pub(super) fn openapi() -> utoipa::openapi::OpenApi {
         .content("application/typescript", bytes());
     let not_found = ResponseBuilder::new()
         .description("Not found: `not_found` (no such file, or `WIDGET_DIR` is not set)")
-        .content("application/json", ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ApiError"))).build());
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ApiError"))).build(),
+        );
     let operation = OperationBuilder::new()
         .tag("widget-bundle")
         .summary(Some("A file of the partner bundle (`cargo xtask widget`), from `WIDGET_DIR`"))
