@@ -29,6 +29,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Compare a time window of Pientegra's intents and withdrawals with the ledger, and repair.
     Reconcile(ReconcileArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at GET /openapi.json).
+    Openapi,
     /// Widget tokens.
     Token {
         #[command(subcommand)]
@@ -122,6 +124,10 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo(args).await,
         Command::Reconcile(args) => reconcile(args).await,
+        Command::Openapi => {
+            print!("{}", crate::http::openapi::json());
+            Ok(())
+        }
         Command::Token { command: TokenCommand::Mint { user, label, ttl, secret, max_lifetime } } => {
             let user = ExternalUserId::parse(&user).context("--user")?;
             crate::token::may_name(&user).context("--user")?;

@@ -42,6 +42,27 @@ pub async fn run_with(
     pientegra: Option<Arc<dyn PientegraApi>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let limits = settings.connections;
+    let state = app_state(settings, pientegra, shutdown.clone()).await?;
+    let jobs = jobs::spawn(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
+    http::serve(listener, http::app(state), limits, shutdown.clone()).await;
+    shutdown.cancel();
+    let mut jobs = jobs;
+    while let Some(job) = jobs.join_next().await {
+        job.context("a background job panicked")?;
+    }
+    Ok(())
+}
+
+/// What the handlers of a server with `settings` share: the storage,
+/// connected and recovered after the previous process, the call budget and
+/// the Pientegra client (`pientegra` replaces it). Nothing runs yet.
+pub async fn app_state(
+    settings: Settings,
+    pientegra: Option<Arc<dyn PientegraApi>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<http::AppState> {
     let storage = storage::connect(&settings.database_url).await?;
     storage.serving_starts().await.context("recovering after the previous process")?;
     // After the storage: on PostgreSQL its migrations made the budget's row.
@@ -60,7 +81,7 @@ pub async fn run_with(
     // After the storage: it applied the migrations, the facade's tables among them.
     let pgm = pgm::Facade::connect(&settings).await?;
     let limits = settings.connections;
-    let state = AppState::new(Shared {
+    Ok(AppState::new(Shared {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),
         tokens: token::key(&settings.widget_token_secrets, settings.widget_token_max_lifetime),
         settings: Arc::new(settings),
@@ -70,17 +91,8 @@ pub async fn run_with(
         budget,
         hub: sse::Hub::new(limits.max_streams_per_user),
         metrics: Arc::default(),
-        shutdown: shutdown.clone(),
+        shutdown,
         pgm,
         framing: framing::FramingCheck::new().context("building the framing check's HTTP client")?,
-    });
-    let jobs = jobs::spawn(state.clone());
-    tracing::info!(addr = %listener.local_addr()?, "pientegra-server listening");
-    http::serve(listener, http::app(state), limits, shutdown.clone()).await;
-    shutdown.cancel();
-    let mut jobs = jobs;
-    while let Some(job) = jobs.join_next().await {
-        job.context("a background job panicked")?;
-    }
-    Ok(())
+    }))
 }

@@ -188,6 +188,27 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+/// On the wire an amount is a string of digits, minor units; requests may
+/// also send the same integer as a JSON number.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9]+$"))
+            .description(Some(
+                "An amount of money in minor units (kuruş for TRY) as a string of digits: \"150000\" is \
+                 1.500,00 TRY. Answers always send a string; requests may send the same integer as a JSON number.",
+            ))
+            .examples(["150000"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Amount {}
+
 /// Reads an [`Amount`] from either of its accepted JSON shapes.
 struct AmountVisitor;
 

@@ -10,8 +10,14 @@ use crate::time::{self, Timestamp};
 
 /// `{"error": "<code>", "message": "..."}`, the server's one error envelope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "error": "insufficient_funds", "message": "insufficient funds: ₺12.50 available"
+})))]
 pub struct ApiError {
+    /// The stable code ([`codes`]): each route lists the codes it answers with.
     pub error: String,
+    /// What went wrong, in English, for a developer; never anything internal.
     pub message: String,
 }
 
@@ -57,8 +63,12 @@ pub mod codes {
 
 /// `POST /api/deposits` body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"amount": "150000", "currency": "TRY"})))]
 pub struct CreateDeposit {
+    /// 1,00 to 1.000.000,00 TRY: 100 to 100000000 minor units.
     pub amount: Amount,
+    /// `TRY`, the only currency, when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
 }
@@ -66,15 +76,30 @@ pub struct CreateDeposit {
 /// `POST /api/withdrawals` body. IBAN and holder are plain strings here so the
 /// server can answer each field's fault with its own code (`invalid_iban`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "amount": "50000", "iban": "TR330006100519786457841326", "holderName": "Ayşe Yılmaz"
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateWithdrawal {
+    /// 1,00 to 1.000.000,00 TRY: 100 to 100000000 minor units.
     pub amount: Amount,
+    /// A Turkish IBAN (`TR` and 24 digits; spaces are ignored).
     pub iban: String,
+    /// The account holder's name, 1 to 140 characters.
     pub holder_name: String,
 }
 
 /// A deposit as the user sees it (201 of `POST /api/deposits`, lookups, account list).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "intentId": "0192f1c4-8b7e-7c3a-9f1e-2b7d8c9a0e11", "referenceNo": "PNT-7K3Q9X",
+    "depositUrl": "https://pay.pientegra.example/d/0192f1c4", "requestedAmount": "150000", "amount": "150000",
+    "currency": "TRY", "expiresAt": "2026-04-28T13:00:00.000Z", "status": "RESERVED",
+    "createdAt": "2026-04-28T12:30:00.000Z", "updatedAt": "2026-04-28T12:30:00.000Z",
+    "framing": {"allowed": true, "reason": null}
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct Deposit {
     pub intent_id: Uuid,
@@ -84,13 +109,16 @@ pub struct Deposit {
     pub amount: Amount,
     pub currency: String,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
     pub status: IntentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_reason: Option<String>,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
     /// Only in the answer to `POST /api/deposits`: whether the page that asked
     /// may show `depositUrl` in a frame.
@@ -100,6 +128,7 @@ pub struct Deposit {
 
 /// Whether a page may show the hosted deposit page in a frame (iframe mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Framing {
     pub allowed: bool,
     /// Why not; `None` when allowed.
@@ -118,6 +147,7 @@ impl Framing {
 
 /// Why a page may not frame the hosted deposit page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FramingRefusal {
     /// The hosted page's `Content-Security-Policy: frame-ancestors` does not list the page's origin.
@@ -130,6 +160,8 @@ pub enum FramingRefusal {
 
 /// `GET /api/embed-check`: whether a page of `origin` may use this server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"origin": "https://partner.example", "allowed": true})))]
 pub struct EmbedCheck {
     /// The request's `Origin` header; `None` when it sent none.
     pub origin: Option<String>,
@@ -138,6 +170,12 @@ pub struct EmbedCheck {
 
 /// A withdrawal as the user sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "withdrawalId": "0192f1c5-1a2b-7c3d-8e4f-5a6b7c8d9e0f", "referenceNo": "PNT-W4M2ZP", "amount": "50000",
+    "currency": "TRY", "status": "PENDING_REVIEW", "ibanMasked": "TR33 **** **** **** **** **13 26",
+    "holderName": "Ayşe Yılmaz", "createdAt": "2026-04-28T12:31:00.000Z", "updatedAt": "2026-04-28T12:31:00.000Z"
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct Withdrawal {
     pub withdrawal_id: Uuid,
@@ -151,13 +189,17 @@ pub struct Withdrawal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_reason: Option<String>,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// The user's balance. `available` can be withdrawn; `reserved` is held for pending withdrawals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"available": "150000", "reserved": "50000", "currency": "TRY"})))]
 pub struct Balance {
     pub available: Amount,
     pub reserved: Amount,
@@ -166,6 +208,7 @@ pub struct Balance {
 
 /// `GET /api/account`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     pub external_user_id: String,
@@ -178,6 +221,8 @@ pub struct Account {
 
 /// `POST /api/session` (demo mode only).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"externalUserId": "customer-42", "label": "Ayşe Yılmaz"})))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRequest {
     pub external_user_id: String,
@@ -187,24 +232,33 @@ pub struct SessionRequest {
 
 /// A widget token for the page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub token: String,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
 /// `POST /api/stream-ticket`: what opens `GET /api/events?ticket=` until `expires_at`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "ticket": "st1.eyJzdWIiOiJjdXN0b21lci00MiIsImV4cCI6MTc3NzM4MDI2MCwiZW5kIjoxNzc3MzgzODAwfQ.3q2-7w",
+    "expiresAt": "2026-04-28T12:31:00.000Z"
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamTicket {
     pub ticket: String,
     #[serde(with = "time::millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
 /// One event of the user's SSE stream; `name()` is the SSE `event:` field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum UserEvent {
     Deposit(Deposit),

@@ -128,6 +128,7 @@ impl WithdrawalEvent {
 
 /// The `intent` object of an intent event. Note the id field is `id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IntentSnapshot {
     pub id: Uuid,
@@ -143,6 +144,7 @@ pub struct IntentSnapshot {
 
 /// The `withdrawal` object of a withdrawal event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WithdrawalSnapshot {
     pub id: Uuid,

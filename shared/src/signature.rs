@@ -58,6 +58,18 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
+    /// Every way a signature can fail.
+    pub const ALL: [SignatureError; 8] = [
+        SignatureError::Malformed,
+        SignatureError::MissingTimestamp,
+        SignatureError::InvalidTimestamp,
+        SignatureError::MissingSignature,
+        SignatureError::NoMatch,
+        SignatureError::TooOld,
+        SignatureError::InFuture,
+        SignatureError::NoSecrets,
+    ];
+
     /// Stable code for logs, metrics and error bodies.
     pub fn code(self) -> &'static str {
         match self {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The state of a deposit intent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum IntentStatus {
     Reserved,
@@ -77,6 +78,7 @@ impl IntentStatus {
 
 /// The state of a withdrawal (payout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WithdrawalStatus {
     PendingReview,

@@ -104,6 +104,7 @@ pub struct WithdrawalCreated {
 
 /// An intent as returned by the lookup and the listing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PientegraIntent))]
 #[serde(rename_all = "camelCase")]
 pub struct Intent {
     pub intent_id: Uuid,
@@ -113,21 +114,26 @@ pub struct Intent {
     pub amount: Amount,
     pub currency: String,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub approved_at: Option<Timestamp>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub rejected_at: Option<Timestamp>,
     #[serde(default)]
     pub rejected_reason: Option<String>,
     #[serde(default)]
     pub external_user_id: Option<String>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
 }
 
 /// A withdrawal as returned by the lookup and the listing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PientegraWithdrawal))]
 #[serde(rename_all = "camelCase")]
 pub struct Withdrawal {
     pub withdrawal_id: Uuid,
@@ -138,12 +144,16 @@ pub struct Withdrawal {
     #[serde(default)]
     pub external_user_id: Option<String>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub sent_at: Option<Timestamp>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub rejected_at: Option<Timestamp>,
     #[serde(default, with = "time::millis_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub returned_at: Option<Timestamp>,
     #[serde(default)]
     pub rejected_reason: Option<String>,

@@ -120,8 +120,9 @@ fn wasm_bindgen_version() -> anyhow::Result<String> {
 }
 
 /// Installs what a fresh machine lacks: the wasm32 target, trunk,
-/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript, and the JWT
-/// libraries the interop tests mint with (jose from npm, PyJWT from PyPI).
+/// wasm-bindgen-cli, a working wasm-opt, terser and TypeScript, the JWT
+/// libraries the interop tests mint with (jose from npm, PyJWT from PyPI), and
+/// the OpenAPI validator (openapi-spec-validator from PyPI).
 fn tools() -> anyhow::Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|t| t.trim() == WASM_TARGET) {
@@ -145,7 +146,8 @@ fn tools() -> anyhow::Result<()> {
     npm::TERSER.install()?;
     npm::TYPESCRIPT.install()?;
     npm::JOSE.install()?;
-    pip::PYJWT.install()
+    pip::PYJWT.install()?;
+    pip::OPENAPI_SPEC_VALIDATOR.install()
 }
 
 /// Where cargo keeps its installed tools: `$CARGO_HOME`, or `~/.cargo`.

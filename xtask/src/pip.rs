@@ -21,6 +21,10 @@ pub struct PipPackage {
 /// `tests/tests/jwt_interop.rs` runs against the server.
 pub const PYJWT: PipPackage = PipPackage { package: "PyJWT", version: "2.15.1", dir: "pyjwt" };
 
+/// The OpenAPI validator `tests/tests/openapi.rs` checks the server's document with.
+pub const OPENAPI_SPEC_VALIDATOR: PipPackage =
+    PipPackage { package: "openapi-spec-validator", version: "0.9.0", dir: "openapi-spec-validator" };
+
 impl PipPackage {
     /// `$CARGO_HOME/<dir>`: what goes on `PYTHONPATH`.
     fn target(&self) -> anyhow::Result<PathBuf> {
@@ -30,8 +34,8 @@ impl PipPackage {
     /// Installs the pinned release unless it is there already.
     pub fn install(&self) -> anyhow::Result<()> {
         let target = self.target()?;
-        // pip names the metadata folder after the normalized (lower-case) name.
-        let dist_info = format!("{}-{}.dist-info", self.package.to_lowercase(), self.version);
+        // pip names the metadata folder after the normalized name: lower case, `_` for `-`.
+        let dist_info = format!("{}-{}.dist-info", self.package.to_lowercase().replace('-', "_"), self.version);
         if target.join(dist_info).is_dir() {
             return Ok(());
         }

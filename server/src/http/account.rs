@@ -3,12 +3,12 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use pientegra_shared::api;
+use pientegra_shared::api::{self, codes};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::User;
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswers, error_answers};
 use crate::storage::balance_event;
 
 /// How many deposits and withdrawals the account view lists.
@@ -21,6 +21,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/withdrawals/{withdrawal_id}", get(withdrawal))
 }
 
+/// The token's user: balance, and the latest deposits and withdrawals.
+#[utoipa::path(
+    get, path = "/api/account", operation_id = "get_account", tag = "widget",
+    security(("widgetToken" = [])),
+    responses((status = 200, description = "The account", body = api::Account), AccountErrors),
+)]
 async fn account(State(state): State<AppState>, user: User) -> Result<Json<api::Account>, AppError> {
     let balance = state.storage.balance(user.id()).await?;
     let api::UserEvent::Balance(balance) = balance_event(balance) else {
@@ -36,10 +42,25 @@ async fn account(State(state): State<AppState>, user: User) -> Result<Json<api::
     }))
 }
 
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(account, deposit, withdrawal))]
+pub(super) struct Api;
+
+error_answers!(AccountErrors = ErrorAnswers::widget());
+error_answers!(LookupErrors = ErrorAnswers::widget().on(404, &[codes::NOT_FOUND]));
+
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::not_found(what))
 }
 
+/// One of the user's deposits; another user's is `not_found`.
+#[utoipa::path(
+    get, path = "/api/deposits/{intent_id}", operation_id = "get_deposit", tag = "widget",
+    security(("widgetToken" = [])),
+    params(("intent_id" = Uuid, Path, description = "The deposit's `intentId`")),
+    responses((status = 200, description = "The deposit", body = api::Deposit), LookupErrors),
+)]
 async fn deposit(
     State(state): State<AppState>,
     user: User,
@@ -52,6 +73,13 @@ async fn deposit(
     }
 }
 
+/// One of the user's withdrawals; another user's is `not_found`.
+#[utoipa::path(
+    get, path = "/api/withdrawals/{withdrawal_id}", operation_id = "get_withdrawal", tag = "widget",
+    security(("widgetToken" = [])),
+    params(("withdrawal_id" = Uuid, Path, description = "The withdrawal's `withdrawalId`")),
+    responses((status = 200, description = "The withdrawal", body = api::Withdrawal), LookupErrors),
+)]
 async fn withdrawal(
     State(state): State<AppState>,
     user: User,

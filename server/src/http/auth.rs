@@ -13,6 +13,18 @@ use super::AppState;
 use super::error::AppError;
 use crate::token::{Claims, TokenError, looks_like_ticket, may_name};
 
+/// Every code a refused widget token is answered with (401).
+pub const TOKEN_REFUSALS: &[&str] = &[
+    codes::UNAUTHORIZED,
+    codes::TOKEN_EXPIRED,
+    codes::TOKEN_WRONG_ALGORITHM,
+    codes::TOKEN_WRONG_AUDIENCE,
+    codes::TOKEN_MISSING_CLAIM,
+    codes::TOKEN_LIFETIME_REFUSED,
+    codes::TOKEN_NOT_YET_VALID,
+    codes::TOKEN_INVALID_CLAIM,
+];
+
 /// The user a valid widget token speaks for.
 pub struct User(pub Claims);
 

@@ -19,7 +19,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/embed-check", get(embed_check))
 }
 
-/// `{"origin", "allowed"}`: no database, no Pientegra call.
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(embed_check))]
+pub(super) struct Api;
+
+/// Whether the asking page may use this server.
+///
+/// Whether the page asking (its `Origin`) may use this server: listed in
+/// `ALLOWED_ORIGINS`, or this server's own origin. A request without `Origin`
+/// (same-origin, or not from a browser) is allowed. Readable from any page
+/// (`Access-Control-Allow-Origin: *`); no database, no Pientegra call.
+#[utoipa::path(
+    get, path = "/api/embed-check", operation_id = "embed_check", tag = "widget",
+    responses((status = 200, description = "Whether the origin is allowed", body = EmbedCheck)),
+)]
 async fn embed_check(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let origin = header_origin(&headers);
     let allowed = origin.as_deref().is_none_or(|origin| origin_allowed(&state.settings, &headers, origin));

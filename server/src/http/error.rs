@@ -122,3 +122,133 @@ impl IntoResponse for AppError {
         response
     }
 }
+
+/// A route's error answers for its OpenAPI operation: each status with the
+/// stable codes the route answers it with, an example of each.
+#[derive(Default)]
+pub(crate) struct ErrorAnswers {
+    statuses: std::collections::BTreeMap<u16, Vec<(&'static str, String)>>,
+}
+
+/// The codes that come with a `Retry-After` header.
+const RETRY_CODES: [&str; 4] =
+    [codes::IDEMPOTENCY_KEY_IN_FLIGHT, codes::RATE_LIMITED, codes::PROVIDER_BUSY, codes::PROVIDER_UNAVAILABLE];
+
+impl ErrorAnswers {
+    /// The answers of a route behind the widget token: its refusals (401) and `internal_error` (500).
+    pub(crate) fn widget() -> ErrorAnswers {
+        ErrorAnswers::default().on(401, super::auth::TOKEN_REFUSALS).on(500, &[codes::INTERNAL])
+    }
+
+    /// `status` with `codes`, each with the example message [`example_message`] gives it.
+    pub(crate) fn on(self, status: u16, codes: &[&'static str]) -> ErrorAnswers {
+        self.described(status, codes.iter().map(|&code| (code, example_message(code).to_owned())))
+    }
+
+    /// `status` with codes and an example message of each.
+    pub(crate) fn described(
+        mut self,
+        status: u16,
+        codes: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> ErrorAnswers {
+        self.statuses.entry(status).or_default().extend(codes);
+        self
+    }
+
+    /// The OpenAPI responses: per status, the envelope with `error` limited to its codes.
+    pub(crate) fn build(
+        self,
+    ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        use utoipa::openapi::example::ExampleBuilder;
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let mut responses = std::collections::BTreeMap::new();
+        for (status, answers) in self.statuses {
+            let names: Vec<&str> = answers.iter().map(|(code, _)| *code).collect();
+            let schema = AllOfBuilder::new().item(Ref::from_schema_name("ApiError")).item(
+                ObjectBuilder::new()
+                    .property("error", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.clone()))),
+            );
+            let examples = answers.iter().map(|(code, message)| {
+                let value = serde_json::json!({ "error": code, "message": message });
+                (code.to_string(), ExampleBuilder::new().value(Some(value)).build())
+            });
+            let content = ContentBuilder::new().schema(Some(schema)).examples_from_iter(examples).build();
+            let list = names.iter().map(|code| format!("`{code}`")).collect::<Vec<_>>().join(", ");
+            let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+            let mut response =
+                ResponseBuilder::new().description(format!("{reason}: {list}")).content("application/json", content);
+            if names.iter().any(|code| RETRY_CODES.contains(code)) {
+                let seconds = HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                    .description(Some(format!(
+                        "Seconds to wait before retrying; sent with {}",
+                        RETRY_CODES.map(|code| format!("`{code}`")).join(", ")
+                    )));
+                response = response.header("Retry-After", seconds.build());
+            }
+            responses.insert(status.to_string(), response.build().into());
+        }
+        responses
+    }
+}
+
+/// What a code's message typically says, for the document's examples.
+fn example_message(code: &str) -> &'static str {
+    match code {
+        codes::VALIDATION_FAILED => "invalid body: missing field `amount`",
+        codes::AMOUNT_BELOW_MIN => "amount is below the minimum (1.00 to 1,000,000.00 TRY)",
+        codes::AMOUNT_ABOVE_MAX => "amount is above the maximum (1.00 to 1,000,000.00 TRY)",
+        codes::INVALID_IBAN => "the IBAN's check digits do not match",
+        codes::UNSUPPORTED_CURRENCY => "EUR is not supported; use TRY",
+        codes::INSUFFICIENT_FUNDS => "insufficient funds: ₺12.50 available",
+        codes::MISSING_IDEMPOTENCY_KEY => "send an Idempotency-Key header (a UUID)",
+        codes::IDEMPOTENCY_KEY_REUSED => "this Idempotency-Key was used with another request body",
+        codes::IDEMPOTENCY_KEY_IN_FLIGHT => "a request with this Idempotency-Key is still running; retry shortly",
+        codes::UNAUTHORIZED => "send the widget token as Authorization: Bearer <token>",
+        codes::TOKEN_EXPIRED => "the widget token has expired",
+        codes::TOKEN_WRONG_ALGORITHM => "the token's alg must be HS256",
+        codes::TOKEN_WRONG_AUDIENCE => "the token's aud must be \"pientegra-kit/widget\"",
+        codes::TOKEN_MISSING_CLAIM => "the token lacks a required claim (sub, iat and exp are required)",
+        codes::TOKEN_LIFETIME_REFUSED => {
+            "the widget token's exp must be after its iat, by at most 86400s (WIDGET_TOKEN_MAX_LIFETIME)"
+        }
+        codes::TOKEN_NOT_YET_VALID => "the token's iat or nbf is in the future",
+        codes::TOKEN_INVALID_CLAIM => {
+            "the token's sub is not a valid user id (1 to 128 characters, no control characters)"
+        }
+        codes::STREAM_TICKET_REQUIRED => {
+            "a widget token does not belong in a URL: POST /api/stream-ticket, then GET /api/events?ticket="
+        }
+        codes::TICKET_EXPIRED => "the stream ticket has expired: POST /api/stream-ticket for a new one",
+        codes::NOT_FOUND => "no such deposit",
+        codes::RATE_LIMITED => "too many requests; slow down",
+        codes::PROVIDER_UNAVAILABLE => "the payment provider did not answer; retry with the same Idempotency-Key",
+        codes::PROVIDER_BUSY => "the payment provider is busy; retry in 5 s with the same Idempotency-Key",
+        codes::PROVIDER_REJECTED => "Pientegra refused the request: the withdrawal limit of this user is reached",
+        codes::DEPOSIT_URL_NOT_ALLOWED => "the payment page address is not on the allow-list",
+        codes::INTERNAL => "internal error",
+        _ => "",
+    }
+}
+
+/// Defines a type whose OpenAPI responses are the [`ErrorAnswers`] `$answers`,
+/// to name in a handler's `#[utoipa::path(responses(...))]`.
+macro_rules! error_answers {
+    ($(#[$meta:meta])* $name:ident = $answers:expr) => {
+        $(#[$meta])*
+        pub(crate) struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                $answers.build()
+            }
+        }
+    };
+}
+pub(crate) use error_answers;

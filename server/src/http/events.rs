@@ -21,12 +21,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
-use pientegra_shared::api::codes;
+use pientegra_shared::api::{UserEvent, codes};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{User, check_ticket, check_token};
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswers, error_answers};
 use crate::storage::balance_event;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -41,6 +41,47 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/events", get(events))
 }
 
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events), components(schemas(StreamEvent)))]
+pub(super) struct Api;
+
+error_answers!(StreamErrors = ErrorAnswers::widget().on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED]));
+
+/// One event of the stream, as its `id:`, `event:` and `data:` fields.
+pub(super) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, RefBuilder, Type};
+        let event = |name: &str, data: &str| {
+            ObjectBuilder::new()
+                .property("id", ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")).description(
+                    Some("The user's event sequence number: send it back as `Last-Event-ID` (or `?lastEventId=`) to resume"),
+                ))
+                .required("id")
+                .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])))
+                .required("event")
+                .property("data", RefBuilder::new()
+                        .ref_location_from_schema_name(data)
+                        .description(Some(format!("JSON: the {data} as it is now"))))
+                .required("data")
+        };
+        OneOfBuilder::new()
+            .item(event(UserEvent::DEPOSIT_UPDATED, "Deposit"))
+            .item(event(UserEvent::WITHDRAWAL_UPDATED, "Withdrawal"))
+            .item(event(UserEvent::BALANCE_UPDATED, "Balance"))
+            .description(Some(
+                "A Server-Sent Event: `id: <sequence>`, `event: <name>`, `data: <JSON>`. The stream opens with \
+                 the comment `: connected` and a `retry:` hint, then (unless resuming) the current balance; \
+                 comments keep it alive every 15 s.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StreamQuery {
@@ -51,6 +92,28 @@ struct StreamQuery {
     last_event_id: Option<i64>,
 }
 
+/// The user's event stream.
+///
+/// The user's Server-Sent Events stream: every change to a deposit,
+/// withdrawal or the balance, each with its sequence number as `id`.
+/// `Last-Event-ID` (or `?lastEventId=`) replays what was missed, across
+/// restarts. A browser's `EventSource` opens it with `?ticket=` (from
+/// `POST /api/stream-ticket`); other clients may send the widget token as
+/// `Authorization: Bearer`. A widget token in the URL (`?token=`) is refused
+/// with `stream_ticket_required`. The stream ends when the widget token expires.
+#[utoipa::path(
+    get, path = "/api/events", operation_id = "stream_events", tag = "events",
+    security(("streamTicket" = []), ("widgetToken" = [])),
+    params(
+        ("ticket" = Option<String>, Query, description = "A stream ticket from `POST /api/stream-ticket`"),
+        ("lastEventId" = Option<i64>, Query, description = "Resume after this event (as `Last-Event-ID`)"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event; wins over `lastEventId`"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = StreamEvent),
+        StreamErrors,
+    ),
+)]
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

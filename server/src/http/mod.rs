@@ -12,6 +12,7 @@ mod head;
 mod idempotency;
 mod money;
 pub(crate) use money::submit_withdrawal;
+pub mod openapi;
 mod ops;
 mod pgm;
 mod session;
@@ -112,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .layer(cors(&state.settings))
         // Readable from any page, with CORS of their own.
         .merge(embed::router())
+        .merge(openapi::router())
         .merge(widget_files::router(&state))
         .layer(axum::middleware::map_response(|mut response: Response| async move {
             set_security_headers(response.headers_mut());

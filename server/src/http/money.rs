@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::User;
 use super::embed;
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswers, error_answers};
 use super::idempotency::{self, Stored};
 use crate::metrics::Metrics;
 use crate::storage::{DepositReply, NewDeposit, NewWithdrawal, Reply, WithdrawalRecord, WithdrawalState};
@@ -28,6 +28,28 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_5d4a_4e8f_9a7b_0c1d_2e3f
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/deposits", post(create_deposit)).route("/api/withdrawals", post(create_withdrawal))
 }
+
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_deposit, create_withdrawal))]
+pub(super) struct Api;
+
+/// What both POSTs refuse alike: the token, the key, the rate, Pientegra's faults.
+fn money_errors() -> ErrorAnswers {
+    ErrorAnswers::widget()
+        .on(400, &[codes::VALIDATION_FAILED, codes::AMOUNT_BELOW_MIN, codes::AMOUNT_ABOVE_MAX])
+        .on(400, &[codes::MISSING_IDEMPOTENCY_KEY])
+        .on(409, &[codes::IDEMPOTENCY_KEY_IN_FLIGHT])
+        .on(422, &[codes::IDEMPOTENCY_KEY_REUSED, codes::PROVIDER_REJECTED])
+        .on(429, &[codes::RATE_LIMITED])
+        .on(502, &[codes::NOT_FOUND])
+        .on(503, &[codes::PROVIDER_UNAVAILABLE, codes::PROVIDER_BUSY])
+}
+
+error_answers!(
+    DepositErrors = money_errors().on(400, &[codes::UNSUPPORTED_CURRENCY]).on(502, &[codes::DEPOSIT_URL_NOT_ALLOWED])
+);
+error_answers!(WithdrawalErrors = money_errors().on(400, &[codes::INVALID_IBAN]).on(409, &[codes::INSUFFICIENT_FUNDS]));
 
 /// Parses a JSON body, naming what is wrong in a 400.
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, serde_json::Value), AppError> {
@@ -75,6 +97,22 @@ pub(crate) fn deposit_url_allowed(state: &AppState, url: &str) -> bool {
     scheme_ok && state.settings.deposit_url_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
 }
 
+/// Creates a deposit.
+///
+/// A deposit intent at Pientegra for the token's user: the answer's
+/// `depositUrl` is the page where the user pays by bank transfer. Outcomes
+/// follow on the event stream (`deposit.updated`, `balance.updated`).
+#[utoipa::path(
+    post, path = "/api/deposits", operation_id = "create_deposit", tag = "widget",
+    security(("widgetToken" = [])),
+    params(("Idempotency-Key" = Uuid, Header, description = "A UUID made once per operation and sent again with every retry of it")),
+    request_body = api::CreateDeposit,
+    responses(
+        (status = 201, description = "The deposit, with `framing` for the page that asked", body = api::Deposit,
+            headers(("Idempotency-Replayed" = bool, description = "`true` when this is the stored answer of an earlier request with the same key"))),
+        DepositErrors,
+    ),
+)]
 async fn create_deposit(
     State(state): State<AppState>,
     user: User,
@@ -139,6 +177,21 @@ async fn create_deposit(
     .await
 }
 
+/// Creates a withdrawal.
+///
+/// Reserves the amount from the user's balance and sends the withdrawal to
+/// Pientegra, which pays it out to the IBAN after review.
+#[utoipa::path(
+    post, path = "/api/withdrawals", operation_id = "create_withdrawal", tag = "widget",
+    security(("widgetToken" = [])),
+    params(("Idempotency-Key" = Uuid, Header, description = "A UUID made once per operation and sent again with every retry of it")),
+    request_body = api::CreateWithdrawal,
+    responses(
+        (status = 201, description = "The withdrawal", body = api::Withdrawal,
+            headers(("Idempotency-Replayed" = bool, description = "`true` when this is the stored answer of an earlier request with the same key"))),
+        WithdrawalErrors,
+    ),
+)]
 async fn create_withdrawal(
     State(state): State<AppState>,
     user: User,

@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, get, on, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use pientegra_shared::ids::{ExternalUserId, HolderName, UserLabel};
@@ -21,13 +21,14 @@ use pientegra_shared::status::IntentStatus;
 use pientegra_shared::wire::{CreateDepositRequest, DEFAULT_CURRENCY};
 use pientegra_shared::{Amount, Iban, Locale};
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, error_answers};
 use crate::ledger;
 use crate::metrics::Metrics;
 use crate::pgm::{self, Action, Facade, PgmPayment, PgmStatus, StatusObject};
@@ -39,25 +40,30 @@ const REFUND_LOCKS: u128 = 64;
 /// Longest shopTransactionId accepted.
 const SHOP_TX_MAX_CHARS: usize = 255;
 
+/// PGM's subscription routes, which Pientegra cannot serve: each answers 501.
+const SUBSCRIPTIONS: [(MethodFilter, &str); 6] = [
+    (MethodFilter::POST, "/v3/pientegra/subscription/schedule"),
+    (MethodFilter::POST, "/v3/pientegra/subscription/start"),
+    (MethodFilter::POST, "/v3/pientegra/subscription/pay"),
+    (MethodFilter::POST, "/v3/pientegra/subscription/update/{token}"),
+    (MethodFilter::GET, "/v3/pientegra/subscription/status/{token}"),
+    (MethodFilter::DELETE, "/v3/pientegra/subscription/expire/{token}"),
+];
+
 /// The facade's routes; none unless `PGM_FACADE_TOKEN` is set.
 pub fn router(settings: &Settings) -> Router<AppState> {
     let Some(pgm) = &settings.pgm else { return Router::new() };
     // Compared as digests, so the comparison is constant-time whatever the lengths.
     let expected: [u8; 32] = Sha256::digest(pgm.token.expose_secret().as_bytes()).into();
-    let not_supported =
-        || async { Ko::new(StatusCode::NOT_IMPLEMENTED, "subscriptions are not supported by Pientegra") };
-    Router::new()
+    let routes = Router::new()
         .route("/v3/pientegra/pay", post(pay))
         .route("/v3/pientegra/refund", post(refund))
         .route("/v3/pientegra/status", get(status))
         .route("/v3/pientegra/check", get(check))
-        .route("/v3/pientegra/callback", get(callback))
-        .route("/v3/pientegra/subscription/schedule", post(not_supported))
-        .route("/v3/pientegra/subscription/start", post(not_supported))
-        .route("/v3/pientegra/subscription/pay", post(not_supported))
-        .route("/v3/pientegra/subscription/update/{token}", post(not_supported))
-        .route("/v3/pientegra/subscription/status/{token}", get(not_supported))
-        .route("/v3/pientegra/subscription/expire/{token}", delete(not_supported))
+        .route("/v3/pientegra/callback", get(callback));
+    SUBSCRIPTIONS
+        .into_iter()
+        .fold(routes, |routes, (method, path)| routes.route(path, on(method, not_supported)))
         .route_layer(middleware::from_fn(move |request: Request, next: Next| async move {
             if bearer_matches(&request, &expected) {
                 next.run(request).await
@@ -66,6 +72,186 @@ pub fn router(settings: &Settings) -> Router<AppState> {
                     .into_response()
             }
         }))
+}
+
+/// The routes' part of the OpenAPI document.
+pub(super) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+    let mut doc = Api::openapi();
+    for (method, path) in SUBSCRIPTIONS {
+        let method = if method == MethodFilter::GET {
+            HttpMethod::Get
+        } else if method == MethodFilter::DELETE {
+            HttpMethod::Delete
+        } else {
+            HttpMethod::Post
+        };
+        let mut operation = OperationBuilder::new()
+            .tag("pgm")
+            .summary(Some("PGM subscriptions: not supported by Pientegra"))
+            .operation_id(path.split('/').nth(4).map(|name| format!("pgm_subscription_{name}")))
+            .security(utoipa::openapi::security::SecurityRequirement::new("pgmFacadeToken", Vec::<String>::new()))
+            .responses(utoipa::openapi::ResponsesBuilder::new().responses_from_into_responses::<SubscriptionAnswers>());
+        if path.contains("{token}") {
+            operation = operation.parameter(
+                ParameterBuilder::new()
+                    .name("token")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .description(Some("PGM's subscription token"))
+                    .schema(Some(text("PGM's subscription token"))),
+            );
+        }
+        doc.paths.add_path_operation(path, vec![method], operation);
+    }
+    doc
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(pay, refund, status, check, callback), components(schemas(PayRequest, RefundRequest)))]
+struct Api;
+
+/// Failures in PGM's shape, each status with what it means.
+struct KoAnswers(Vec<(u16, &'static str)>);
+
+impl KoAnswers {
+    /// A bad token, and the faults of any route: 500, and 503 when Pientegra is out of reach.
+    fn common() -> KoAnswers {
+        KoAnswers(vec![
+            (401, "missing or wrong Authorization: Bearer <PGM_FACADE_TOKEN>"),
+            (500, "internal error"),
+            (503, "the payment provider did not answer; retry with the same Idempotency-Key"),
+        ])
+    }
+
+    fn on(mut self, status: u16, description: &'static str) -> KoAnswers {
+        self.0.push((status, description));
+        self
+    }
+
+    fn build(self) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        self.0
+            .into_iter()
+            .map(|(status, description)| {
+                let example = json!({"result": "KO", "resultDescription": description});
+                let content = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("PgmAnswer")))
+                    .example(Some(example))
+                    .build();
+                let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+                let response =
+                    ResponseBuilder::new().description(format!("{reason}: `KO`")).content("application/json", content);
+                (status.to_string(), response.build().into())
+            })
+            .collect()
+    }
+}
+
+error_answers!(
+    PayAnswers = KoAnswers::common()
+        .on(400, "amount must be a positive integer number of minor units (kuruş)")
+        .on(409, "shopTransactionId was already used for a payment with another amount or externalUserId")
+        .on(502, "the payment page address is not on the allow-list")
+);
+error_answers!(
+    RefundAnswers =
+        KoAnswers::common().on(400, "providerData.targetIban must be a valid IBAN").on(404, "no such paymentId")
+);
+error_answers!(
+    LookupAnswers =
+        KoAnswers::common().on(400, "the paymentId query parameter is required").on(404, "no such paymentId")
+);
+error_answers!(SubscriptionAnswers = KoAnswers::common().on(501, "subscriptions are not supported by Pientegra"));
+
+/// The minor units of a PGM amount: an integer, or the same as a string of digits.
+fn pgm_amount() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(Amount::MIN.minor()))
+                .maximum(Some(Amount::MAX.minor())),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")))
+        .description(Some("Minor units (kuruş), 100 to 100000000: an integer, or the same as a string of digits"))
+}
+
+fn text(description: &str) -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::String).description(Some(description))
+}
+
+/// `POST /v3/pientegra/pay`'s body.
+struct PayRequest;
+
+impl utoipa::PartialSchema for PayRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::ObjectBuilder;
+        let provider_data = ObjectBuilder::new()
+            .property("externalUserId", text("The shop's id of the customer, 1 to 128 characters"))
+            .required("externalUserId")
+            .property("externalUserLabel", text("The customer's display name"));
+        ObjectBuilder::new()
+            .property("amount", pgm_amount())
+            .required("amount")
+            .property("currency", text("`TRY`").enum_values(Some([DEFAULT_CURRENCY])))
+            .required("currency")
+            .property(
+                "shopTransactionId",
+                text("The shop's id of the order: the same id again gets the same payment")
+                    .max_length(Some(SHOP_TX_MAX_CHARS)),
+            )
+            .required("shopTransactionId")
+            .property("providerData", provider_data)
+            .required("providerData")
+            .examples([json!({
+                "amount": 150000, "currency": "TRY", "shopTransactionId": "order-1001",
+                "providerData": {"externalUserId": "customer-42", "externalUserLabel": "Ayşe Yılmaz"}
+            })])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PayRequest {}
+
+/// `POST /v3/pientegra/refund`'s body.
+struct RefundRequest;
+
+impl utoipa::PartialSchema for RefundRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat};
+        let provider_data = ObjectBuilder::new()
+            .property("targetIban", text("The customer's IBAN, where the refund is paid out"))
+            .property("targetHolderName", text("The IBAN's account holder"))
+            .description(Some(
+                "Pientegra cannot reverse a bank transfer: a refund is paid out to the customer's account, so \
+                 both fields are needed (without them the answer is `KO`)",
+            ));
+        ObjectBuilder::new()
+            .property(
+                "paymentId",
+                text("The payment to refund").format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            )
+            .required("paymentId")
+            .property("amount", pgm_amount().description(Some("Minor units to refund; all that is left when absent")))
+            .property("currency", text("`TRY`").enum_values(Some([DEFAULT_CURRENCY])))
+            .property("providerData", provider_data)
+            .examples([json!({
+                "paymentId": "0192f1c4-8b7e-7c3a-9f1e-2b7d8c9a0e11", "amount": 50000, "currency": "TRY",
+                "providerData": {"targetIban": "TR330006100519786457841326", "targetHolderName": "Ayşe Yılmaz"}
+            })])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RefundRequest {}
+
+async fn not_supported() -> Ko {
+    Ko::new(StatusCode::NOT_IMPLEMENTED, "subscriptions are not supported by Pientegra")
 }
 
 fn bearer_matches(request: &Request, expected: &[u8; 32]) -> bool {
@@ -109,7 +295,48 @@ impl Ko {
 
 impl IntoResponse for Ko {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"result": "KO", "resultDescription": self.description}))).into_response()
+        (self.status, Json(Answer::new(PgmResult::Ko, self.description, None))).into_response()
+    }
+}
+
+/// The outcome PGM reads from `result`.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum PgmResult {
+    Ok,
+    Ko,
+    Pending,
+    RedirectToUrl,
+}
+
+/// A PGM answer: `{"result", "resultDescription", ...}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PgmAnswer)]
+struct Answer {
+    result: PgmResult,
+    /// What happened, in English.
+    result_description: String,
+    /// The facade's id of the payment or refund (its Pientegra intent or withdrawal id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_id: Option<Uuid>,
+    /// With `REDIRECT_TO_URL`: Pientegra's page where the customer pays by bank transfer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_to_url: Option<String>,
+    /// The same page, for mobile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_to_url_mobile: Option<String>,
+}
+
+impl Answer {
+    fn new(result: PgmResult, description: impl Into<String>, payment_id: Option<Uuid>) -> Answer {
+        Answer {
+            result,
+            result_description: description.into(),
+            payment_id,
+            redirect_to_url: None,
+            redirect_to_url_mobile: None,
+        }
     }
 }
 
@@ -202,19 +429,30 @@ fn payment_id_param(query: Option<&str>) -> Result<Uuid, Ko> {
     Uuid::parse_str(raw.trim()).map_err(|_| Ko::unknown_payment())
 }
 
-fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json<Value> {
-    Json(json!({
-        "result": "REDIRECT_TO_URL",
-        "resultDescription": format!("the customer pays by bank transfer on Pientegra's page (reference {reference_no})"),
-        "paymentId": payment.payment_id,
-        "redirectToUrl": deposit_url,
-        "redirectToUrlMobile": deposit_url,
-    }))
+fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json<Answer> {
+    let description = format!("the customer pays by bank transfer on Pientegra's page (reference {reference_no})");
+    Json(Answer {
+        redirect_to_url: Some(deposit_url.to_owned()),
+        redirect_to_url_mobile: Some(deposit_url.to_owned()),
+        ..Answer::new(PgmResult::RedirectToUrl, description, Some(payment.payment_id))
+    })
 }
 
 // ---- POST /pay ---------------------------------------------------------------------
 
-async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, Ko> {
+/// Starts a payment.
+///
+/// A payment: a Pientegra deposit intent for the order, paid by the customer
+/// on the page of `redirectToUrl`. The same `shopTransactionId` again gets
+/// the same payment, never a second intent. A refusal of a well-formed
+/// request is a 200 with `KO`.
+#[utoipa::path(
+    post, path = "/v3/pientegra/pay", operation_id = "pgm_pay", tag = "pgm",
+    security(("pgmFacadeToken" = [])),
+    request_body = PayRequest,
+    responses((status = 200, description = "`REDIRECT_TO_URL`, `OK` (already paid) or `KO`", body = Answer), PayAnswers),
+)]
+async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
     let facade = facade(&state)?;
     let body = parse_json(&body)?;
     let amount = amount(&body)?.ok_or_else(|| Ko::bad_request("amount is required"))?;
@@ -311,7 +549,7 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, 
 }
 
 /// The same shopTransactionId again: the same payment, never a second intent.
-async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, user: &str) -> Result<Json<Value>, Ko> {
+async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, user: &str) -> Result<Json<Answer>, Ko> {
     if existing.amount != amount || existing.external_user_id != user {
         return Err(Ko::new(
             StatusCode::CONFLICT,
@@ -325,20 +563,30 @@ async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, u
         .ok_or_else(|| Ko::from(anyhow::anyhow!("a PGM payment without its deposit")))?;
     Ok(match pgm::payment_status(deposit.status) {
         PgmStatus::Pending => redirect(existing, &deposit.deposit_url, &deposit.reference_no),
-        PgmStatus::Accepted => Json(json!({
-            "result": "OK", "resultDescription": "this shopTransactionId is already paid", "paymentId": existing.payment_id,
-        })),
-        PgmStatus::Failed => Json(json!({
-            "result": "KO",
-            "resultDescription": format!("this shopTransactionId's payment ended {}", deposit.status.as_str()),
-            "paymentId": existing.payment_id,
-        })),
+        PgmStatus::Accepted => {
+            Json(Answer::new(PgmResult::Ok, "this shopTransactionId is already paid", Some(existing.payment_id)))
+        }
+        PgmStatus::Failed => Json(Answer::new(
+            PgmResult::Ko,
+            format!("this shopTransactionId's payment ended {}", deposit.status.as_str()),
+            Some(existing.payment_id),
+        )),
     })
 }
 
 // ---- POST /refund ------------------------------------------------------------------
 
-async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, Ko> {
+/// Refunds a payment.
+///
+/// A refund of an accepted payment, paid out as a Pientegra withdrawal to the
+/// customer's IBAN, at most what is left of the payment.
+#[utoipa::path(
+    post, path = "/v3/pientegra/refund", operation_id = "pgm_refund", tag = "pgm",
+    security(("pgmFacadeToken" = [])),
+    request_body = RefundRequest,
+    responses((status = 200, description = "`OK`, `PENDING` (awaiting review) or `KO`", body = Answer), RefundAnswers),
+)]
+async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
     let facade = facade(&state)?;
     let body = parse_json(&body)?;
     let payment_id = req_str(&body, "paymentId")?;
@@ -448,14 +696,14 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
     let reference = record.reference_no.clone().unwrap_or_default();
     let (result, description) = match pgm::refund_status(record.state) {
         PgmStatus::Pending => (
-            "PENDING",
+            PgmResult::Pending,
             format!("refund paid out as Pientegra withdrawal {withdrawal_id} (reference {reference}); awaiting review"),
         ),
         PgmStatus::Accepted => {
-            ("OK", format!("refund sent as Pientegra withdrawal {withdrawal_id} (reference {reference})"))
+            (PgmResult::Ok, format!("refund sent as Pientegra withdrawal {withdrawal_id} (reference {reference})"))
         }
         PgmStatus::Failed => (
-            "KO",
+            PgmResult::Ko,
             format!(
                 "refund withdrawal {withdrawal_id} ended {}: {}",
                 record.state.as_str(),
@@ -463,7 +711,7 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Value
             ),
         ),
     };
-    Ok(Json(json!({"result": result, "resultDescription": description, "paymentId": stored.payment_id})))
+    Ok(Json(Answer::new(result, description, Some(stored.payment_id))))
 }
 
 // ---- GET /status, /check, /callback ------------------------------------------------
@@ -475,19 +723,40 @@ async fn lookup(state: &AppState, query: Option<&str>) -> Result<StatusObject, K
     Ok(pgm::status_of(state, &payment, true).await?)
 }
 
+/// The status of a payment or refund.
+#[utoipa::path(
+    get, path = "/v3/pientegra/status", operation_id = "pgm_status", tag = "pgm",
+    security(("pgmFacadeToken" = [])),
+    params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
+    responses((status = 200, description = "The status", body = StatusObject), LookupAnswers),
+)]
 async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
     lookup(&state, query.as_deref()).await.map(Json)
 }
 
 /// As `/status`, and the same object is queued for the shop's callback URL.
+#[utoipa::path(
+    get, path = "/v3/pientegra/check", operation_id = "pgm_check", tag = "pgm",
+    security(("pgmFacadeToken" = [])),
+    params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
+    responses((status = 200, description = "The status, also sent to the shop", body = StatusObject), LookupAnswers),
+)]
 async fn check(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
     let object = lookup(&state, query.as_deref()).await?;
     facade(&state)?.notify_shop(&object).await?;
     Ok(Json(object))
 }
 
+/// A provider callback relayed by PGM.
+///
 /// PGM relays a provider callback: acknowledged with the current status. The
 /// facade's state only moves on Pientegra's signed webhooks, never from here.
+#[utoipa::path(
+    get, path = "/v3/pientegra/callback", operation_id = "pgm_callback", tag = "pgm",
+    security(("pgmFacadeToken" = [])),
+    params(("paymentId" = Uuid, Query, description = "The payment's or refund's `paymentId`")),
+    responses((status = 200, description = "The current status", body = StatusObject), LookupAnswers),
+)]
 async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
     lookup(&state, query.as_deref()).await.map(Json)
 }

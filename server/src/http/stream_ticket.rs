@@ -14,11 +14,28 @@ use pientegra_shared::api::StreamTicket;
 
 use super::AppState;
 use super::auth::User;
+use super::error::{ErrorAnswers, error_answers};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/stream-ticket", post(issue))
 }
 
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(issue))]
+pub(super) struct Api;
+
+error_answers!(TicketErrors = ErrorAnswers::default().on(401, super::auth::TOKEN_REFUSALS));
+
+/// A stream ticket.
+///
+/// A stream ticket for the token's user: it opens `GET /api/events?ticket=`
+/// within a minute, and nothing else.
+#[utoipa::path(
+    post, path = "/api/stream-ticket", operation_id = "create_stream_ticket", tag = "events",
+    security(("widgetToken" = [])),
+    responses((status = 201, description = "The ticket", body = StreamTicket), TicketErrors),
+)]
 async fn issue(State(state): State<AppState>, user: User) -> (StatusCode, Json<StreamTicket>) {
     let ticket = state.tokens.tickets().issue(&user.0, Utc::now());
     (StatusCode::CREATED, Json(StreamTicket { ticket: ticket.ticket, expires_at: ticket.expires_at }))

@@ -10,24 +10,112 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
-use pientegra_shared::event::WebhookEvent;
-use pientegra_shared::signature::{self, HEADER};
+use pientegra_shared::api::codes;
+use pientegra_shared::event::{IntentEvent, IntentSnapshot, WebhookEvent, WithdrawalEvent, WithdrawalSnapshot};
+use pientegra_shared::signature::{self, HEADER, SignatureError};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, ErrorAnswers, error_answers};
 use crate::metrics::Metrics;
 use crate::storage::InboxOutcome;
 
 /// Pientegra's events are small; anything bigger is not one.
 const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 
+/// The code of a request without the signature header.
+const SIGNATURE_MISSING: &str = "signature_missing";
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/pientegra", post(receive)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
 }
 
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, AppError> {
+/// The routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(receive), components(schemas(WebhookBody, IntentSnapshot, WithdrawalSnapshot)))]
+pub(super) struct Api;
+
+error_answers!(
+    WebhookErrors = ErrorAnswers::default()
+        .on(400, &[codes::VALIDATION_FAILED])
+        .described(401, [(SIGNATURE_MISSING, format!("the {HEADER} header is missing"))])
+        .described(401, SignatureError::ALL.map(|e| (e.code(), e.to_string())))
+        .on(500, &[codes::INTERNAL])
+);
+
+/// The answer to an accepted event.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Receipt {
+    received: bool,
+    /// What the event did: `applied`; `duplicate` (its `eventId` was seen);
+    /// `stale` (the record is past it); `ignored` (a type this server does not
+    /// handle); `orphan` (about a record not known yet: kept for later);
+    /// `mismatch` (contradicts the local record: kept, nothing changed).
+    #[schema(example = "applied")]
+    outcome: &'static str,
+}
+
+/// A webhook event's body, as Pientegra signs and sends it.
+struct WebhookBody;
+
+impl utoipa::PartialSchema for WebhookBody {
+    fn schema() -> RefOr<Schema> {
+        let event = |types: Vec<&'static str>, subject: &str, snapshot: &str| {
+            ObjectBuilder::new()
+                .property("eventId", ObjectBuilder::new().schema_type(Type::String).format(Some(uuid())))
+                .required("eventId")
+                .property("eventType", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(types)))
+                .required("eventType")
+                .property("occurredAt", ObjectBuilder::new().schema_type(Type::String).format(Some(date_time())))
+                .required("occurredAt")
+                .property(subject, Ref::from_schema_name(snapshot))
+                .required(subject)
+        };
+        OneOfBuilder::new()
+            .item(event(IntentEvent::ALL.map(IntentEvent::event_type).to_vec(), "intent", "IntentSnapshot"))
+            .item(event(
+                WithdrawalEvent::ALL.map(WithdrawalEvent::event_type).to_vec(),
+                "withdrawal",
+                "WithdrawalSnapshot",
+            ))
+            .description(Some(
+                "An intent or withdrawal event. An event of a type this server does not know is \
+                 acknowledged (`ignored`) and changes nothing.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WebhookBody {}
+
+fn uuid() -> SchemaFormat {
+    SchemaFormat::KnownFormat(KnownFormat::Uuid)
+}
+
+fn date_time() -> SchemaFormat {
+    SchemaFormat::KnownFormat(KnownFormat::DateTime)
+}
+
+/// Receives a Pientegra webhook.
+///
+/// Pientegra's signed event about an intent or a withdrawal. The signature
+/// is checked on the raw body first; the event is applied once per
+/// `eventId`, and the answer is sent after the change is durable, so a
+/// failed delivery is safe to repeat.
+#[utoipa::path(
+    post, path = "/webhooks/pientegra", operation_id = "receive_webhook", tag = "webhooks",
+    security(("webhookSignature" = [])),
+    request_body = WebhookBody,
+    responses(
+        (status = 200, description = "Received (applied, or already known)", body = Receipt),
+        (status = 413, description = "The body is over 64 KiB (plain text)"),
+        WebhookErrors,
+    ),
+)]
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Receipt>, AppError> {
     let rejected = |code: &'static str, message: String| {
         Metrics::inc(&state.metrics.webhooks_rejected);
         tracing::warn!(code, "webhook refused");
@@ -36,7 +124,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let header = headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| rejected("signature_missing", format!("the {HEADER} header is missing")))?;
+        .ok_or_else(|| rejected(SIGNATURE_MISSING, format!("the {HEADER} header is missing")))?;
     let secrets: Vec<&str> = state.settings.webhook_secrets.iter().map(|s| s.expose_secret()).collect();
     signature::verify(header, &body, &secrets, Utc::now().timestamp_millis())
         .map_err(|e| rejected(e.code(), e.to_string()))?;
@@ -54,5 +142,5 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     };
     Metrics::inc(counter);
     tracing::info!(event_id = %event.event_id, event_type = event.event_type(), outcome = changed.value.as_str(), "webhook");
-    Ok(Json(json!({"received": true, "outcome": changed.value.as_str()})))
+    Ok(Json(Receipt { received: true, outcome: changed.value.as_str() }))
 }

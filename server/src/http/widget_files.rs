@@ -50,6 +50,50 @@ pub fn router(state: &AppState) -> Router<AppState> {
     files.layer(middleware::from_fn_with_state(state.clone(), file_headers))
 }
 
+/// The bundle's part of the OpenAPI document: `GET /widget/v1/{file}`.
+pub(super) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, OpenApiBuilder, PathsBuilder, Required, ResponseBuilder};
+
+    let file = ParameterBuilder::new()
+        .name("file")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "`pientegra.js` (the loader), `pientegra.d.ts`, or a content-named `pientegra-<16 hex>.js|wasm|css`",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .example(Some(serde_json::json!("pientegra.js")));
+    let bytes = || ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build();
+    let ok = ResponseBuilder::new()
+        .description(
+            "The file, precompressed (`Content-Encoding: br` or `gzip`) when accepted. Content-named files are \
+             cached a year (`immutable`) and shared via CORS with the allowed origins; the loader is cached five \
+             minutes and readable from any page.",
+        )
+        .content("text/javascript", bytes())
+        .content("application/wasm", bytes())
+        .content("text/css", bytes())
+        .content("application/typescript", bytes());
+    let not_found = ResponseBuilder::new()
+        .description("Not found: `not_found` (no such file, or `WIDGET_DIR` is not set)")
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ApiError"))).build(),
+        );
+    let operation = OperationBuilder::new()
+        .tag("widget-bundle")
+        .summary(Some("A file of the partner bundle (`cargo xtask widget`), from `WIDGET_DIR`"))
+        .operation_id(Some("widget_file"))
+        .parameter(file)
+        .response("200", ok)
+        .response("304", ResponseBuilder::new().description("Not modified (`If-Modified-Since`)"))
+        .response("404", not_found);
+    let path = format!("{PREFIX}/{{file}}");
+    OpenApiBuilder::new().paths(PathsBuilder::new().path(path, PathItem::new(HttpMethod::Get, operation))).build()
+}
+
 fn not_found() -> Response {
     AppError::not_found("file in the widget bundle").into_response()
 }

@@ -85,8 +85,9 @@ pub fn backoff(attempts: u32) -> Duration {
 }
 
 /// What PGM started: a payment (a deposit intent) or a refund (a withdrawal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = PgmAction)]
 pub enum Action {
     Payment,
     Refund,
@@ -108,7 +109,7 @@ impl Action {
 }
 
 /// A payment's status in PGM's words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PgmStatus {
     Accepted,
@@ -171,21 +172,25 @@ fn settled(action: Action, pientegra_status: &str) -> bool {
 }
 
 /// The status object of `/status`, `/check` and the shop notification.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PgmStatusObject)]
 pub struct StatusObject {
     pub status: PgmStatus,
     pub payment_id: Uuid,
     pub shop_transaction_id: String,
+    /// `pientegra`.
     pub provider_name: &'static str,
+    /// `bank_transfer`.
     pub payment_method: &'static str,
     pub action: Action,
     pub metadata: Metadata,
 }
 
 /// Pientegra's own view, for the shop's support staff.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PgmMetadata)]
 pub struct Metadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_no: Option<String>,
