@@ -172,14 +172,15 @@ pub fn markdown(machine: &Machine, rows: &[Row], notes: &[String], command: &str
 /// other figures and everything after their notes stay as they were.
 pub fn merge_partial(old: &str, new: &str, ran: &[u32], run: &str) -> String {
     const NOTES: &str = "## How each figure was measured";
-    let split = |text: &str| -> (String, String) {
-        match text.find(NOTES) {
-            Some(at) => (text[..at].to_owned(), text[at..].to_owned()),
-            None => (text.to_owned(), String::new()),
-        }
+    // The table part, the notes section, and the hand-written sections after it.
+    let split = |text: &str| -> (String, String, String) {
+        let Some(at) = text.find(NOTES) else { return (text.to_owned(), String::new(), String::new()) };
+        let notes = &text[at..];
+        let end = notes[NOTES.len()..].find("\n## ").map_or(notes.len(), |i| NOTES.len() + i + 1);
+        (text[..at].to_owned(), notes[..end].to_owned(), notes[end..].to_owned())
     };
-    let (new_table, new_notes) = split(new);
-    let (old_table, old_notes) = split(old);
+    let (new_table, new_notes, _) = split(new);
+    let (old_table, old_notes, hand_written) = split(old);
     let figure = |line: &str, prefix: &str| {
         line.strip_prefix(prefix).and_then(|rest| rest.split([' ', ':']).next()).and_then(|n| n.parse::<u32>().ok())
     };
@@ -191,7 +192,7 @@ pub fn merge_partial(old: &str, new: &str, ran: &[u32], run: &str) -> String {
         .map(|line| if ours(line, "- #") { format!("{line} From its own run: {run}.") } else { line.to_owned() })
         .collect::<Vec<_>>()
         .join("\n");
-    format!("{table}{notes}\n")
+    format!("{table}{notes}\n{hand_written}")
 }
 
 /// `old` with its lines that `pick` selects replaced, at the place of the
@@ -224,7 +225,7 @@ mod tests {
 
     const OLD: &str = "# Benchmarks\n\n| date | 2026-11-22 |\n\n| # | figure |\n|---|---|\n| 1 | one old |\n| 6 | six old |\n\
         | 6 | six old, second row |\n| 8 | eight old |\n\n## How each figure was measured\n\n- #1: how one.\n- #6: how six.\n\
-        - #8: how eight.\n\n## Shortfalls\n\nby hand\n";
+        - #8: how eight.\n\n## Shortfalls\n\nby hand\n- #6 is short by hand.\n";
     const NEW: &str = "# Benchmarks\n\n| date | 2026-12-06 |\n\n| # | figure |\n|---|---|\n| 6 | six new |\n| 9 | nine new |\n\n\
         ## How each figure was measured\n\n- #6: how six, again.\n- #9: how nine.\n";
 
@@ -235,7 +236,7 @@ mod tests {
             | 9 | nine new |\n| 8 | eight old |\n\n## How each figure was measured\n\n- #1: how one.\n\
             - #6: how six, again. From its own run: `cargo xtask bench --only 6,9`, 2026-12-06.\n\
             - #9: how nine. From its own run: `cargo xtask bench --only 6,9`, 2026-12-06.\n- #8: how eight.\n\n\
-            ## Shortfalls\n\nby hand\n";
+            ## Shortfalls\n\nby hand\n- #6 is short by hand.\n";
         assert_eq!(merged, expected);
     }
 
