@@ -162,14 +162,9 @@ async fn baseline_loop(pool: &sqlx::PgPool, secret: &str, time: Duration) -> any
         let start = Instant::now();
         let mut done = 0u32;
         while start.elapsed() < time {
-            let seeded = Seeded::new("baseline", 10_000);
-            let body = stack::approved_body(&seeded);
-            let now = Utc::now().timestamp_millis();
-            let header = pientegra_shared::signature::sign(&secret, now, &body);
-            pientegra_shared::signature::verify(&header, &body, &[secret.as_str()], now)
-                .map_err(|e| anyhow::anyhow!("baseline verify: {e}"))?;
+            let (event_id, body, now) = stack::verified_baseline_webhook(&secret)?;
             sqlx::query("INSERT INTO bench_inbox (event_id, body, received_at) VALUES ($1, $2, $3)")
-                .bind(seeded.intent_id.to_string())
+                .bind(event_id)
                 .bind(&body)
                 .bind(now)
                 .execute(&mut *conn)

@@ -245,6 +245,19 @@ pub async fn seed_deposits(db: &Path, deposits: &[Seeded]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A baseline loop's work for one webhook before its commit: a fresh
+/// `intent.approved` body, signed as the sender would and verified as a
+/// receiver does. Returns the event's key, the body and the time it was signed.
+pub fn verified_baseline_webhook(secret: &str) -> anyhow::Result<(String, Vec<u8>, i64)> {
+    let seeded = Seeded::new("baseline", 10_000);
+    let body = approved_body(&seeded);
+    let now = Utc::now().timestamp_millis();
+    let header = pientegra_shared::signature::sign(secret, now, &body);
+    pientegra_shared::signature::verify(&header, &body, &[secret], now)
+        .map_err(|e| anyhow::anyhow!("baseline verify: {e}"))?;
+    Ok((seeded.intent_id.to_string(), body, now))
+}
+
 /// The body of an `intent.approved` webhook crediting `d` in full.
 pub fn approved_body(d: &Seeded) -> Vec<u8> {
     let body = json!({

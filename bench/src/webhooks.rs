@@ -141,16 +141,10 @@ async fn baseline_loop(pool: &sqlx::SqlitePool, secret: &str, time: Duration) ->
     let start = Instant::now();
     let mut done = 0u32;
     while start.elapsed() < time {
-        let seeded = Seeded::new("baseline", 10_000);
-        let body = stack::approved_body(&seeded);
-        // Signed as the sender would (not timed work of a receiver, but cheap).
-        let now = Utc::now().timestamp_millis();
-        let header = pientegra_shared::signature::sign(secret, now, &body);
-        pientegra_shared::signature::verify(&header, &body, &[secret], now)
-            .map_err(|e| anyhow::anyhow!("baseline verify: {e}"))?;
+        let (event_id, body, now) = stack::verified_baseline_webhook(secret)?;
         let t0 = Instant::now();
         sqlx::query("INSERT INTO inbox (event_id, body, received_at) VALUES (?, ?, ?)")
-            .bind(seeded.intent_id.to_string())
+            .bind(event_id)
             .bind(&body)
             .bind(now)
             .execute(&mut *conn)
