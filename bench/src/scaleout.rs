@@ -144,7 +144,7 @@ async fn webhooks(d: &Deployment, shares: Vec<Vec<Seeded>>, round: Duration) -> 
          {INSTANCES} `pientegra-server serve` processes (release, RUST_LOG=info) on one PostgreSQL schema of the \
          machine's server (default synchronous_commit = on), {} RESERVED deposits seeded per round for 1,000 users; \
          each request a freshly signed `intent.approved` for a different deposit (status, ledger credit, two user \
-         events, NOTIFY; one transaction per webhook). The senders are figure 1's: {CONCURRENCY} raw HTTP/1.1 \
+         events, NOTIFY; the webhooks an instance holds at once share one transaction). The senders are figure 1's: {CONCURRENCY} raw HTTP/1.1 \
          connections to nginx, kept alive, requests signed before the clock starts. {ROUNDS} rounds of {round:?} \
          (or {PER_ROUND} webhooks), alternating with the baseline's rounds; median rate, p50/p99 over the {sent} \
          webhooks of all rounds. Baseline: one connection looping `signature::verify` + one autocommitted INSERT \

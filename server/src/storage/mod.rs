@@ -3,12 +3,15 @@
 //! money does so in one transaction together with the status change and the
 //! user events that announce it.
 
+mod group_commit;
 pub mod postgres;
 mod procedure;
 mod reads;
 mod rows;
 mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod testing;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

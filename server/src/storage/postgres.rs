@@ -23,7 +23,9 @@
 //! on commit); [`Storage::relay_changes`] listens and wakes that user's
 //! streams on this instance.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,7 +39,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::procedure::{self, Book, Decision, Outbox, Records, subject_id};
+use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
+use super::procedure::{self, Book, Decision, Outbox, Records, dedup, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
@@ -56,6 +59,10 @@ const POOL_SIZE: u32 = 10;
 /// server's; the two-key space never overlaps the one-key space of [`Storage::try_lock`]).
 const SUBJECT_LOCK_SPACE: i32 = 0x5049_4e54; // "PINT"
 
+/// Webhook transactions an instance runs side by side, each committing the
+/// webhooks that arrived while the others were busy ([`super::group_commit`]).
+const WEBHOOK_WRITERS: usize = 2;
+
 /// How often a transaction that hit a deadlock or serialization failure runs again.
 const TRANSIENT_RETRIES: u32 = 3;
 
@@ -63,6 +70,7 @@ const TRANSIENT_RETRIES: u32 = 3;
 pub struct PostgresStorage {
     pool: PgPool,
     reads: Readers,
+    webhooks: WebhookWriter,
     /// The schema the tables live in: part of each named lock's key, so two
     /// deployments in one database never hold each other's locks.
     schema: String,
@@ -83,7 +91,13 @@ impl PostgresStorage {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.context("applying PostgreSQL migrations")?;
         let schema: Option<String> =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.context("reading the schema")?;
-        Ok(PostgresStorage { reads: Readers::Postgres(pool.clone()), pool, schema: schema.unwrap_or_default() })
+        let webhooks = WebhookWriter::spawn(Arc::new(Webhooks { pool: pool.clone() }), WEBHOOK_WRITERS);
+        Ok(PostgresStorage {
+            reads: Readers::Postgres(pool.clone()),
+            webhooks,
+            pool,
+            schema: schema.unwrap_or_default(),
+        })
     }
 
     /// The 64-bit advisory lock key of a named lock: stable across instances and versions.
@@ -127,21 +141,40 @@ where
 
 // ---- statements run inside a write transaction -------------------------------------
 
-async fn ensure_account(conn: &mut PgConnection, user_id: &str) -> Result<()> {
-    sqlx::query("INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// Creates the accounts of `users` (sorted, each once) that do not exist yet,
+/// and locks them all until commit, in user order, so two transactions never
+/// wait for each other in a circle. Returns each one's `(user, available, reserved)`.
+async fn lock_accounts(conn: &mut PgConnection, users: &[String]) -> Result<Vec<(String, i64, i64)>> {
+    if users.is_empty() {
+        return Ok(vec![]);
+    }
+    // One statement: the upsert's no-op update locks the rows that exist, in the array's order.
+    let balances = sqlx::query_as(
+        "INSERT INTO accounts (user_id) SELECT unnest($1::text[])
+         ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
+         RETURNING user_id, available, reserved",
+    )
+    .bind(users)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(balances)
 }
 
-/// Serializes, until commit, every transaction about one intent or withdrawal.
-async fn lock_subject(conn: &mut PgConnection, subject: Uuid) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(SUBJECT_LOCK_SPACE)
-        .bind(subject.to_string())
-        .execute(&mut *conn)
-        .await?;
+/// Serializes, until commit, every transaction about one of `subjects`
+/// (intent or withdrawal ids). Every transaction takes its subjects' locks
+/// in one order (sorted), so two batches never wait for each other in a circle.
+async fn lock_subjects(conn: &mut PgConnection, subjects: impl IntoIterator<Item = Uuid>) -> Result<()> {
+    let subjects = dedup(subjects.into_iter().map(|id| id.to_string()).collect());
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, hashtext(s)) FROM unnest($2::text[]) WITH ORDINALITY AS u(s, n) ORDER BY n",
+    )
+    .bind(SUBJECT_LOCK_SPACE)
+    .bind(&subjects)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -163,28 +196,6 @@ async fn store_reply(conn: &mut PgConnection, reply: &Reply<'_>, body: &str) -> 
     .bind(now_ms())
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// Appends an event to the user's stream with the next sequence number, and
-/// announces it to every instance (delivered on commit).
-async fn push_event(conn: &mut PgConnection, user_id: &str, event: &UserEvent) -> Result<()> {
-    ensure_account(conn, user_id).await?;
-    // The row lock taken here is held until commit: numbers are handed out in commit order, never twice.
-    let seq: i64 =
-        sqlx::query_scalar("UPDATE accounts SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq")
-            .bind(user_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::query("INSERT INTO user_events (user_id, seq, name, data, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(user_id)
-        .bind(seq)
-        .bind(event.name())
-        .bind(event.data())
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(user_id).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -215,26 +226,28 @@ async fn withdrawal_in(conn: &mut PgConnection, local_id: Uuid, lock: bool) -> R
 
 /// PostgreSQL's side of the [ledger procedure](super::procedure): applies
 /// `events` in order, pushing the stream events they produce to `outbox`.
-/// The caller holds the lock of the subject they are about; the records they
-/// are about are locked here, then the accounts whose money they move.
+/// The caller holds the locks of the subjects they are about; the records
+/// they are about are locked here, then the accounts of their users. Each
+/// table is read and written with one statement, whatever the number of events.
 async fn apply_events(
     conn: &mut PgConnection,
     events: &[&WebhookEvent],
     outbox: &mut Outbox,
 ) -> Result<Vec<Changed<InboxOutcome>>> {
+    if events.is_empty() {
+        return Ok(vec![]);
+    }
     let now = now_ms();
     let mut records = load_records(conn, events).await?;
     let decisions = records.decide_all(events.iter().copied(), now);
-    for deposit in records.changed_deposits() {
-        save_deposit(conn, deposit).await?;
-    }
+    save_deposits(conn, records.changed_deposits()).await?;
     for withdrawal in records.changed_withdrawals() {
         save_withdrawal(conn, withdrawal).await?;
     }
     settle_in(conn, decisions, outbox, now).await
 }
 
-/// The records `events` are about, locked until commit.
+/// The records `events` are about, locked until commit, with their users' accounts.
 async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Result<Records> {
     let (intent_ids, withdrawal_ids) = Records::wanted(events.iter().copied());
     let mut deposits = Vec::new();
@@ -243,7 +256,7 @@ async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Resu
             .bind(&intent_ids)
             .fetch_all(&mut *conn)
             .await?;
-        deposits = rows.iter().map(deposit_from_row).collect::<Result<_>>()?;
+        deposits = rows.iter().map(deposit_from_row).collect::<Result<Vec<_>>>()?;
     }
     let mut withdrawals = Vec::new();
     if !withdrawal_ids.is_empty() {
@@ -251,22 +264,38 @@ async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Resu
             .bind(&withdrawal_ids)
             .fetch_all(&mut *conn)
             .await?;
-        withdrawals = rows.iter().map(withdrawal_from_row).collect::<Result<_>>()?;
+        withdrawals = rows.iter().map(withdrawal_from_row).collect::<Result<Vec<_>>>()?;
     }
+    let users = deposits.iter().map(|d| d.user_id.clone()).chain(withdrawals.iter().map(|w| w.user_id.clone()));
+    lock_accounts(conn, &dedup(users.collect())).await?;
     Ok(Records::new(deposits, withdrawals))
 }
 
-/// Writes what the procedure changed of a deposit.
-async fn save_deposit(conn: &mut PgConnection, deposit: &DepositRecord) -> Result<()> {
+/// Writes what the procedure changed of `deposits`, in one statement.
+async fn save_deposits(conn: &mut PgConnection, deposits: impl ExactSizeIterator<Item = &DepositRecord>) -> Result<()> {
+    if deposits.len() == 0 {
+        return Ok(());
+    }
+    let (mut ids, mut statuses, mut reasons, mut credited, mut updated) = (vec![], vec![], vec![], vec![], vec![]);
+    for deposit in deposits {
+        ids.push(deposit.intent_id.to_string());
+        statuses.push(deposit.status.as_str());
+        reasons.push(deposit.rejected_reason.as_deref());
+        credited.push(deposit.credited_amount.map(minor));
+        updated.push(deposit.updated_at.timestamp_millis());
+    }
     sqlx::query(
-        "UPDATE deposits SET status = $1, rejected_reason = $2, credited_amount = $3, updated_at = $4
-         WHERE intent_id = $5",
+        "UPDATE deposits d SET status = v.status, rejected_reason = v.reason, credited_amount = v.credited,
+                               updated_at = v.updated
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+              AS v(intent_id, status, reason, credited, updated)
+         WHERE d.intent_id = v.intent_id",
     )
-    .bind(deposit.status.as_str())
-    .bind(deposit.rejected_reason.as_deref())
-    .bind(deposit.credited_amount.map(minor))
-    .bind(deposit.updated_at.timestamp_millis())
-    .bind(deposit.intent_id.to_string())
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&credited)
+    .bind(&updated)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -287,7 +316,8 @@ async fn save_withdrawal(conn: &mut PgConnection, record: &WithdrawalRecord) -> 
 }
 
 /// Carries out `decisions` ([`procedure::settle`]) against the ledger and
-/// the balances, and writes the money they move.
+/// the balances, and writes the money they move: one statement for the
+/// ledger and one for the balances.
 async fn settle_in(
     conn: &mut PgConnection,
     decisions: Vec<Decision>,
@@ -296,28 +326,47 @@ async fn settle_in(
 ) -> Result<Vec<Changed<InboxOutcome>>> {
     let mut book = load_book(conn, &decisions).await?;
     let changes = procedure::settle(decisions, &mut book, outbox)?;
-    for (user_id, m) in book.entries() {
-        // No ON CONFLICT: the key was checked under the locks that serialize
-        // every writer of it, so a clash is a bug and fails the transaction.
+    if !book.entries().is_empty() {
+        let (mut keys, mut users, mut available, mut reserved) = (vec![], vec![], vec![], vec![]);
+        for (user_id, m) in book.entries() {
+            keys.push(m.business_key.as_str());
+            users.push(user_id.as_str());
+            available.push(m.available);
+            reserved.push(m.reserved);
+        }
+        // No ON CONFLICT: the keys were checked under the locks that serialize
+        // every writer of them, so a clash is a bug and fails the transaction.
         sqlx::query(
             "INSERT INTO ledger_entries (business_key, user_id, available_delta, reserved_delta, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT k, u, a, r, $5 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                                        WITH ORDINALITY AS v(k, u, a, r, n)
+             ORDER BY n",
         )
-        .bind(&m.business_key)
-        .bind(user_id)
-        .bind(m.available)
-        .bind(m.reserved)
+        .bind(&keys)
+        .bind(&users)
+        .bind(&available)
+        .bind(&reserved)
         .bind(now)
         .execute(&mut *conn)
         .await?;
     }
-    for (user_id, available, reserved) in book.moved() {
-        sqlx::query("UPDATE accounts SET available = $1, reserved = $2 WHERE user_id = $3")
-            .bind(available)
-            .bind(reserved)
-            .bind(user_id)
-            .execute(&mut *conn)
-            .await?;
+    if book.moved().len() > 0 {
+        let (mut users, mut available, mut reserved) = (vec![], vec![], vec![]);
+        for (user_id, a, r) in book.moved() {
+            users.push(user_id);
+            available.push(a);
+            reserved.push(r);
+        }
+        sqlx::query(
+            "UPDATE accounts a SET available = v.available, reserved = v.reserved
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(user_id, available, reserved)
+             WHERE a.user_id = v.user_id",
+        )
+        .bind(&users)
+        .bind(&available)
+        .bind(&reserved)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(changes)
 }
@@ -329,16 +378,7 @@ async fn load_book(conn: &mut PgConnection, decisions: &[Decision]) -> Result<Bo
     if keys.is_empty() {
         return Ok(Book::default());
     }
-    for user_id in &users {
-        ensure_account(conn, user_id).await?;
-    }
-    // In user order, so two transactions never wait for each other in a circle.
-    let balances: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT user_id, available, reserved FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
-    )
-    .bind(&users)
-    .fetch_all(&mut *conn)
-    .await?;
+    let balances = lock_accounts(conn, &users).await?;
     let applied: Vec<String> =
         sqlx::query_scalar("SELECT business_key FROM ledger_entries WHERE business_key = ANY($1)")
             .bind(&keys)
@@ -347,33 +387,91 @@ async fn load_book(conn: &mut PgConnection, decisions: &[Decision]) -> Result<Bo
     Ok(Book::new(applied, users, balances))
 }
 
-/// Appends `outbox`'s events to their users' streams, in order.
+/// Appends `outbox`'s events to their users' streams, in order, each with
+/// its user's next sequence number, and announces them to every instance
+/// (`pg_notify`, delivered on commit). The account row locks, held until
+/// commit, hand the numbers out in commit order, never twice.
 async fn write_outbox(conn: &mut PgConnection, outbox: &Outbox) -> Result<()> {
-    for (user_id, event) in outbox.events() {
-        push_event(conn, user_id, event).await?;
+    if outbox.len() == 0 {
+        return Ok(());
     }
+    let users = outbox.users_from(0);
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for (user_id, _) in outbox.events() {
+        *counts.entry(user_id.as_str()).or_default() += 1;
+    }
+    let added: Vec<i64> = users.iter().map(|user| counts[user.as_str()]).collect();
+    // Each user's last number after the events, with the account created if new.
+    let last: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO accounts (user_id, last_seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
+         RETURNING user_id, last_seq",
+    )
+    .bind(&users)
+    .bind(&added)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut next: HashMap<String, i64> =
+        last.into_iter().map(|(user, last)| (user.clone(), last - counts[user.as_str()] + 1)).collect();
+    let (mut user_ids, mut seqs, mut names, mut data) = (vec![], vec![], vec![], vec![]);
+    for (user_id, event) in outbox.events() {
+        let seq = next.get_mut(user_id).context("a number for every user with an event")?;
+        user_ids.push(user_id.as_str());
+        seqs.push(*seq);
+        names.push(event.name());
+        data.push(event.data());
+        *seq += 1;
+    }
+    // The insert runs whether or not the notifications read it.
+    sqlx::query(
+        "WITH appended AS (
+             INSERT INTO user_events (user_id, seq, name, data, created_at)
+             SELECT u, s, n, d, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS v(u, s, n, d)
+         )
+         SELECT pg_notify($6, u) FROM unnest($7::text[]) AS u",
+    )
+    .bind(&user_ids)
+    .bind(&seqs)
+    .bind(&names)
+    .bind(&data)
+    .bind(now_ms())
+    .bind(CHANNEL)
+    .bind(&users)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the outcome of inbox rows `(event_id, outcome)`, applied now.
+async fn mark_applied(conn: &mut PgConnection, ids: &[&str], outcomes: &[&str]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE webhook_inbox i SET outcome = v.outcome, applied_at = $3
+         FROM unnest($1::text[], $2::text[]) AS v(event_id, outcome) WHERE i.event_id = v.event_id",
+    )
+    .bind(ids)
+    .bind(outcomes)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Applies events that arrived before the record they are about
-/// ([`sql::SELECT_ORPHANS`]). The caller holds the subject's lock, so no
-/// webhook about it can be mid-way.
-async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<()> {
+/// ([`sql::SELECT_ORPHANS`]) and returns how many there were. The caller
+/// holds the subject's lock, so no webhook about it can be mid-way.
+async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, outbox: &mut Outbox) -> Result<usize> {
     let rows: Vec<(String, Vec<u8>)> =
         sqlx::query_as(sql::SELECT_ORPHANS).bind(subject_id.to_string()).fetch_all(&mut *conn).await?;
     let orphans = procedure::parse_orphans(rows)?;
     let events: Vec<&WebhookEvent> = orphans.iter().map(|(_, event)| event).collect();
     let changes = apply_events(conn, &events, outbox).await?;
-    let now = now_ms();
-    for ((event_id, _), changed) in orphans.iter().zip(changes) {
-        sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
-            .bind(changed.value.as_str())
-            .bind(now)
-            .bind(event_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let ids: Vec<&str> = orphans.iter().map(|(event_id, _)| event_id.as_str()).collect();
+    let outcomes: Vec<&str> = changes.iter().map(|changed| changed.value.as_str()).collect();
+    mark_applied(conn, &ids, &outcomes).await?;
+    Ok(ids.len())
 }
 
 /// A stored idempotency record: request hash, state, lease end, response status and body.
@@ -388,10 +486,10 @@ impl PostgresStorage {
         request_hash: &str,
         lease_ms: i64,
     ) -> Result<Option<IdempotencyClaim>> {
-        let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        // Insert first: of two instances claiming a new key at once, one inserts
-        // and the other waits for its commit, then finds the row.
+        // Insert first, on its own (one round trip and one commit for a new
+        // key): of two instances claiming a new key at once, one inserts and
+        // the other waits for its commit, then finds the row.
         let inserted = sqlx::query(
             "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
              VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
@@ -402,14 +500,14 @@ impl PostgresStorage {
         .bind(request_hash)
         .bind(now + lease_ms)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?
         .rows_affected()
             == 1;
         if inserted {
-            tx.commit().await?;
             return Ok(Some(IdempotencyClaim::Claimed));
         }
+        let mut tx = self.pool.begin().await?;
         let row: Option<IdempotencyRow> = sqlx::query_as(
             "SELECT request_hash, state, locked_until, response_status, response_body
              FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 FOR UPDATE",
@@ -452,12 +550,13 @@ impl PostgresStorage {
         let mut tx = self.pool.begin().await?;
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
-        lock_subject(&mut tx, d.intent_id).await?;
+        lock_subjects(&mut tx, [d.intent_id]).await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                                    status, expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $10) ON CONFLICT (intent_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $10) ON CONFLICT (intent_id) DO NOTHING
+             RETURNING *",
         )
         .bind(d.intent_id.to_string())
         .bind(&d.user_id)
@@ -469,18 +568,22 @@ impl PostgresStorage {
         .bind(d.expires_at.timestamp_millis())
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        .fetch_optional(&mut *tx)
+        .await?;
         let mut outbox = Outbox::default();
-        if inserted {
-            let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just inserted")?;
-            outbox.push(&d.user_id, UserEvent::Deposit(record.view()));
-            apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
-            write_outbox(&mut tx, &outbox).await?;
-        }
-        let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
+        let record = match inserted {
+            Some(row) => {
+                let record = deposit_from_row(&row)?;
+                outbox.push(&d.user_id, UserEvent::Deposit(record.view()));
+                let orphans = apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
+                write_outbox(&mut tx, &outbox).await?;
+                match orphans {
+                    0 => record,
+                    _ => deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?,
+                }
+            }
+            None => deposit_in(&mut tx, d.intent_id).await?.context("the deposit recorded before")?,
+        };
         if let Some(answer) = reply {
             store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
         }
@@ -493,9 +596,8 @@ impl PostgresStorage {
         w: &NewWithdrawal,
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
         let mut tx = self.pool.begin().await?;
-        ensure_account(&mut tx, &w.user_id).await?;
         // Every reservation of this user, on any instance, queues here until we commit.
-        sqlx::query("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE").bind(&w.user_id).execute(&mut *tx).await?;
+        lock_accounts(&mut tx, std::slice::from_ref(&w.user_id)).await?;
         let existing = sqlx::query(sql::SELECT_WITHDRAWAL_BY_KEY)
             .bind(&w.user_id)
             .bind(&w.idempotency_key)
@@ -549,7 +651,7 @@ impl PostgresStorage {
     ) -> Result<Changed<WithdrawalRecord>> {
         let mut tx = self.pool.begin().await?;
         // Webhooks about this withdrawal wait, or committed as orphans we apply below.
-        lock_subject(&mut tx, created.withdrawal_id).await?;
+        lock_subjects(&mut tx, [created.withdrawal_id]).await?;
         let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
         let now = now_ms();
         let mut outbox = Outbox::default();
@@ -577,44 +679,80 @@ impl PostgresStorage {
         tx.commit().await?;
         Ok(Changed { value: record, touched: outbox.users_from(0) })
     }
+}
 
-    async fn apply_webhook_once(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
+/// The transactions that apply webhooks ([`super::group_commit`]): a batch
+/// of webhooks is one transaction, on a connection of the pool.
+struct Webhooks {
+    pool: PgPool,
+}
+
+impl Webhooks {
+    async fn commit_once(&self, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
         let mut tx = self.pool.begin().await?;
-        let subject = subject_id(event);
-        if let Some(subject) = subject {
-            lock_subject(&mut tx, subject).await?;
-        }
-        // Of two instances receiving the same event at once, one inserts; the
-        // other waits for its commit and finds the row: a duplicate.
-        let fresh = sqlx::query(
-            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event.event_id.to_string())
-        .bind(event.event_type())
-        .bind(subject.map(|id| id.to_string()))
-        .bind(body)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            tx.commit().await?;
-            return Ok(Changed { value: InboxOutcome::Duplicate, touched: vec![] });
-        }
+        lock_subjects(&mut tx, webhooks.iter().filter_map(|(event, _)| subject_id(event))).await?;
+        let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
+        // Whether each webhook's eventId is new: not in the inbox, nor earlier in `webhooks`.
+        let mut seen = HashSet::new();
+        let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
+        let inserted = insert_pending(&mut tx, webhooks, &ids, &first).await?;
+        let fresh: Vec<bool> = ids.iter().zip(&first).map(|(id, &first)| first && inserted.contains(id)).collect();
+        let events: Vec<&WebhookEvent> =
+            webhooks.iter().zip(&fresh).filter(|(_, fresh)| **fresh).map(|((event, _), _)| *event).collect();
         let mut outbox = Outbox::default();
-        let changed = apply_events(&mut tx, &[event], &mut outbox).await?.remove(0);
+        let applied = apply_events(&mut tx, &events, &mut outbox).await?;
         write_outbox(&mut tx, &outbox).await?;
-        sqlx::query("UPDATE webhook_inbox SET outcome = $1, applied_at = $2 WHERE event_id = $3")
-            .bind(changed.value.as_str())
-            .bind(now_ms())
-            .bind(event.event_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let fresh_ids: Vec<&str> =
+            ids.iter().zip(&fresh).filter(|(_, fresh)| **fresh).map(|(id, _)| id.as_str()).collect();
+        let outcomes: Vec<&str> = applied.iter().map(|changed| changed.value.as_str()).collect();
+        mark_applied(&mut tx, &fresh_ids, &outcomes).await?;
         tx.commit().await?;
-        Ok(changed)
+        let mut applied = applied.into_iter();
+        let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
+        Ok(fresh
+            .into_iter()
+            .map(|fresh| if fresh { applied.next().expect("one per new webhook") } else { duplicate() })
+            .collect())
     }
+}
+
+#[async_trait]
+impl CommitWebhooks for Webhooks {
+    async fn commit(&self, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
+        retrying("apply_webhooks", || self.commit_once(webhooks)).await
+    }
+}
+
+/// Records the first of each eventId among `webhooks` in the inbox as
+/// pending, unless it is there already; returns the eventIds it recorded. Of
+/// two instances receiving the same event at once, one inserts; the other
+/// waits for its commit and finds the row: a duplicate.
+async fn insert_pending(
+    conn: &mut PgConnection,
+    webhooks: &[Webhook<'_>],
+    ids: &[String],
+    first: &[bool],
+) -> Result<HashSet<String>> {
+    let (mut event_ids, mut types, mut subjects, mut bodies) = (vec![], vec![], vec![], vec![]);
+    for ((id, (event, body)), _) in ids.iter().zip(webhooks).zip(first).filter(|(_, first)| **first) {
+        event_ids.push(id.as_str());
+        types.push(event.event_type());
+        subjects.push(subject_id(event).map(|id| id.to_string()));
+        bodies.push(*body);
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+         SELECT e, t, s, b, 'pending', $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS v(e, t, s, b)
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&subjects)
+    .bind(&bodies)
+    .bind(now_ms())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
 }
 
 #[async_trait]
@@ -660,7 +798,7 @@ impl Storage for PostgresStorage {
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
         let mut tx = self.pool.begin().await?;
-        lock_subject(&mut tx, intent_id).await?;
+        lock_subjects(&mut tx, [intent_id]).await?;
         let updated = sqlx::query(
             "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = $1 WHERE intent_id = $2 AND status = 'RESERVED'
              RETURNING *",
@@ -669,14 +807,14 @@ impl Storage for PostgresStorage {
         .bind(intent_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let mut touched = Vec::new();
+        let mut outbox = Outbox::default();
         if let Some(row) = updated {
             let deposit = deposit_from_row(&row)?;
-            push_event(&mut tx, &deposit.user_id, &UserEvent::Deposit(deposit.view())).await?;
-            touched.push(deposit.user_id);
+            outbox.push(&deposit.user_id, UserEvent::Deposit(deposit.view()));
+            write_outbox(&mut tx, &outbox).await?;
         }
         tx.commit().await?;
-        Ok(Changed { value: !touched.is_empty(), touched })
+        Ok(Changed { value: outbox.len() > 0, touched: outbox.users_from(0) })
     }
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
@@ -735,7 +873,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>> {
-        retrying("apply_webhook", || self.apply_webhook_once(event, body)).await
+        self.webhooks.apply(event, body).await
     }
 
     async fn balance(&self, user_id: &str) -> Result<BalanceRow> {
@@ -812,5 +950,91 @@ impl Storage for PostgresStorage {
 
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
         self.reads.ledger_sum(user_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pientegra_shared::Amount;
+    use pientegra_shared::event::WebhookEvent;
+    use sqlx::Connection;
+    use uuid::Uuid;
+
+    use super::{PostgresStorage, Webhooks};
+    use crate::storage::group_commit::{CommitWebhooks, Webhook};
+    use crate::storage::testing::{self, approved, record_deposit, record_deposit_of};
+    use crate::storage::{Changed, InboxOutcome, Storage};
+
+    /// A schema of its own on the server at `PIENTEGRA_TEST_POSTGRES_URL`
+    /// (skipped without it, unless `CI=true`); dropped by [`Schema::drop_now`].
+    struct Schema {
+        admin_url: String,
+        name: String,
+        storage: PostgresStorage,
+    }
+
+    impl Schema {
+        async fn create() -> Option<Schema> {
+            let Some(admin_url) = std::env::var("PIENTEGRA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+                assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "PIENTEGRA_TEST_POSTGRES_URL must be set");
+                return None;
+            };
+            let name = format!("pientegra_test_{}_{}", chrono::Utc::now().timestamp(), Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut admin).await.unwrap();
+            let mut url: url::Url = admin_url.parse().unwrap();
+            url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
+            let storage = PostgresStorage::connect(url.as_str()).await.unwrap();
+            Some(Schema { admin_url, name, storage })
+        }
+
+        async fn drop_now(self) {
+            self.storage.pool.close().await;
+            let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name)).execute(&mut admin).await.unwrap();
+        }
+
+        /// Applies `events` as one batch, in one transaction.
+        async fn one_batch(&self, events: &[WebhookEvent]) -> Vec<Changed<InboxOutcome>> {
+            let bodies: Vec<Vec<u8>> = events.iter().map(WebhookEvent::to_body).collect();
+            let webhooks: Vec<Webhook<'_>> = events.iter().zip(&bodies).map(|(e, body)| (e, body.as_slice())).collect();
+            Webhooks { pool: self.storage.pool.clone() }.commit(&webhooks).await.unwrap()
+        }
+
+        async fn outcomes(&self, events: &[WebhookEvent]) -> Vec<InboxOutcome> {
+            self.one_batch(events).await.into_iter().map(|changed| changed.value).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_in_one_batch_see_the_ones_before_them() {
+        let Some(schema) = Schema::create().await else { return };
+        testing::events_in_one_batch_see_the_ones_before_them(&schema.storage, |events| async {
+            let events = events;
+            schema.one_batch(&events).await.into_iter().map(Ok).collect()
+        })
+        .await;
+        schema.drop_now().await;
+    }
+
+    /// A batch dedupes by eventId, within itself and against the inbox, and
+    /// keeps an event about an intent not recorded yet until its deposit is.
+    #[tokio::test]
+    async fn a_batch_dedupes_by_event_id_and_keeps_orphans_for_their_deposit() {
+        let Some(schema) = Schema::create().await else { return };
+        let storage = &schema.storage;
+        let known = record_deposit(storage, 1_000).await;
+        let early = Uuid::new_v4();
+        let credit = approved(known);
+
+        let outcomes = schema.outcomes(&[credit.clone(), credit.clone(), approved(early)]).await;
+        assert_eq!(outcomes, [InboxOutcome::Applied, InboxOutcome::Duplicate, InboxOutcome::Orphan]);
+        assert_eq!(schema.outcomes(std::slice::from_ref(&credit)).await, [InboxOutcome::Duplicate]);
+        assert_eq!(storage.balance("u").await.unwrap().available, Amount::from_minor(1_000));
+
+        record_deposit_of(storage, early, 1_000).await;
+        assert_eq!(storage.balance("u").await.unwrap().available, Amount::from_minor(2_000));
+        assert_eq!(storage.ledger_sum("u").await.unwrap(), (2_000, 0));
+        schema.drop_now().await;
     }
 }

@@ -66,7 +66,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::SqliteStorage;
-    use super::super::group_commit::tests::record_deposit;
+    use crate::storage::testing::record_deposit;
 
     /// A commit appends to the log file only while the log cannot start
     /// over. Without the thread each of the deposits below would add its

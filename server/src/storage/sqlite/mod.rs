@@ -1,7 +1,7 @@
 //! SQLite storage: WAL, `synchronous = FULL` so a commit is durable before the
 //! webhook's 2xx, and one write transaction at a time, each run with rusqlite
 //! on the thread that asked for it ([`direct`]); sqlx's pool of readers runs
-//! beside it. Webhooks share commits ([`group_commit`]) and are applied as a
+//! beside it. Webhooks share commits ([`super::group_commit`]) and are applied as a
 //! set ([`apply`]); idempotency claims in flight live in memory ([`claims`]);
 //! WAL checkpoints run beside the writer, not inside its commits ([`checkpoint`]).
 
@@ -32,7 +32,7 @@ use self::apply::{apply_events, settle_in};
 use self::checkpoint::Checkpointer;
 use self::claims::{Answers, Claims, Taken};
 use self::direct::Direct;
-use self::group_commit::WebhookWriter;
+use super::group_commit::{Webhook, WebhookWriter};
 use super::procedure::{self, Outbox, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
@@ -89,7 +89,8 @@ impl SqliteStorage {
         migrations.close().await;
         let answers = Answers::open(options.get_filename())?;
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
-        let webhooks = WebhookWriter::spawn(direct.clone());
+        // SQLite has one writer: a second task would only wait for it.
+        let webhooks = WebhookWriter::spawn(direct.clone(), 1);
         Ok(SqliteStorage {
             reads: Readers::Sqlite(reader),
             direct,
@@ -264,9 +265,6 @@ fn apply_orphans(conn: &Connection, subject_id: Uuid, outbox: &mut Outbox) -> Re
     }
     Ok(!orphans.is_empty())
 }
-
-/// A verified webhook: the parsed event and its raw body.
-pub(super) type Webhook<'a> = (&'a WebhookEvent, &'a [u8]);
 
 /// Dedupes by `eventId` (against the inbox and within `webhooks`), applies
 /// each event in order and records them all in the inbox, inside the caller's
