@@ -70,3 +70,18 @@ impl AppState {
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key that changed between releases would let a retry across an
+    /// upgrade create a second deposit or withdrawal at Pientegra.
+    #[test]
+    fn derived_keys_never_change() {
+        let withdrawal = derived_key("withdrawal", &Uuid::nil().to_string());
+        assert_eq!(withdrawal.to_string(), "dd587f2e-8a56-5d72-b389-9fe29f904e16");
+        let deposit = derived_key("deposit", "ayse:00000000-0000-0000-0000-000000000001");
+        assert_eq!(deposit.to_string(), "1ef4a636-c303-565f-b3ce-64465f0ae441");
+    }
+}
