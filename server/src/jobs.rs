@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::JoinSet;
 
-use crate::http::AppState;
 use crate::reconcile::Reconciler;
+use crate::state::AppState;
 
 /// How often withdrawals with an unknown submission outcome are submitted again.
 const RESUBMIT_EVERY: Duration = Duration::from_secs(15);
@@ -66,8 +66,8 @@ async fn resubmit_withdrawals(state: AppState) {
     };
     for record in pending {
         let local_id = record.local_id;
-        if let Err(err) = crate::http::submit_withdrawal(&state, record).await {
-            tracing::warn!(%local_id, code = err.code, "withdrawal resubmission did not settle");
+        if let Err(err) = state.withdrawals().submit(record).await {
+            tracing::warn!(%local_id, error = %err, "withdrawal resubmission did not settle");
         }
     }
 }
@@ -97,9 +97,8 @@ async fn watch_confirmations(state: AppState) {
             checked.insert(deposit.intent_id, tokio::time::Instant::now());
             match state.background.get_intent(deposit.intent_id).await {
                 Ok(intent) if intent.status == pientegra_shared::status::IntentStatus::PendingReview => {
-                    match state.storage.note_under_review(deposit.intent_id).await {
-                        Ok(changed) => state.hub.notify(&changed.touched),
-                        Err(err) => tracing::error!(error = format!("{err:#}"), "recording a confirmed transfer"),
+                    if let Err(err) = state.records().note_under_review(deposit.intent_id).await {
+                        tracing::error!(error = format!("{err:#}"), "recording a confirmed transfer");
                     }
                 }
                 // Other moves arrive by webhook (or reconciliation), with their money.

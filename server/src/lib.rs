@@ -14,8 +14,10 @@ pub mod pgm;
 pub mod pientegra;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod service;
 pub mod settings;
 pub mod sse;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod token;
@@ -26,9 +28,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, Shared};
 use crate::pientegra::{CallBudget, HttpClient, PientegraApi};
 use crate::settings::Settings;
+use crate::state::{AppState, Shared};
 
 /// Serves until `shutdown` is cancelled, calling Pientegra over HTTP.
 pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -62,7 +64,7 @@ pub async fn app_state(
     settings: Settings,
     pientegra: Option<Arc<dyn PientegraApi>>,
     shutdown: CancellationToken,
-) -> anyhow::Result<http::AppState> {
+) -> anyhow::Result<AppState> {
     let storage = storage::connect(&settings.database_url).await?;
     storage.serving_starts().await.context("recovering after the previous process")?;
     // After the storage: on PostgreSQL its migrations made the budget's row.

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::ledger;
 use crate::pientegra::{self, PientegraApi, PientegraError};
+use crate::service::Records;
 use crate::sse::Hub;
 use crate::storage::{DepositRecord, InboxOutcome, NewDeposit, Storage, WithdrawalRecord, WithdrawalState};
 
@@ -139,14 +140,19 @@ impl Report {
     }
 }
 
-/// The parts a pass needs.
+/// The parts a pass needs: what it applies wakes the streams of `hub`.
 pub struct Reconciler<'a> {
     pub storage: &'a dyn Storage,
     pub pientegra: &'a dyn PientegraApi,
     pub hub: &'a Hub,
 }
 
-impl Reconciler<'_> {
+impl<'a> Reconciler<'a> {
+    /// Changes to the records, each announced to the users' streams.
+    fn records(&self) -> Records<'a> {
+        Records::new(self.storage, self.hub)
+    }
+
     /// One pass over `[from, to)`.
     pub async fn run(&self, from: DateTime<Utc>, to: DateTime<Utc>, apply: bool) -> anyhow::Result<Report> {
         let mut report = Report {
@@ -249,8 +255,8 @@ impl Reconciler<'_> {
             finding.category = Category::MissingLocally;
             if apply {
                 if let Some(user_id) = remote.external_user_id.clone() {
-                    let changed = self
-                        .storage
+                    let recorded = self
+                        .records()
                         .record_deposit(
                             NewDeposit {
                                 intent_id: remote.intent_id,
@@ -266,9 +272,8 @@ impl Reconciler<'_> {
                             None,
                         )
                         .await?;
-                    self.hub.notify(&changed.touched);
                     finding.applied = true;
-                    local = Some(Cow::Owned(changed.value));
+                    local = Some(Cow::Owned(recorded));
                 }
             }
         }
@@ -279,9 +284,7 @@ impl Reconciler<'_> {
         if deposit.status.can_advance_to(remote.status) {
             if apply && remote.status == pientegra_shared::status::IntentStatus::PendingReview {
                 // No event exists for it and no money moves: record the status only.
-                let changed = self.storage.note_under_review(remote.intent_id).await?;
-                self.hub.notify(&changed.touched);
-                finding.applied |= changed.value;
+                finding.applied |= self.records().note_under_review(remote.intent_id).await?;
             } else if apply {
                 if let Some(event) = IntentEvent::for_status(remote.status) {
                     let snapshot = IntentSnapshot {
@@ -395,9 +398,7 @@ impl Reconciler<'_> {
             occurred_at: Utc::now(),
             kind,
         };
-        let changed = self.storage.apply_webhook(&event, &event.to_body()).await?;
-        self.hub.notify(&changed.touched);
-        Ok(changed.value == InboxOutcome::Applied)
+        Ok(self.records().apply_event(&event, &event.to_body()).await? == InboxOutcome::Applied)
     }
 
     async fn replay_failed_events(

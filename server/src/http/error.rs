@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use pientegra_shared::api::{ApiError, codes};
 
 use crate::pientegra::PientegraError;
+use crate::service::{DepositError, WithdrawalError};
 
 /// An error answer.
 #[derive(Debug)]
@@ -65,7 +66,7 @@ impl AppError {
     pub fn from_provider(err: &PientegraError) -> AppError {
         let code = err.kit_code();
         match err {
-            PientegraError::Refused { status: upstream, message, .. } => {
+            PientegraError::Refused { status: upstream, .. } => {
                 let status = match code {
                     codes::AMOUNT_BELOW_MIN
                     | codes::AMOUNT_ABOVE_MAX
@@ -76,11 +77,9 @@ impl AppError {
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 tracing::warn!(upstream_status = *upstream, code, "Pientegra refused the request");
-                AppError::new(status, code, format!("Pientegra refused the request: {message}"))
+                AppError::new(status, code, err.refusal().unwrap_or_default())
             }
-            PientegraError::NotFound => {
-                AppError::new(StatusCode::BAD_GATEWAY, code, "Pientegra does not know this record")
-            }
+            PientegraError::NotFound => AppError::new(StatusCode::BAD_GATEWAY, code, err.refusal().unwrap_or_default()),
             PientegraError::NotSent { retry_after, .. } => {
                 tracing::warn!(error = %err, "Pientegra call held back");
                 let seconds = retry_after.as_secs().max(1);
@@ -109,6 +108,33 @@ impl From<anyhow::Error> for AppError {
         // Logged once, here, with the cause chain; the client learns nothing internal.
         tracing::error!(error = format!("{err:#}"), "internal error");
         AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "internal error")
+    }
+}
+
+impl From<DepositError> for AppError {
+    fn from(err: DepositError) -> AppError {
+        match err {
+            DepositError::Provider(err) => AppError::from_provider(&err),
+            DepositError::UrlNotAllowed => {
+                AppError::new(StatusCode::BAD_GATEWAY, codes::DEPOSIT_URL_NOT_ALLOWED, err.to_string())
+            }
+            DepositError::Internal(err) => err.into(),
+        }
+    }
+}
+
+impl From<WithdrawalError> for AppError {
+    fn from(err: WithdrawalError) -> AppError {
+        match err {
+            WithdrawalError::InsufficientFunds { .. } => {
+                AppError::new(StatusCode::CONFLICT, codes::INSUFFICIENT_FUNDS, err.to_string())
+            }
+            WithdrawalError::Refused { reason } => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, codes::PROVIDER_REJECTED, reason)
+            }
+            WithdrawalError::Provider(err) => AppError::from_provider(&err),
+            WithdrawalError::Internal(err) => err.into(),
+        }
     }
 }
 

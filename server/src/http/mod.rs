@@ -11,7 +11,6 @@ mod events;
 mod head;
 mod idempotency;
 mod money;
-pub(crate) use money::submit_withdrawal;
 pub mod openapi;
 mod ops;
 mod pgm;
@@ -24,64 +23,17 @@ mod widget_files;
 
 pub use connections::{listen, serve};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use axum::response::Response;
-use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::metrics::Metrics;
-use crate::pientegra::{CallBudget, PientegraApi};
-use crate::ratelimit::RateLimiter;
 use crate::settings::Settings;
-use crate::sse::Hub;
-use crate::storage::Storage;
-use crate::token::TokenKey;
-
-/// What every handler shares, behind one `Arc`: axum clones the state for
-/// every request, and one reference count is cheaper than nine.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn new(shared: Shared) -> AppState {
-        AppState(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// The handles in [`AppState`].
-pub struct Shared {
-    pub settings: Arc<Settings>,
-    pub storage: Arc<dyn Storage>,
-    /// Pientegra for the calls a user (or the shop) is waiting for.
-    pub pientegra: Arc<dyn PientegraApi>,
-    /// Pientegra for background jobs: the same client and budget, yielding to the calls above.
-    pub background: Arc<dyn PientegraApi>,
-    /// The one budget of calls to Pientegra, and how the latest call ended (readiness).
-    pub budget: Arc<CallBudget>,
-    pub hub: Hub,
-    pub tokens: TokenKey,
-    pub limiter: RateLimiter,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
-    /// The Mia-Platform PGM facade, when `PGM_FACADE_TOKEN` is set.
-    pub pgm: Option<Arc<crate::pgm::Facade>>,
-    /// Whether the hosted deposit page may be framed by a page (iframe mode).
-    pub framing: crate::framing::FramingCheck,
-}
+use crate::state::AppState;
 
 /// Bodies larger than this are refused with 413 (webhooks have their own limit).
 const BODY_LIMIT: usize = 16 * 1024;

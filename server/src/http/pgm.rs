@@ -15,11 +15,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use pientegra_shared::ids::{ExternalUserId, HolderName, UserLabel};
-use pientegra_shared::status::IntentStatus;
-use pientegra_shared::wire::{CreateDepositRequest, DEFAULT_CURRENCY};
-use pientegra_shared::{Amount, Iban, Locale};
+use pientegra_shared::wire::DEFAULT_CURRENCY;
+use pientegra_shared::{Amount, Iban};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -29,14 +27,12 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{AppError, error_answers};
-use crate::ledger;
-use crate::metrics::Metrics;
-use crate::pgm::{self, Action, Facade, PgmPayment, PgmStatus, StatusObject};
+use crate::pgm::{PgmStatus, StatusObject};
+use crate::service::{
+    LookupError, Orders, PayError, PayOutcome, PaymentOrder, Payout, PayoutFault, RefundError, RefundOrder,
+};
 use crate::settings::Settings;
-use crate::storage::{NewDeposit, NewWithdrawal, WithdrawalState};
 
-/// Refunds of payments in different buckets run concurrently.
-const REFUND_LOCKS: u128 = 64;
 /// Longest shopTransactionId accepted.
 const SHOP_TX_MAX_CHARS: usize = 255;
 
@@ -354,8 +350,45 @@ impl From<AppError> for Ko {
     }
 }
 
-fn facade(state: &AppState) -> Result<&Facade, Ko> {
-    state.pgm.as_deref().ok_or_else(|| anyhow::anyhow!("PGM routes without a facade").into())
+impl From<PayError> for Ko {
+    fn from(err: PayError) -> Ko {
+        match err {
+            PayError::Reused | PayError::RecordedElsewhere => Ko::new(StatusCode::CONFLICT, err.to_string()),
+            PayError::Deposit(err) => AppError::from(err).into(),
+            PayError::Internal(err) => err.into(),
+        }
+    }
+}
+
+impl From<RefundError> for Ko {
+    fn from(err: RefundError) -> Ko {
+        match err {
+            RefundError::UnknownPayment => Ko::unknown_payment(),
+            RefundError::NotAPayment | RefundError::Payout(PayoutFault::Malformed(_)) => {
+                Ko::bad_request(err.to_string())
+            }
+            RefundError::InProgress => Ko::new(StatusCode::CONFLICT, err.to_string()),
+            RefundError::Payout(PayoutFault::Missing)
+            | RefundError::NotAccepted { .. }
+            | RefundError::ExceedsLeft { .. }
+            | RefundError::InsufficientFunds { .. } => Ko::refused(err.to_string()),
+            RefundError::Withdrawal(err) => AppError::from(err).into(),
+            RefundError::Internal(err) => err.into(),
+        }
+    }
+}
+
+impl From<LookupError> for Ko {
+    fn from(err: LookupError) -> Ko {
+        match err {
+            LookupError::UnknownPayment => Ko::unknown_payment(),
+            LookupError::Internal(err) => err.into(),
+        }
+    }
+}
+
+fn orders(state: &AppState) -> Result<Orders<'_>, Ko> {
+    state.orders().ok_or_else(|| anyhow::anyhow!("PGM routes without a facade").into())
 }
 
 // ---- reading PGM bodies ------------------------------------------------------------
@@ -429,15 +462,6 @@ fn payment_id_param(query: Option<&str>) -> Result<Uuid, Ko> {
     Uuid::parse_str(raw.trim()).map_err(|_| Ko::unknown_payment())
 }
 
-fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json<Answer> {
-    let description = format!("the customer pays by bank transfer on Pientegra's page (reference {reference_no})");
-    Json(Answer {
-        redirect_to_url: Some(deposit_url.to_owned()),
-        redirect_to_url_mobile: Some(deposit_url.to_owned()),
-        ..Answer::new(PgmResult::RedirectToUrl, description, Some(payment.payment_id))
-    })
-}
-
 // ---- POST /pay ---------------------------------------------------------------------
 
 /// Starts a payment.
@@ -453,7 +477,7 @@ fn redirect(payment: &PgmPayment, deposit_url: &str, reference_no: &str) -> Json
     responses((status = 200, description = "`REDIRECT_TO_URL`, `OK` (already paid) or `KO`", body = Answer), PayAnswers),
 )]
 async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
-    let facade = facade(&state)?;
+    let orders = orders(&state)?;
     let body = parse_json(&body)?;
     let amount = amount(&body)?.ok_or_else(|| Ko::bad_request("amount is required"))?;
     let currency = currency(&body)?.ok_or_else(|| Ko::bad_request("currency is required (TRY)"))?;
@@ -466,112 +490,32 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>,
     let data = provider_data(&body)?;
     let user = opt_str(&data, "providerData.", "externalUserId")?
         .ok_or_else(|| Ko::bad_request("providerData.externalUserId is required (the shop's id of the customer)"))?;
-    let user = ExternalUserId::parse(user).map_err(|e| Ko::bad_request(format!("providerData.externalUserId {e}")))?;
+    let customer =
+        ExternalUserId::parse(user).map_err(|e| Ko::bad_request(format!("providerData.externalUserId {e}")))?;
     let label = opt_str(&data, "providerData.", "externalUserLabel")?
         .map(UserLabel::parse)
         .transpose()
         .map_err(|e| Ko::bad_request(format!("providerData.externalUserLabel {e}")))?;
-
-    if let Some(existing) = facade.store.by_shop_transaction(shop_tx).await? {
-        return repeated_pay(&state, &existing, amount, user.as_str()).await;
-    }
-    // The key is derived from the shop's id: a retry gets the same intent back.
-    let created = state
-        .pientegra
-        .create_deposit(
-            pgm::pay_key(shop_tx),
-            &CreateDepositRequest {
-                external_user_id: user.clone(),
-                external_user_label: label,
-                amount,
-                currency: Some(currency.clone()),
-            },
-        )
-        .await
-        .map_err(|e| Ko::from(AppError::from_provider(&e)))?;
-    if !super::money::deposit_url_allowed(&state, &created.deposit_url) {
-        tracing::error!(intent_id = %created.intent_id, "depositUrl host is not in DEPOSIT_URL_HOSTS; refused");
-        return Err(Ko::new(StatusCode::BAD_GATEWAY, "the payment page address is not on the allow-list"));
-    }
-    // The payment is the order's money, held in a ledger account of its own:
-    // no widget token can name it, so the customer can never withdraw it.
-    let account = ledger::order_account(created.intent_id, user.as_str());
-    let changed = state
-        .storage
-        .record_deposit(
-            NewDeposit {
-                intent_id: created.intent_id,
-                user_id: account.clone(),
-                reference_no: created.reference_no.clone(),
-                deposit_url: created.deposit_url.clone(),
-                requested_amount: created.requested_amount,
-                amount: created.amount,
-                currency: created.currency.clone(),
-                expires_at: created.expires_at,
-            },
-            None,
-        )
-        .await?;
-    state.hub.notify(&changed.touched);
-    if changed.value.user_id != account {
-        // Reconciliation recorded this intent as an ordinary deposit of the
-        // customer between its creation and this request (or a crash between
-        // them): paid, it would credit the wallet. The customer has not been
-        // sent to pay it, so it is never offered; it expires unpaid.
-        tracing::error!(intent_id = %created.intent_id, "a PGM payment's intent is recorded in another ledger account; not offered");
-        return Err(Ko::new(
-            StatusCode::CONFLICT,
-            "this shopTransactionId's Pientegra intent was recorded outside the facade and cannot be paid through it; \
-             pay the order under a new shopTransactionId",
-        ));
-    }
-    Metrics::inc(&state.metrics.deposits_created);
-    let payment = facade
-        .store
-        .insert(&PgmPayment {
-            payment_id: created.intent_id,
-            action: Action::Payment,
-            shop_transaction_id: shop_tx.to_owned(),
-            refund_of: None,
-            external_user_id: user.as_str().to_owned(),
-            amount,
-            currency,
-            created_at: Utc::now(),
-            last_notified_status: None,
-        })
-        .await?;
-    if payment.payment_id != created.intent_id {
-        // A concurrent request for the same shop transaction won; answer its payment.
-        return repeated_pay(&state, &payment, amount, user.as_str()).await;
-    }
-    tracing::info!(intent_id = %created.intent_id, "PGM payment created");
-    Ok(redirect(&payment, &created.deposit_url, &created.reference_no))
-}
-
-/// The same shopTransactionId again: the same payment, never a second intent.
-async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, user: &str) -> Result<Json<Answer>, Ko> {
-    if existing.amount != amount || existing.external_user_id != user {
-        return Err(Ko::new(
-            StatusCode::CONFLICT,
-            "shopTransactionId was already used for a payment with another amount or externalUserId",
-        ));
-    }
-    let deposit = state
-        .storage
-        .deposit(existing.payment_id)
-        .await?
-        .ok_or_else(|| Ko::from(anyhow::anyhow!("a PGM payment without its deposit")))?;
-    Ok(match pgm::payment_status(deposit.status) {
-        PgmStatus::Pending => redirect(existing, &deposit.deposit_url, &deposit.reference_no),
-        PgmStatus::Accepted => {
-            Json(Answer::new(PgmResult::Ok, "this shopTransactionId is already paid", Some(existing.payment_id)))
+    let order = PaymentOrder { shop_transaction_id: shop_tx, customer, label, amount, currency };
+    Ok(Json(match orders.pay(order).await? {
+        PayOutcome::Redirect { payment_id, deposit_url, reference_no } => {
+            let description =
+                format!("the customer pays by bank transfer on Pientegra's page (reference {reference_no})");
+            Answer {
+                redirect_to_url: Some(deposit_url.clone()),
+                redirect_to_url_mobile: Some(deposit_url),
+                ..Answer::new(PgmResult::RedirectToUrl, description, Some(payment_id))
+            }
         }
-        PgmStatus::Failed => Json(Answer::new(
+        PayOutcome::Paid { payment_id } => {
+            Answer::new(PgmResult::Ok, "this shopTransactionId is already paid", Some(payment_id))
+        }
+        PayOutcome::Ended { payment_id, status } => Answer::new(
             PgmResult::Ko,
-            format!("this shopTransactionId's payment ended {}", deposit.status.as_str()),
-            Some(existing.payment_id),
-        )),
-    })
+            format!("this shopTransactionId's payment ended {}", status.as_str()),
+            Some(payment_id),
+        ),
+    }))
 }
 
 // ---- POST /refund ------------------------------------------------------------------
@@ -587,114 +531,17 @@ async fn repeated_pay(state: &AppState, existing: &PgmPayment, amount: Amount, u
     responses((status = 200, description = "`OK`, `PENDING` (awaiting review) or `KO`", body = Answer), RefundAnswers),
 )]
 async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
-    let facade = facade(&state)?;
+    let orders = orders(&state)?;
     let body = parse_json(&body)?;
     let payment_id = req_str(&body, "paymentId")?;
     let payment_id = Uuid::parse_str(payment_id).map_err(|_| Ko::unknown_payment())?;
-    let requested = amount(&body)?;
+    let amount = amount(&body)?;
     currency(&body)?;
-    let data = provider_data(&body)?;
-    let payment = facade.store.payment(payment_id).await?.ok_or_else(Ko::unknown_payment)?;
-    if payment.action != Action::Payment {
-        return Err(Ko::bad_request("paymentId names a refund; refund the payment itself"));
-    }
-    let (Some(iban), Some(holder)) =
-        (opt_str(&data, "providerData.", "targetIban")?, opt_str(&data, "providerData.", "targetHolderName")?)
-    else {
-        return Err(Ko::refused(
-            "Pientegra cannot reverse a bank-transfer deposit: a refund is paid out to the customer's bank account, \
-             so providerData.targetIban and providerData.targetHolderName are required",
-        ));
-    };
-    let iban = Iban::parse(iban).map_err(|e| Ko::bad_request(format!("providerData.targetIban {e}")))?;
-    let holder =
-        HolderName::parse(holder).map_err(|e| Ko::bad_request(format!("providerData.targetHolderName {e}")))?;
-    let deposit = state
-        .storage
-        .deposit(payment_id)
-        .await?
-        .ok_or_else(|| Ko::from(anyhow::anyhow!("a PGM payment without its deposit")))?;
-    if deposit.status != IntentStatus::Approved {
-        return Err(Ko::refused(format!(
-            "only an ACCEPTED payment can be refunded; this one is {} (Pientegra {})",
-            pgm::payment_status(deposit.status).as_str(),
-            deposit.status.as_str()
-        )));
-    }
-    let paid = deposit.credited_amount.unwrap_or(deposit.amount);
-    let amount = requested.unwrap_or(paid);
-    let key = pgm::refund_key(payment_id, amount).to_string();
-    // A refund draws on the account the payment credited: the order's own
-    // (payments recorded before orders had accounts credited the customer's wallet).
-    let account = deposit.user_id.clone();
-    // One refund of a payment at a time (across instances too), so two
-    // concurrent refunds cannot both pass the "left to refund" check. A fixed
-    // set of lock names: refunds are rare, and the set of locks stays bounded.
-    let bucket = payment_id.as_u128() % REFUND_LOCKS;
-    let Some(_lock) = state.storage.try_lock(&format!("pgm-refund:{bucket}")).await? else {
-        return Err(Ko::new(StatusCode::CONFLICT, "another refund of this payment is in progress; retry"));
-    };
-
-    // A retry of this very refund skips the checks and settles the same withdrawal.
-    if state.storage.withdrawal_by_key(&account, &key).await?.is_none() {
-        let mut refunded = Amount::ZERO;
-        for earlier in facade.store.refunds_of(payment_id).await? {
-            let failed = state
-                .storage
-                .withdrawal(earlier.payment_id)
-                .await?
-                .is_some_and(|w| pgm::refund_status(w.state) == PgmStatus::Failed);
-            if !failed {
-                refunded = refunded.checked_add(earlier.amount).unwrap_or(Amount::MAX);
-            }
-        }
-        let left = paid.checked_sub(refunded).unwrap_or(Amount::ZERO);
-        if amount > left {
-            return Err(Ko::refused(format!(
-                "amount exceeds what is left to refund of this payment: {} minor units",
-                left.minor()
-            )));
-        }
-    }
-    let reserved = state
-        .storage
-        .reserve_withdrawal(NewWithdrawal {
-            user_id: account,
-            idempotency_key: key,
-            amount,
-            currency: DEFAULT_CURRENCY.to_owned(),
-            iban: iban.as_str().to_owned(),
-            holder_name: holder.as_str().to_owned(),
-            balance_model: state.settings.balance_model,
-        })
-        .await?
-        .map_err(|short| {
-            Ko::refused(format!(
-                "insufficient funds: {} of this payment is left to refund",
-                short.available.format(Locale::En)
-            ))
-        })?;
-    state.hub.notify(&reserved.touched);
-    let record = super::submit_withdrawal(&state, reserved.value).await?;
-    let (WithdrawalState::Known(_), Some(withdrawal_id)) = (record.state, record.withdrawal_id) else {
-        return Err(anyhow::anyhow!("an accepted withdrawal without its id").into());
-    };
-    let stored = facade
-        .store
-        .insert(&PgmPayment {
-            payment_id: withdrawal_id,
-            action: Action::Refund,
-            shop_transaction_id: payment.shop_transaction_id.clone(),
-            refund_of: Some(payment_id),
-            external_user_id: payment.external_user_id.clone(),
-            amount,
-            currency: DEFAULT_CURRENCY.to_owned(),
-            created_at: Utc::now(),
-            last_notified_status: None,
-        })
-        .await?;
+    let payout = payout(&provider_data(&body)?);
+    let refund = orders.refund(RefundOrder { payment_id, amount, payout }).await?;
+    let (withdrawal_id, record) = (refund.withdrawal_id, &refund.withdrawal);
     let reference = record.reference_no.clone().unwrap_or_default();
-    let (result, description) = match pgm::refund_status(record.state) {
+    let (result, description) = match refund.status {
         PgmStatus::Pending => (
             PgmResult::Pending,
             format!("refund paid out as Pientegra withdrawal {withdrawal_id} (reference {reference}); awaiting review"),
@@ -711,16 +558,26 @@ async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Answe
             ),
         ),
     };
-    Ok(Json(Answer::new(result, description, Some(stored.payment_id))))
+    Ok(Json(Answer::new(result, description, Some(refund.refund_id))))
+}
+
+/// The customer's account in `providerData`, or what is wrong with it.
+fn payout(data: &Value) -> Result<Payout, PayoutFault> {
+    let field = |name| opt_str(data, "providerData.", name).map_err(|ko| PayoutFault::Malformed(ko.description));
+    let (Some(iban), Some(holder)) = (field("targetIban")?, field("targetHolderName")?) else {
+        return Err(PayoutFault::Missing);
+    };
+    let iban = Iban::parse(iban).map_err(|e| PayoutFault::Malformed(format!("providerData.targetIban {e}")))?;
+    let holder =
+        HolderName::parse(holder).map_err(|e| PayoutFault::Malformed(format!("providerData.targetHolderName {e}")))?;
+    Ok(Payout { iban, holder })
 }
 
 // ---- GET /status, /check, /callback ------------------------------------------------
 
 async fn lookup(state: &AppState, query: Option<&str>) -> Result<StatusObject, Ko> {
-    let facade = facade(state)?;
-    let payment_id = payment_id_param(query)?;
-    let payment = facade.store.payment(payment_id).await?.ok_or_else(Ko::unknown_payment)?;
-    Ok(pgm::status_of(state, &payment, true).await?)
+    let orders = orders(state)?;
+    Ok(orders.status(payment_id_param(query)?).await?)
 }
 
 /// The status of a payment or refund.
@@ -742,9 +599,8 @@ async fn status(State(state): State<AppState>, RawQuery(query): RawQuery) -> Res
     responses((status = 200, description = "The status, also sent to the shop", body = StatusObject), LookupAnswers),
 )]
 async fn check(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<StatusObject>, Ko> {
-    let object = lookup(&state, query.as_deref()).await?;
-    facade(&state)?.notify_shop(&object).await?;
-    Ok(Json(object))
+    let orders = orders(&state)?;
+    Ok(Json(orders.check(payment_id_param(query.as_deref())?).await?))
 }
 
 /// A provider callback relayed by PGM.

@@ -133,14 +133,13 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         tracing::error!(error = %e, "a correctly signed webhook body could not be read");
         AppError::validation(e.to_string())
     })?;
-    let changed = state.storage.apply_webhook(&event, &body).await?;
-    state.hub.notify(&changed.touched);
-    let counter = match changed.value {
+    let outcome = state.records().apply_event(&event, &body).await?;
+    let counter = match outcome {
         InboxOutcome::Applied => &state.metrics.webhooks_applied,
         InboxOutcome::Duplicate => &state.metrics.webhooks_duplicate,
         _ => &state.metrics.webhooks_other,
     };
     Metrics::inc(counter);
-    tracing::info!(event_id = %event.event_id, event_type = event.event_type(), outcome = changed.value.as_str(), "webhook");
-    Ok(Json(Receipt { received: true, outcome: changed.value.as_str() }))
+    tracing::info!(event_id = %event.event_id, event_type = event.event_type(), outcome = outcome.as_str(), "webhook");
+    Ok(Json(Receipt { received: true, outcome: outcome.as_str() }))
 }

@@ -1,7 +1,8 @@
 //! The Mia-Platform Payment Gateway Manager facade's domain: PGM statuses and
 //! their mapping from Pientegra's, the status object, the facade's records,
 //! and the notifier that tells the shop (PGM's `PAYMENT_CALLBACK_URL`) when a
-//! payment it started reaches a final state. The routes are in `http::pgm`.
+//! payment it started reaches a final state. Payments and refunds are taken by
+//! `service::Orders`; the routes are in `http::pgm`.
 //!
 //! Notifications are a persisted queue: a webhook moves a deposit or a
 //! withdrawal through the ledger as usual; the notifier sees the new status in
@@ -28,9 +29,10 @@ use uuid::Uuid;
 
 pub use store::{FacadeStore, PgmPayment};
 
-use crate::http::AppState;
+use crate::pientegra::PientegraApi;
 use crate::settings::{Settings, ShopCallback};
-use crate::storage::WithdrawalState;
+use crate::state::AppState;
+use crate::storage::{Storage, WithdrawalState};
 
 /// Namespace of the Pientegra idempotency keys the facade derives: the same
 /// shopTransactionId (or refund) always sends Pientegra the same key.
@@ -242,15 +244,20 @@ impl Facade {
     pub async fn connect(settings: &Settings) -> anyhow::Result<Option<Arc<Facade>>> {
         let Some(pgm) = &settings.pgm else { return Ok(None) };
         let store = store::connect(&settings.database_url).await?;
+        if pgm.callback.is_none() {
+            tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
+        }
+        Ok(Some(Arc::new(Facade::new(store, pgm.callback.clone())?)))
+    }
+
+    /// The facade over `store`, notifying the shop at `callback` if there is one.
+    pub fn new(store: Arc<dyn FacadeStore>, callback: Option<ShopCallback>) -> anyhow::Result<Facade> {
         let client = reqwest::Client::builder()
             .timeout(CALLBACK_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the PGM callback client")?;
-        if pgm.callback.is_none() {
-            tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
-        }
-        Ok(Some(Arc::new(Facade { store, callback: pgm.callback.clone(), client, wake: Notify::new() })))
+        Ok(Facade { store, callback, client, wake: Notify::new() })
     }
 
     /// Queues a notification of `object` (`/check`) and wakes the notifier.
@@ -267,13 +274,18 @@ impl Facade {
 /// The status of a facade record from the local deposit or withdrawal; with
 /// `refresh`, a status that is not final yet is looked up live at Pientegra
 /// (a webhook may be late). Only reads: money moves on the webhook path alone.
-pub async fn status_of(state: &AppState, payment: &PgmPayment, refresh: bool) -> anyhow::Result<StatusObject> {
+pub async fn status_of(
+    storage: &dyn Storage,
+    pientegra: &dyn PientegraApi,
+    payment: &PgmPayment,
+    refresh: bool,
+) -> anyhow::Result<StatusObject> {
     match payment.action {
         Action::Payment => {
-            let deposit = state.storage.deposit(payment.payment_id).await?.context("a PGM payment has no deposit")?;
+            let deposit = storage.deposit(payment.payment_id).await?.context("a PGM payment has no deposit")?;
             let mut status = deposit.status;
             if refresh && payment_status(status) == PgmStatus::Pending {
-                match state.pientegra.get_intent(payment.payment_id).await {
+                match pientegra.get_intent(payment.payment_id).await {
                     Ok(live) if status.can_advance_to(live.status) => status = live.status,
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "live intent status unavailable; answering the local one"),
@@ -282,11 +294,10 @@ pub async fn status_of(state: &AppState, payment: &PgmPayment, refresh: bool) ->
             Ok(StatusObject::new(payment, payment_status(status), Some(deposit.reference_no), status.as_str()))
         }
         Action::Refund => {
-            let withdrawal =
-                state.storage.withdrawal(payment.payment_id).await?.context("a PGM refund has no withdrawal")?;
+            let withdrawal = storage.withdrawal(payment.payment_id).await?.context("a PGM refund has no withdrawal")?;
             let mut local = withdrawal.state;
             if let (true, PgmStatus::Pending, WithdrawalState::Known(known)) = (refresh, refund_status(local), local) {
-                match state.pientegra.get_withdrawal(payment.payment_id).await {
+                match pientegra.get_withdrawal(payment.payment_id).await {
                     Ok(live) if known.can_advance_to(live.status) => local = WithdrawalState::Known(live.status),
                     Ok(_) => {}
                     Err(err) => {
@@ -328,7 +339,7 @@ async fn notify_pass(state: &AppState, facade: &Facade) -> anyhow::Result<()> {
     let Some(lock) = state.storage.try_lock("pgm-notifier").await? else { return Ok(()) };
     for seen in facade.store.changed(BATCH).await? {
         let payment = &seen.payment;
-        let enqueue = match status_of(state, payment, false).await {
+        let enqueue = match status_of(state.storage.as_ref(), state.pientegra.as_ref(), payment, false).await {
             Ok(object) if object.status.is_final() && payment.last_notified_status != Some(object.status) => {
                 Some((object.status, object.to_json()))
             }

@@ -131,6 +131,16 @@ impl PientegraError {
     pub fn is_definite_refusal(&self) -> bool {
         matches!(self, PientegraError::Refused { .. } | PientegraError::NotFound)
     }
+
+    /// A definite refusal in the kit's words: what the caller is answered,
+    /// and the reason a refused withdrawal keeps. `None` for other failures.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            PientegraError::Refused { message, .. } => Some(format!("Pientegra refused the request: {message}")),
+            PientegraError::NotFound => Some("Pientegra does not know this record".to_owned()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
