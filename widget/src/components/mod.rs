@@ -27,8 +27,9 @@ use web_sys::HtmlElement;
 
 use crate::api::{ApiFailure, Balance};
 use crate::feed::Feed;
+use crate::flows::shown;
 use crate::host_events;
-use crate::i18n::{amount_error, api_error};
+use crate::i18n::api_error;
 
 #[cfg(feature = "demo")]
 pub use activity::Activity;
@@ -44,17 +45,6 @@ pub use withdrawal::WithdrawalForm;
 fn unique_id(stem: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     format!("pk{}-{stem}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// What the user typed, in major units, as an exact amount within the payment range.
-/// The error is the stable code [`crate::i18n::amount_error`] explains.
-fn check_amount(input: &str, locale: Locale) -> Result<Amount, &'static str> {
-    Amount::parse_input(input, locale).map_err(|e| e.code())?.check_range().map_err(|e| e.code())
-}
-
-/// An amount as the user reads it, or a dash while it is not known yet.
-fn shown(amount: Option<Amount>, locale: Locale) -> String {
-    amount.map_or_else(|| "—".to_owned(), |a| a.format(locale))
 }
 
 /// One part of the balance (`|b| b.available`), as the user reads it.
@@ -75,15 +65,6 @@ fn yes_no(flag: bool) -> String {
 /// `aria-invalid` of a field whose `error` text is empty while it is valid.
 fn invalid(error: Signal<String>) -> Signal<String> {
     Signal::derive(move || yes_no(!error.with(String::is_empty)))
-}
-
-/// Why the typed amount is not accepted, in words; empty when it is, and
-/// for an empty field until the user `attempted` to go on.
-fn amount_problem(input: RwSignal<String>, attempted: RwSignal<bool>, locale: Locale) -> Signal<String> {
-    Signal::derive(move || match check_amount(&input.read(), locale) {
-        Err(code) if code != "amount_empty" || attempted.get() => amount_error(locale, code),
-        _ => String::new(),
-    })
 }
 
 /// Tells the host page what this widget learns about the account: each
