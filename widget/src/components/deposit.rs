@@ -11,7 +11,7 @@ use pientegra_shared::{Amount, Locale};
 use super::amount_field::AmountField;
 use super::deposit_status::DepositStatus;
 use super::hosted_page::HostedPageModal;
-use super::{balance_text, load_problem, tell_host_about_account, unique_id, yes_no};
+use super::{FlowHandle, balance_text, load_problem, tell_host_about_account, to_flow, unique_id, yes_no};
 use crate::flows::{DepositFlow, Offer, Web, check_amount};
 use crate::hooks::use_event_source;
 use crate::i18n::{Text as T, t, tf};
@@ -35,10 +35,7 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
         let flow = flow.clone();
         async move { flow.resume().await }
     });
-    // A handle the views' closures can share. Each use takes its own `Rc`
-    // (the request in flight too) rather than borrowing the stored value: a
-    // flow calls out to the page, whose listeners may mount or unmount widgets.
-    let flow = StoredValue::new_local(flow);
+    let flow: FlowHandle<_> = StoredValue::new_local(flow);
 
     // Each status of the followed deposit, once.
     Effect::new(move |last: Option<Option<(String, IntentStatus)>>| {
@@ -58,12 +55,12 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let flow = flow.get_value();
+        let Some(flow) = flow.try_get_value() else { return };
         if let Some(attempt) = flow.start(&input.get_untracked()) {
             spawn_local(async move { flow.send(attempt).await });
         }
     };
-    let on_offer = Callback::new(move |offer: Offer| flow.get_value().offer(offer));
+    let on_offer = Callback::new(to_flow(flow, |f, offer: Offer| f.offer(offer)));
 
     // An array, not a Vec: a fixed set of buttons needs no list diffing.
     let presets = PRESETS.map(|lira| {
@@ -85,8 +82,8 @@ pub fn DepositWidget(options: Options) -> impl IntoView {
     let load_problem = load_problem(feed, locale);
     let button_text =
         Signal::derive(move || t(locale, if creating.get() { T::Preparing } else { T::DepositButton }).to_owned());
-    let on_close = Callback::new(move |()| flow.get_value().close_modal());
-    let open_window = Callback::new(move |()| flow.get_value().open_in_window());
+    let on_close = Callback::new(to_flow(flow, |f, ()| f.close_modal()));
+    let open_window = Callback::new(to_flow(flow, |f, ()| f.open_in_window()));
 
     view! {
         <section class="pk pk-deposit" data-pk-theme=theme.as_str() lang=locale.as_str()>

@@ -19,6 +19,7 @@ mod event_log;
 mod hosted_page;
 mod withdrawal;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::prelude::*;
@@ -39,6 +40,23 @@ pub use deposit::DepositWidget;
 #[cfg(feature = "demo")]
 pub use event_log::EventLog;
 pub use withdrawal::WithdrawalForm;
+
+/// A flow as a component's closures share it. Each use takes its own `Rc`
+/// rather than borrowing the stored value: reading a stored value holds the
+/// reactive arena's lock, and a flow calls out to the page, whose listeners
+/// may mount or unmount widgets. The request in flight holds its `Rc` too.
+type FlowHandle<F> = StoredValue<Rc<F>, LocalStorage>;
+
+/// An event handler that hands the event to the flow, unless the component
+/// is already gone: a late event (a blur as the form is removed) then does
+/// nothing, as a write to a disposed signal would.
+fn to_flow<F: 'static, A>(flow: FlowHandle<F>, event: impl Fn(&F, A)) -> impl Fn(A) {
+    move |arg| {
+        if let Some(flow) = flow.try_get_value() {
+            event(&flow, arg);
+        }
+    }
+}
 
 /// A page-unique element id, so several widgets can sit on one page and
 /// still pair every label with its input.

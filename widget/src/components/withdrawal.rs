@@ -11,7 +11,7 @@ use pientegra_shared::status::WithdrawalStatus;
 use web_sys::HtmlInputElement;
 
 use super::amount_field::AmountField;
-use super::{balance_text, invalid, tell_host_about_account, unique_id, yes_no};
+use super::{FlowHandle, balance_text, invalid, tell_host_about_account, to_flow, unique_id, yes_no};
 use crate::flows::{FieldIds, Form, Web, WithdrawalFlow};
 use crate::hooks::use_event_source;
 use crate::i18n::{Text as T, t, tf};
@@ -31,9 +31,8 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
     let holder_input = RwSignal::new(String::new());
 
     let ids = FieldIds { amount: amount_id.clone(), iban: iban_id.clone(), holder: holder_id.clone() };
-    // A handle the views' closures can share; each use takes its own `Rc`
-    // (see the deposit widget).
-    let flow = StoredValue::new_local(Rc::new(WithdrawalFlow::new(Web::new(host, feed, client), locale, ids)));
+    let flow: FlowHandle<_> =
+        StoredValue::new_local(Rc::new(WithdrawalFlow::new(Web::new(host, feed, client), locale, ids)));
 
     let amount_problem = Signal::derive(move || flow.get_value().amount_problem(&amount_input.read()));
     let iban_problem = Signal::derive(move || flow.get_value().iban_problem(&iban_input.read()));
@@ -42,7 +41,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let flow = flow.get_value();
+        let Some(flow) = flow.try_get_value() else { return };
         let (amount, iban, holder) =
             (amount_input.get_untracked(), iban_input.get_untracked(), holder_input.get_untracked());
         if let Some(attempt) = flow.start(Form { amount: &amount, iban: &iban, holder: &holder }) {
@@ -129,7 +128,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         aria-describedby=format!("{iban_id}-error {iban_id}-hint")
                         prop:value=iban_input
                         on:input=on_iban_input
-                        on:blur=move |_| flow.get_value().left_iban()
+                        on:blur=to_flow(flow, |f, _| f.left_iban())
                     />
                     <p class="pk-hint" id=format!("{iban_id}-hint")>{iban_hint}</p>
                     <p class="pk-error" id=format!("{iban_id}-error") aria-live="polite">{iban_error_span}</p>
@@ -147,7 +146,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         aria-describedby=format!("{holder_id}-error")
                         prop:value=holder_input
                         on:input:target=move |ev| holder_input.set(ev.target().value())
-                        on:blur=move |_| flow.get_value().left_holder()
+                        on:blur=to_flow(flow, |f, _| f.left_holder())
                     />
                     <p class="pk-error" id=format!("{holder_id}-error") aria-live="polite">{holder_problem}</p>
                 </div>
