@@ -666,6 +666,25 @@ mod tests {
     }
 
     #[test]
+    fn a_popup_closed_before_the_page_is_known_leaves_the_reopen_button() {
+        let (fake, flow) = flow(OpenMode::Popup);
+        let attempt = flow.start("250.00").expect("an attempt");
+        fake.popup_gone.set(true);
+        fake.answer_create_deposit(created(PAGE));
+        run(flow.send(attempt));
+        assert_eq!(fake.took(), ["popup 1 opened: Opening the payment page…"], "went nowhere");
+        assert_eq!(flow.panel().data_status(), "RESERVED", "the panel offers to open it again");
+
+        // In iframe mode, a page that may not be framed and a popup gone at once: the modal says why.
+        let (fake, flow) = self::flow(OpenMode::Iframe);
+        fake.popup_gone.set(true);
+        fake.answer_create_deposit(Ok((deposit("d1", 25_000, Reserved, PAGE), framing(Some("unknown")))));
+        deposit_of(&flow, "250.00");
+        assert!(matches!(flow.modal(), Modal::CannotFrame { .. }), "{:?}", flow.modal());
+        assert_eq!(flow.notice(), "");
+    }
+
+    #[test]
     fn a_new_deposit_forgets_the_last_one_and_focuses_the_amount() {
         let (fake, flow) = flow(OpenMode::Popup);
         fake.answer_create_deposit(created(PAGE));
