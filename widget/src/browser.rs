@@ -33,45 +33,6 @@ pub fn session_remove(key: &str) {
     }
 }
 
-/// The idempotency key for one logical create call (`kind`), made before its
-/// first attempt and kept in sessionStorage, so a retry after a reload sends
-/// the same key. A different request body (`fingerprint`) gets a fresh key:
-/// reusing one with another body is an error by the Idempotency-Key draft.
-pub fn idempotency_key(kind: &str, fingerprint: &str) -> String {
-    let storage_key = format!("idem:{kind}");
-    let stored = session_get(&storage_key);
-    if let Some((key, stored_fingerprint)) = stored.as_deref().and_then(|s| s.split_once('\n')) {
-        if stored_fingerprint == fingerprint {
-            return key.to_owned();
-        }
-    }
-    let key = uuid_v4();
-    session_set(&storage_key, &format!("{key}\n{fingerprint}"));
-    key
-}
-
-/// Forgets the key once the server has answered for good (created, or refused for a reason a retry cannot fix).
-pub fn forget_idempotency_key(kind: &str) {
-    session_remove(&format!("idem:{kind}"));
-}
-
-/// The deposit to show again after a full-page redirect and the way back.
-pub fn remember_pending_deposit(intent_id: &str) {
-    session_set("deposit:pending", intent_id);
-}
-
-/// The deposit remembered by [`remember_pending_deposit`], if any.
-pub fn pending_deposit() -> Option<String> {
-    session_get("deposit:pending").filter(|id| !id.is_empty())
-}
-
-/// Forgets the pending deposit (it reached an outcome, or the user started again).
-pub fn forget_pending_deposit(intent_id: Option<&str>) {
-    if intent_id.is_none() || pending_deposit().as_deref() == intent_id {
-        session_remove("deposit:pending");
-    }
-}
-
 /// A random (version 4) UUID from `crypto.getRandomValues`, which, unlike
 /// `crypto.randomUUID`, also exists outside secure contexts.
 pub fn uuid_v4() -> String {
@@ -158,15 +119,6 @@ pub fn open_blank_popup(title: &str, message: &str) -> Option<Window> {
 /// Sends an open popup to `url`.
 pub fn navigate_popup(popup: &Window, url: &str) -> bool {
     !popup.closed().unwrap_or(true) && popup.location().set_href(url).is_ok()
-}
-
-/// Opens `url` in a fresh popup from a click (when the address is already
-/// known), falling back to this tab if the popup is blocked.
-pub fn open_or_redirect(url: &str) {
-    match open_blank_popup("", "") {
-        Some(popup) if navigate_popup(&popup, url) => {}
-        _ => redirect(url),
-    }
 }
 
 /// Leaves the page for `url` (a full-page redirect).

@@ -18,6 +18,7 @@ mod api;
 mod browser;
 mod components;
 mod feed;
+mod flows;
 mod hooks;
 mod host_events;
 mod i18n;

@@ -6,45 +6,9 @@ use pientegra_shared::{Amount, Locale};
 
 use crate::api::Deposit;
 use crate::feed::Feed;
+use crate::flows::{Offer, Panel};
 use crate::hooks::use_countdown;
 use crate::i18n::{Text as T, t, tf};
-
-/// What the panel shows.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Panel {
-    /// Nothing started yet.
-    Idle,
-    /// The server is creating the deposit.
-    Creating,
-    /// The browser blocked the popup.
-    Blocked,
-    /// The deposit could not be started; the message says why.
-    Failed(String),
-    /// A deposit the server knows, in its current status.
-    Deposit(Box<Deposit>),
-}
-
-impl Panel {
-    /// The `data-status` test hook: the status wire name, or the stage before it.
-    pub fn data_status(&self) -> &'static str {
-        match self {
-            Panel::Idle => "IDLE",
-            Panel::Creating => "CREATING",
-            Panel::Blocked => "BLOCKED",
-            Panel::Failed(_) => "ERROR",
-            Panel::Deposit(d) => d.status.as_str(),
-        }
-    }
-}
-
-/// The one button a panel state can offer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Offer {
-    ContinueHere,
-    Reopen,
-    NewDeposit,
-    StartAgain,
-}
 
 /// A panel state in words. One shape for every state keeps the view (and the
 /// wasm) small: the states differ in text, not in structure.

@@ -6,26 +6,19 @@
 use leptos::prelude::*;
 use pientegra_shared::Locale;
 
+use crate::flows::Modal;
 use crate::i18n::{Text as T, t};
 
-/// What the modal shows.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub enum Modal {
-    #[default]
-    Closed,
-    /// The deposit is being created.
-    Loading,
-    /// The hosted page, framed.
-    Frame(String),
-    /// The hosted page may not be framed here and the popup was blocked:
-    /// why, and a button that opens it from a fresh click.
-    CannotFrame { url: String, reason: String },
-}
-
-/// The modal; `open_popup` runs with the hosted page's address when the user
-/// asks for it in a window of its own.
+/// The modal, showing what the flow's `modal` says; `on_close` runs when it
+/// is closed (its button, Escape), `open_window` when the user asks for the
+/// hosted page in a window of its own.
 #[component]
-pub fn HostedPageModal(locale: Locale, modal: RwSignal<Modal>, open_popup: Callback<String>) -> impl IntoView {
+pub fn HostedPageModal(
+    locale: Locale,
+    modal: Memo<Modal>,
+    on_close: Callback<()>,
+    open_window: Callback<()>,
+) -> impl IntoView {
     let dialog = NodeRef::<leptos::html::Dialog>::new();
     Effect::new(move |_| {
         let open = modal.with(|m| *m != Modal::Closed);
@@ -53,20 +46,14 @@ pub fn HostedPageModal(locale: Locale, modal: RwSignal<Modal>, open_popup: Callb
         _ => String::new(),
     });
     let no_reason = Signal::derive(move || reason.with(String::is_empty));
-    let open_window = move |_| {
-        if let Modal::CannotFrame { url, .. } = modal.get_untracked() {
-            modal.set(Modal::Closed);
-            open_popup.run(url);
-        }
-    };
 
     view! {
         <dialog node_ref=dialog class="pk-modal" aria-labelledby=title_id data-testid="deposit-modal"
-            on:close=move |_| modal.set(Modal::Closed)>
+            on:close=move |_| on_close.run(())>
             <div class="pk-modal-head">
                 <h2 class="pk-modal-title" id=heading_id>{t(locale, T::PopupTitle)}</h2>
                 <button type="button" class="pk-modal-close" aria-label=t(locale, T::Close) data-testid="modal-close"
-                    on:click=move |_| modal.set(Modal::Closed)>
+                    on:click=move |_| on_close.run(())>
                     "×"
                 </button>
             </div>
@@ -75,7 +62,8 @@ pub fn HostedPageModal(locale: Locale, modal: RwSignal<Modal>, open_popup: Callb
                 data-testid="deposit-frame"></iframe>
             <div class="pk-modal-text" role="alert" hidden=no_reason>
                 <p data-testid="frame-refused">{reason}</p>
-                <button type="button" class="pk-button pk-primary" data-testid="open-window" on:click=open_window>
+                <button type="button" class="pk-button pk-primary" data-testid="open-window"
+                    on:click=move |_| open_window.run(())>
                     {t(locale, T::OpenPaymentPage)}
                 </button>
             </div>

@@ -19,6 +19,7 @@ mod event_log;
 mod hosted_page;
 mod withdrawal;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::prelude::*;
@@ -27,8 +28,9 @@ use web_sys::HtmlElement;
 
 use crate::api::{ApiFailure, Balance};
 use crate::feed::Feed;
+use crate::flows::shown;
 use crate::host_events;
-use crate::i18n::{amount_error, api_error};
+use crate::i18n::api_error;
 
 #[cfg(feature = "demo")]
 pub use activity::Activity;
@@ -39,22 +41,28 @@ pub use deposit::DepositWidget;
 pub use event_log::EventLog;
 pub use withdrawal::WithdrawalForm;
 
+/// A flow as a component's closures share it. Each use takes its own `Rc`
+/// rather than borrowing the stored value: reading a stored value holds the
+/// reactive arena's lock, and a flow calls out to the page, whose listeners
+/// may mount or unmount widgets. The request in flight holds its `Rc` too.
+type FlowHandle<F> = StoredValue<Rc<F>, LocalStorage>;
+
+/// An event handler that hands the event to the flow, unless the component
+/// is already gone: a late event (a blur as the form is removed) then does
+/// nothing, as a write to a disposed signal would.
+fn to_flow<F: 'static, A>(flow: FlowHandle<F>, event: impl Fn(&F, A)) -> impl Fn(A) {
+    move |arg| {
+        if let Some(flow) = flow.try_get_value() {
+            event(&flow, arg);
+        }
+    }
+}
+
 /// A page-unique element id, so several widgets can sit on one page and
 /// still pair every label with its input.
 fn unique_id(stem: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     format!("pk{}-{stem}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// What the user typed, in major units, as an exact amount within the payment range.
-/// The error is the stable code [`crate::i18n::amount_error`] explains.
-fn check_amount(input: &str, locale: Locale) -> Result<Amount, &'static str> {
-    Amount::parse_input(input, locale).map_err(|e| e.code())?.check_range().map_err(|e| e.code())
-}
-
-/// An amount as the user reads it, or a dash while it is not known yet.
-fn shown(amount: Option<Amount>, locale: Locale) -> String {
-    amount.map_or_else(|| "—".to_owned(), |a| a.format(locale))
 }
 
 /// One part of the balance (`|b| b.available`), as the user reads it.
@@ -75,15 +83,6 @@ fn yes_no(flag: bool) -> String {
 /// `aria-invalid` of a field whose `error` text is empty while it is valid.
 fn invalid(error: Signal<String>) -> Signal<String> {
     Signal::derive(move || yes_no(!error.with(String::is_empty)))
-}
-
-/// Why the typed amount is not accepted, in words; empty when it is, and
-/// for an empty field until the user `attempted` to go on.
-fn amount_problem(input: RwSignal<String>, attempted: RwSignal<bool>, locale: Locale) -> Signal<String> {
-    Signal::derive(move || match check_amount(&input.read(), locale) {
-        Err(code) if code != "amount_empty" || attempted.get() => amount_error(locale, code),
-        _ => String::new(),
-    })
 }
 
 /// Tells the host page what this widget learns about the account: each

@@ -1,22 +1,21 @@
 //! The withdrawal form: amount, IBAN and holder name, the available and
 //! reserved balance, and the progress of the last request.
 
+use std::rc::Rc;
+
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pientegra_shared::api::codes;
-use pientegra_shared::iban::{Iban, IbanError, group_for_display};
-use pientegra_shared::ids::HolderName;
+use pientegra_shared::Amount;
+use pientegra_shared::iban::{Iban, group_for_display};
 use pientegra_shared::status::WithdrawalStatus;
-use pientegra_shared::{Amount, Locale};
 use web_sys::HtmlInputElement;
 
 use super::amount_field::AmountField;
-use super::{amount_problem, balance_text, check_amount, invalid, shown, tell_host_about_account, unique_id, yes_no};
-use crate::api::NewWithdrawal;
+use super::{FlowHandle, balance_text, invalid, tell_host_about_account, to_flow, unique_id, yes_no};
+use crate::flows::{FieldIds, Form, Web, WithdrawalFlow};
 use crate::hooks::use_event_source;
-use crate::i18n::{Text as T, amount_error, api_error, holder_error, iban_error, t, tf};
+use crate::i18n::{Text as T, t, tf};
 use crate::options::Options;
-use crate::{browser, host_events};
 
 /// The withdrawal form.
 #[component]
@@ -30,154 +29,41 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
     let amount_input = RwSignal::new(String::new());
     let iban_input = RwSignal::new(String::new());
     let holder_input = RwSignal::new(String::new());
-    let attempted = RwSignal::new(false);
-    let iban_left = RwSignal::new(false);
-    let holder_left = RwSignal::new(false);
 
-    let amount_problem = amount_problem(amount_input, attempted, locale);
-    let iban_problem = Signal::derive(move || {
-        let Err(err) = Iban::parse(&iban_input.read()) else {
-            return String::new();
-        };
-        // While the IBAN is still being typed, only a wrong character is worth interrupting for.
-        let typing = !(attempted.get() || iban_left.get());
-        let unfinished = match &err {
-            IbanError::Empty => true,
-            IbanError::UnknownCountry(cc) => cc.len() < 2,
-            IbanError::WrongLength { expected, actual, .. } => actual < expected,
-            _ => false,
-        };
-        if typing && unfinished { String::new() } else { iban_error(locale, &err) }
-    });
-    let holder_problem = Signal::derive(move || match HolderName::parse(&holder_input.read()) {
-        Err(err) if attempted.get() || holder_left.get() => holder_error(locale, &err),
-        _ => String::new(),
-    });
+    let ids = FieldIds { amount: amount_id.clone(), iban: iban_id.clone(), holder: holder_id.clone() };
+    let flow: FlowHandle<_> =
+        StoredValue::new_local(Rc::new(WithdrawalFlow::new(Web::new(host, feed, client), locale, ids)));
 
-    // The withdrawal this form follows, the request in flight, and why the last one failed.
-    let tracked = RwSignal::new(None::<String>);
-    let pending = RwSignal::new(false);
-    let failure = RwSignal::new(None::<String>);
+    let amount_problem = Signal::derive(move || flow.get_value().amount_problem(&amount_input.read()));
+    let iban_problem = Signal::derive(move || flow.get_value().iban_problem(&iban_input.read()));
+    let holder_problem = Signal::derive(move || flow.get_value().holder_problem(&holder_input.read()));
+    let pending = Signal::derive(move || flow.get_value().sending());
 
-    let on_submit = {
-        let host = host.clone();
-        let (amount_id, iban_id, holder_id) = (amount_id.clone(), iban_id.clone(), holder_id.clone());
-        move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            attempted.set(true);
-            if pending.get_untracked() {
-                return;
-            }
-            let checked = (
-                check_amount(&amount_input.get_untracked(), locale),
-                Iban::parse(&iban_input.get_untracked()),
-                HolderName::parse(&holder_input.get_untracked()),
-            );
-            let request = match checked {
-                (Ok(amount), Ok(iban), Ok(holder)) => {
-                    NewWithdrawal { amount, iban: iban.as_str().to_owned(), holder_name: holder.as_str().to_owned() }
-                }
-                (a, i, h) => {
-                    // Focus the first field that needs fixing, and tell the host page why.
-                    let (first, code, message) = match (a, i, h) {
-                        (Err(code), ..) => (&amount_id, code, amount_error(locale, code)),
-                        (_, Err(err), _) => (&iban_id, err.code(), iban_error(locale, &err)),
-                        (.., Err(err)) => (&holder_id, codes::VALIDATION_FAILED, holder_error(locale, &err)),
-                        _ => unreachable!("one of the fields failed"),
-                    };
-                    host_events::error(&host, code, &message);
-                    browser::focus(first);
-                    return;
-                }
-            };
-            failure.set(None);
-            tracked.set(None);
-            pending.set(true);
-            let (client, host) = (client.clone(), host.clone());
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(flow) = flow.try_get_value() else { return };
+        let (amount, iban, holder) =
+            (amount_input.get_untracked(), iban_input.get_untracked(), holder_input.get_untracked());
+        if let Some(attempt) = flow.start(Form { amount: &amount, iban: &iban, holder: &holder }) {
             spawn_local(async move {
-                let user = feed.with_untracked(|a| a.user.clone()).flatten().unwrap_or_default();
-                let NewWithdrawal { amount, iban, holder_name } = &request;
-                let key = browser::idempotency_key("withdrawal", &format!("{user}|{amount}|{iban}|{holder_name}"));
-                match client.create_withdrawal(&request, &key).await {
-                    Ok(withdrawal) => {
-                        browser::forget_idempotency_key("withdrawal");
-                        tracked.set(Some(withdrawal.withdrawal_id.clone()));
-                        feed.upsert_withdrawal(withdrawal);
-                        amount_input.set(String::new());
-                        attempted.set(false);
-                    }
-                    Err(e) => {
-                        if !e.is_transient() {
-                            browser::forget_idempotency_key("withdrawal");
-                        }
-                        if e.is_auth() {
-                            feed.set_problem(e.clone());
-                        }
-                        let message = if e.code() == codes::INSUFFICIENT_FUNDS {
-                            let available = feed.with_untracked(|a| a.balance.as_ref().map(|b| b.available)).flatten();
-                            tf(locale, T::InsufficientFunds, &[&shown(available, locale)])
-                        } else {
-                            api_error(locale, &e)
-                        };
-                        host_events::error(&host, e.code(), &message);
-                        failure.set(Some(message));
-                    }
+                if flow.send(attempt).await {
+                    amount_input.set(String::new());
                 }
-                pending.set(false);
             });
         }
     };
 
-    // The tracked withdrawal as the feed knows it.
-    let current = move || {
-        tracked.with(|id| {
-            let id = id.as_deref()?;
-            feed.with(|a| a.withdrawals.iter().find(|w| w.withdrawal_id == id).cloned())
-        })
-    };
     // Each status of the followed withdrawal, once, for the host page.
     Effect::new(move |last: Option<Option<(String, WithdrawalStatus)>>| {
-        let withdrawal = current();
+        let withdrawal = flow.get_value().current();
         let now = withdrawal.as_ref().map(|w| (w.withdrawal_id.clone(), w.status));
         if let Some(withdrawal) = withdrawal.as_ref().filter(|_| last.flatten() != now) {
-            host_events::withdrawal_status(&host, withdrawal);
+            flow.get_value().status_changed(withdrawal);
         }
         now
     });
-    let data_status = Signal::derive(move || {
-        String::from(if failure.with(Option::is_some) {
-            "ERROR"
-        } else if let Some(w) = current() {
-            w.status.as_str()
-        } else if pending.get() {
-            "CREATING"
-        } else {
-            "IDLE"
-        })
-    });
-    let status = move || {
-        if let Some(message) = failure.get() {
-            return StatusWords { steps: None, title: message, text: String::new() };
-        }
-        match current() {
-            Some(w) => {
-                let (title, detail) = withdrawal_words(locale, w.status, &w.iban_masked, w.rejected_reason.as_deref());
-                StatusWords {
-                    steps: Some(steps(locale, w.status)),
-                    title,
-                    text: format!(
-                        "{detail} {}",
-                        tf(locale, T::WithdrawalSummary, &[&w.amount.format(locale), &w.reference_no])
-                    ),
-                }
-            }
-            None => StatusWords {
-                steps: None,
-                title: String::new(),
-                text: t(locale, if pending.get() { T::Sending } else { T::WithdrawIdle }).into(),
-            },
-        }
-    };
+    let data_status = Signal::derive(move || flow.get_value().data_status());
+    let status = move || flow.get_value().status();
     let status_title = Signal::derive(move || status().title);
     let status_text = Signal::derive(move || status().text);
     let step_items = move || {
@@ -223,7 +109,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                     testid="withdraw-amount"
                     value=amount_input
                     error=amount_problem
-                    disabled=Signal::from(pending)
+                    disabled=pending
                     sign="₺"
                 />
                 <div class="pk-field">
@@ -242,7 +128,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         aria-describedby=format!("{iban_id}-error {iban_id}-hint")
                         prop:value=iban_input
                         on:input=on_iban_input
-                        on:blur=move |_| iban_left.set(true)
+                        on:blur=to_flow(flow, |f, _| f.left_iban())
                     />
                     <p class="pk-hint" id=format!("{iban_id}-hint")>{iban_hint}</p>
                     <p class="pk-error" id=format!("{iban_id}-error") aria-live="polite">{iban_error_span}</p>
@@ -260,7 +146,7 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
                         aria-describedby=format!("{holder_id}-error")
                         prop:value=holder_input
                         on:input:target=move |ev| holder_input.set(ev.target().value())
-                        on:blur=move |_| holder_left.set(true)
+                        on:blur=to_flow(flow, |f, _| f.left_holder())
                     />
                     <p class="pk-error" id=format!("{holder_id}-error") aria-live="polite">{holder_problem}</p>
                 </div>
@@ -275,13 +161,6 @@ pub fn WithdrawalForm(options: Options) -> impl IntoView {
             </div>
         </section>
     }
-}
-
-/// The withdrawal status panel in words.
-struct StatusWords {
-    steps: Option<[(&'static str, &'static str); 3]>,
-    title: String,
-    text: String,
 }
 
 /// Regroups the IBAN field in fours as it is typed, keeping the caret after
@@ -313,46 +192,4 @@ fn regroup_iban(input: &HtmlInputElement) -> String {
         let _ = input.set_selection_range(position, position);
     }
     grouped
-}
-
-/// The three steps, each with its label and `done` / `current` / `todo` / `bad`.
-fn steps(locale: Locale, status: WithdrawalStatus) -> [(&'static str, &'static str); 3] {
-    use WithdrawalStatus::*;
-    let last = match status {
-        Rejected => (t(locale, T::StepRejected), "bad"),
-        Returned => (t(locale, T::StepReturned), "bad"),
-        Sent => (t(locale, T::StepSent), "done"),
-        Approved => (t(locale, T::StepSent), "current"),
-        PendingReview => (t(locale, T::StepSent), "todo"),
-    };
-    let review = match status {
-        PendingReview => "current",
-        _ => "done",
-    };
-    [(t(locale, T::StepReceived), "done"), (t(locale, T::StepReview), review), last]
-}
-
-/// Headline and detail for a withdrawal status.
-fn withdrawal_words(
-    locale: Locale,
-    status: WithdrawalStatus,
-    iban_masked: &str,
-    reason: Option<&str>,
-) -> (String, String) {
-    use WithdrawalStatus::*;
-    match status {
-        PendingReview => (t(locale, T::WithdrawReceived).into(), t(locale, T::WithdrawReceivedHelp).into()),
-        Approved => (t(locale, T::WithdrawApproved).into(), t(locale, T::WithdrawApprovedHelp).into()),
-        Sent => (t(locale, T::WithdrawSent).into(), tf(locale, T::WithdrawSentHelp, &[iban_masked])),
-        Rejected => (
-            t(locale, T::WithdrawRejected).into(),
-            format!(
-                "{} {} {}",
-                t(locale, T::Reason),
-                reason.unwrap_or(t(locale, T::NoReason)),
-                t(locale, T::WithdrawRejectedHelp)
-            ),
-        ),
-        Returned => (t(locale, T::WithdrawReturned).into(), t(locale, T::WithdrawReturnedHelp).into()),
-    }
 }
