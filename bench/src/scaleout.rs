@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use pientegra_testkit::{nginx, postgres};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -16,13 +17,6 @@ use tokio::sync::mpsc;
 use crate::report::{Row, Verdict};
 use crate::stack::{self, Seeded, ServerProcess};
 use crate::{Ctx, Figure};
-
-#[allow(dead_code)]
-#[path = "../../server/tests/harness/nginx.rs"]
-mod nginx;
-#[allow(dead_code)]
-#[path = "../../server/tests/harness/postgres.rs"]
-mod postgres;
 
 const INSTANCES: usize = 2;
 const CONCURRENCY: usize = 64;

@@ -14,8 +14,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::cluster::Cluster;
-use harness::sse::{SseClient, stream_ticket};
 use harness::{Plan, storm_cluster};
+use pientegra_testkit::sse::{SseClient, stream_ticket};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
+use pientegra_testkit::nginx::{self, Nginx};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::{Options, Stack};
+use crate::{Options, Server, Stack, start_server};
 
 /// Where the built widget is (`cargo xtask test` builds it and sets `PIENTEGRA_DIST`).
 pub fn dist() -> PathBuf {
@@ -153,6 +154,37 @@ impl Browser {
 /// A stack serving the built demo page, and the partner bundle it loads the widget from.
 pub async fn demo_stack() -> Stack {
     Stack::with(Options { static_dir: Some(dist()), widget_dir: Some(widget_dist()), ..Options::default() }).await
+}
+
+/// The demo as the reference deployment serves it: two servers on one fresh
+/// PostgreSQL schema, each serving the demo page and the partner bundle,
+/// behind nginx from `deploy/nginx/pientegra.conf`, with the sandbox
+/// delivering its webhooks to nginx.
+pub struct DemoBehindNginx {
+    /// The first server with the sandbox and the schema.
+    pub stack: Stack,
+    /// The second server, on the same schema.
+    pub second: Server,
+    pub nginx: Nginx,
+}
+
+impl DemoBehindNginx {
+    /// `None` when the test must skip: no PostgreSQL or no nginx (failures when `CI=true`).
+    pub async fn start() -> Option<DemoBehindNginx> {
+        nginx::binary()?;
+        let options =
+            Options { static_dir: Some(dist()), widget_dir: Some(widget_dist()), ..Options::postgres().await? };
+        let stack = Stack::with(options).await;
+        let second = start_server(&stack.settings, "127.0.0.1:0".parse().expect("addr"), None).await;
+        let nginx = Nginx::start(&[stack.server.addr.port(), second.addr.port()]).await?;
+        stack.point_webhooks_at(&nginx.url()).await;
+        Some(DemoBehindNginx { stack, second, nginx })
+    }
+
+    /// The servers' addresses as nginx logs them (`$upstream_addr`).
+    pub fn upstreams(&self) -> [String; 2] {
+        [self.stack.server.addr.to_string(), self.second.addr.to_string()]
+    }
 }
 
 /// A JS condition: the `data-testid` element's `data-status` is `status`.

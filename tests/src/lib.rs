@@ -5,7 +5,8 @@
 
 pub mod browser;
 pub mod partner;
-pub mod sse;
+
+pub use pientegra_testkit::sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use pientegra_server::ledger::BalanceModel;
 use pientegra_server::pientegra::{BudgetSettings, PientegraApi, RetryPolicy};
 use pientegra_server::settings::{ConnectionLimits, PgmSettings, Settings};
 use pientegra_shared::api;
+use pientegra_testkit::postgres::Schema;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -30,9 +32,6 @@ pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123456789";
 /// The admin token every test server uses (at least 32 bytes, as `serve` demands).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 
-/// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
-pub const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
-
 /// The database of a test's servers.
 #[derive(Clone, Default)]
 pub enum Database {
@@ -40,7 +39,7 @@ pub enum Database {
     #[default]
     Sqlite,
     /// A fresh schema, dropped when the last clone of the options goes.
-    Postgres(Arc<PostgresSchema>),
+    Postgres(Arc<Schema>),
 }
 
 impl Database {
@@ -48,76 +47,7 @@ impl Database {
     /// Without the variable the test is skipped (`None`, with a line saying so),
     /// unless `CI=true`, where a missing database is a failure.
     pub async fn postgres() -> Option<Database> {
-        let Some(url) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{POSTGRES_URL_VAR} must be set when CI=true: the PostgreSQL tests cannot run"
-            );
-            eprintln!("skipped: {POSTGRES_URL_VAR} unset");
-            return None;
-        };
-        Some(Database::Postgres(Arc::new(PostgresSchema::create(&url).await)))
-    }
-}
-
-/// A schema of its own in the test PostgreSQL database, so tests running at
-/// once never see each other's rows (nor migrations table).
-pub struct PostgresSchema {
-    admin_url: String,
-    name: String,
-    /// The `DATABASE_URL` of the servers: the admin URL with this schema as `search_path`.
-    pub url: String,
-}
-
-/// Schemas older than this are leftovers of killed test runs.
-const STALE_SCHEMA_SECS: i64 = 3_600;
-const SCHEMA_PREFIX: &str = "pientegra_test_";
-
-impl PostgresSchema {
-    async fn create(admin_url: &str) -> PostgresSchema {
-        use sqlx::Connection;
-        let now = chrono::Utc::now().timestamp();
-        let name = format!("{SCHEMA_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connecting to the test PostgreSQL");
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.expect("creating a test schema");
-        // Best effort: sweep schemas a killed run left behind.
-        let _ = sqlx::query("SET lock_timeout = '1s'").execute(&mut conn).await;
-        let existing: Vec<String> =
-            sqlx::query_scalar("SELECT nspname::TEXT FROM pg_namespace WHERE starts_with(nspname, $1)")
-                .bind(SCHEMA_PREFIX)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_default();
-        for old in existing {
-            let created = old.strip_prefix(SCHEMA_PREFIX).and_then(|rest| rest.split('_').next()?.parse::<i64>().ok());
-            if created.is_some_and(|t| now - t > STALE_SCHEMA_SECS) {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE")).execute(&mut conn).await;
-            }
-        }
-        let _ = conn.close().await;
-        let mut url: url::Url = admin_url.parse().expect("PIENTEGRA_TEST_POSTGRES_URL is a URL");
-        url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
-        PostgresSchema { admin_url: admin_url.to_owned(), name, url: url.into() }
-    }
-}
-
-impl Drop for PostgresSchema {
-    fn drop(&mut self) {
-        // Drop is synchronous and may run on the test's only runtime thread:
-        // use a thread of our own, and give up rather than wait on a lock a
-        // still-running server holds.
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                use sqlx::Connection;
-                let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await else { return };
-                let _ = sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await;
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
-                let _ = conn.close().await;
-            });
-        });
-        let _ = dropped.join();
+        Some(Database::Postgres(Arc::new(Schema::create().await?)))
     }
 }
 
@@ -352,11 +282,16 @@ impl Stack {
 
     /// Tells the sandbox to deliver webhooks to this server.
     pub async fn point_webhooks_at_server(&self) {
+        self.point_webhooks_at(&self.server.url()).await;
+    }
+
+    /// Tells the sandbox to deliver webhooks to `base` (a proxy in front of the servers).
+    pub async fn point_webhooks_at(&self, base: &str) {
         let response = self
             .http
             .put(format!("{}/external/site/webhook-config", self.sandbox.api_base()))
             .bearer_auth(self.sandbox.api_key())
-            .json(&json!({"webhookUrl": format!("{}/webhooks/pientegra", self.server.url()), "rotateSecret": false}))
+            .json(&json!({"webhookUrl": format!("{base}/webhooks/pientegra"), "rotateSecret": false}))
             .send()
             .await
             .expect("webhook config");

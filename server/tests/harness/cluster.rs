@@ -7,12 +7,12 @@ use chrono::Utc;
 use pientegra_sandbox::{Config, Sandbox};
 use pientegra_server::token::TokenKey;
 use pientegra_shared::ids::ExternalUserId;
+use pientegra_testkit::nginx::{Nginx, free_port};
+use pientegra_testkit::postgres::Schema;
+use pientegra_testkit::sse::{SseClient, stream_ticket};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use super::nginx::{Nginx, free_port};
-use super::postgres::Schema;
-use super::sse::{SseClient, stream_ticket};
 use super::{ServerProcess, TOKEN_SECRET};
 
 /// A running deployment.

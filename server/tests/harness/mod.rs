@@ -10,9 +10,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-pub mod nginx;
-pub mod postgres;
-pub mod sse;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -27,6 +24,7 @@ use pientegra_server::reconcile::Reconciler;
 use pientegra_server::sse::Hub;
 use pientegra_server::token::TokenKey;
 use pientegra_shared::ids::ExternalUserId;
+use pientegra_testkit::{nginx, postgres, sse};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The reference configuration.
-pub const TEMPLATE: &str = include_str!("../../../deploy/nginx/pientegra.conf");
+pub const TEMPLATE: &str = include_str!("../../deploy/nginx/pientegra.conf");
 
 /// The nginx binary: `$NGINX`, else `nginx` on the `PATH`, else Debian's
 /// `/usr/sbin/nginx`. `None` (with a line saying so) when there is none, which
@@ -24,7 +24,7 @@ pub fn binary() -> Option<PathBuf> {
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "nginx must be installed when CI=true (apt-get install nginx): the scale-out tests cannot run"
+            "nginx must be installed when CI=true (apt-get install nginx): the tests through nginx cannot run"
         );
         eprintln!("skipped: nginx is not installed (apt-get install nginx, or set NGINX to its path)");
     }

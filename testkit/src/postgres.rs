@@ -1,12 +1,14 @@
 //! A fresh schema per test on the PostgreSQL of `PIENTEGRA_TEST_POSTGRES_URL`,
-//! whose sessions carry the schema's name as `application_name`, so a test can
-//! find and terminate exactly its servers' connections.
+//! so tests running at once never see each other's rows (nor migrations
+//! table). Its sessions carry the schema's name as `application_name`, so a
+//! test can find and terminate exactly its servers' connections.
 
 use sqlx::Connection;
 
 /// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
 pub const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
-const SCHEMA_PREFIX: &str = "pientegra_scale_";
+/// Every test schema's prefix: each creation sweeps the stale ones.
+pub const SCHEMA_PREFIX: &str = "pientegra_test_";
 /// Schemas older than this are leftovers of killed test runs.
 const STALE_SCHEMA_SECS: i64 = 3_600;
 
@@ -15,26 +17,33 @@ pub struct Schema {
     admin_url: String,
     /// The schema's name, also the servers' `application_name`.
     pub name: String,
-    /// The servers' `DATABASE_URL`.
+    /// The servers' `DATABASE_URL`: the admin URL with this schema as `search_path`.
     pub url: String,
 }
 
 impl Schema {
-    /// A fresh schema; `None` (with a line saying so) without the variable,
-    /// which is a failure when `CI=true`.
+    /// A fresh schema on the server of `PIENTEGRA_TEST_POSTGRES_URL`. Without
+    /// the variable the test is skipped (`None`, with a line saying so), unless
+    /// `CI=true`, where a missing database is a failure.
     pub async fn create() -> Option<Schema> {
         let Some(admin_url) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{POSTGRES_URL_VAR} must be set when CI=true: the scale-out tests cannot run"
+                "{POSTGRES_URL_VAR} must be set when CI=true: the PostgreSQL tests cannot run"
             );
             eprintln!("skipped: {POSTGRES_URL_VAR} unset");
             return None;
         };
+        Some(Schema::create_at(&admin_url).await)
+    }
+
+    /// A fresh schema on the server of `admin_url`; sweeps the schemas killed runs left behind.
+    async fn create_at(admin_url: &str) -> Schema {
         let now = chrono::Utc::now().timestamp();
         let name = format!("{SCHEMA_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connecting to the test PostgreSQL");
+        let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connecting to the test PostgreSQL");
         sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.expect("creating a test schema");
+        // Best effort, and never waiting on a lock a running test holds.
         let _ = sqlx::query("SET lock_timeout = '1s'").execute(&mut conn).await;
         let existing: Vec<String> =
             sqlx::query_scalar("SELECT nspname::TEXT FROM pg_namespace WHERE starts_with(nspname, $1)")
@@ -53,7 +62,7 @@ impl Schema {
         url.query_pairs_mut()
             .append_pair("options", &format!("-c search_path={name}"))
             .append_pair("application_name", &name);
-        Some(Schema { admin_url, name, url: url.into() })
+        Schema { admin_url: admin_url.to_owned(), name, url: url.into() }
     }
 
     /// Terminates every session of this schema's servers (`pg_terminate_backend`);

@@ -1,5 +1,5 @@
-//! A minimal Server-Sent Events client for the harness (the same parsing as
-//! `pientegra-tests`' client), with the token as a bearer header or a ticket.
+//! A minimal Server-Sent Events client, with the token as a bearer header or
+//! a stream ticket (as the widget's `EventSource` opens it).
 
 use std::time::Duration;
 
