@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use anyhow::Context;
 use chrono::{SubsecRound, Utc};
 use pientegra_server::ledger::BalanceModel;
 use pientegra_server::storage::{
@@ -28,6 +29,7 @@ use pientegra_shared::event::{
 };
 use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 use pientegra_shared::wire::WithdrawalCreated;
+use pientegra_testkit::postgres::{POSTGRES_URL_VAR, Schema};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use uuid::Uuid;
@@ -408,7 +410,7 @@ async fn run_case(database: &Database, world: World, ops: Vec<Op>) -> Result<(),
     let storage = storage::connect(&fresh.url).await.map_err(|e| fail(format!("connect: {e:#}")))?;
     let outcome = run_steps(&*storage, world, ops).await;
     drop(storage);
-    fresh.remove().await;
+    drop(fresh);
     outcome
 }
 
@@ -755,19 +757,12 @@ fn known_scenarios_agree_with_the_model_on_postgres() {
 
 // ---- the databases -----------------------------------------------------------------
 
-/// The variable naming the PostgreSQL server the tests may use (trust auth is fine).
-const POSTGRES_URL_VAR: &str = "PIENTEGRA_TEST_POSTGRES_URL";
-
-/// Schemas of this prefix older than an hour are leftovers of killed runs
-/// (the end-to-end harness names its schemas alike and sweeps them).
-const SCHEMA_PREFIX: &str = "pientegra_test_";
-
 /// Where the cases of one test keep their data: each case gets a database of its own.
 enum Database {
     /// A SQLite file in a temporary folder.
     Sqlite,
-    /// A schema on the PostgreSQL server of this URL.
-    Postgres { admin_url: String },
+    /// A schema on the PostgreSQL server of `PIENTEGRA_TEST_POSTGRES_URL`.
+    Postgres,
 }
 
 /// One case's database.
@@ -776,8 +771,8 @@ struct Fresh {
     url: String,
     /// The SQLite file's folder (removed when dropped).
     _dir: Option<tempfile::TempDir>,
-    /// The PostgreSQL schema and the URL to drop it with.
-    schema: Option<(String, String)>,
+    /// The PostgreSQL schema (dropped when dropped).
+    _schema: Option<Schema>,
 }
 
 impl Database {
@@ -785,15 +780,15 @@ impl Database {
     /// test is skipped (`None`, with a line saying so), unless `CI=true`,
     /// where a missing database is a failure.
     fn postgres() -> Option<Database> {
-        let Some(admin_url) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
+        if std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty()).is_none() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{POSTGRES_URL_VAR} must be set when CI=true: the PostgreSQL tests cannot run"
             );
             eprintln!("skipped: {POSTGRES_URL_VAR} unset");
             return None;
-        };
-        Some(Database::Postgres { admin_url })
+        }
+        Some(Database::Postgres)
     }
 
     /// A new, empty database: a SQLite file, or a PostgreSQL schema that the
@@ -803,30 +798,12 @@ impl Database {
             Database::Sqlite => {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}", dir.path().join("m.db").display());
-                Ok(Fresh { url, _dir: Some(dir), schema: None })
+                Ok(Fresh { url, _dir: Some(dir), _schema: None })
             }
-            Database::Postgres { admin_url } => {
-                use sqlx::Connection;
-                let name = format!("{SCHEMA_PREFIX}{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-                sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await?;
-                conn.close().await?;
-                let mut url: url::Url = admin_url.parse()?;
-                url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
-                Ok(Fresh { url: url.into(), _dir: None, schema: Some((admin_url.clone(), name)) })
+            Database::Postgres => {
+                let schema = Schema::create().await.context("a PostgreSQL schema")?;
+                Ok(Fresh { url: schema.url.clone(), _dir: None, _schema: Some(schema) })
             }
-        }
-    }
-}
-
-impl Fresh {
-    /// Drops the PostgreSQL schema (best effort: a leftover is swept by a later run).
-    async fn remove(self) {
-        use sqlx::Connection;
-        let Some((admin_url, name)) = &self.schema else { return };
-        if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
-            let _ = conn.close().await;
         }
     }
 }

@@ -957,7 +957,6 @@ impl Storage for PostgresStorage {
 mod tests {
     use pientegra_shared::Amount;
     use pientegra_shared::event::WebhookEvent;
-    use sqlx::Connection;
     use uuid::Uuid;
 
     use super::{PostgresStorage, Webhooks};
@@ -965,33 +964,21 @@ mod tests {
     use crate::storage::testing::{self, approved, record_deposit, record_deposit_of};
     use crate::storage::{Changed, InboxOutcome, Storage};
 
-    /// A schema of its own on the server at `PIENTEGRA_TEST_POSTGRES_URL`
-    /// (skipped without it, unless `CI=true`); dropped by [`Schema::drop_now`].
+    /// A storage on a schema of its own (skipped without PostgreSQL, unless `CI=true`).
     struct Schema {
-        admin_url: String,
-        name: String,
         storage: PostgresStorage,
+        _schema: pientegra_testkit::postgres::Schema,
     }
 
     impl Schema {
         async fn create() -> Option<Schema> {
-            let Some(admin_url) = std::env::var("PIENTEGRA_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-                assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "PIENTEGRA_TEST_POSTGRES_URL must be set");
-                return None;
-            };
-            let name = format!("pientegra_test_{}_{}", chrono::Utc::now().timestamp(), Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut admin).await.unwrap();
-            let mut url: url::Url = admin_url.parse().unwrap();
-            url.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
-            let storage = PostgresStorage::connect(url.as_str()).await.unwrap();
-            Some(Schema { admin_url, name, storage })
+            let schema = pientegra_testkit::postgres::Schema::create().await?;
+            let storage = PostgresStorage::connect(&schema.url).await.unwrap();
+            Some(Schema { storage, _schema: schema })
         }
 
         async fn drop_now(self) {
             self.storage.pool.close().await;
-            let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-            sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name)).execute(&mut admin).await.unwrap();
         }
 
         /// Applies `events` as one batch, in one transaction.
