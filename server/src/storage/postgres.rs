@@ -55,6 +55,9 @@ pub const CHANNEL: &str = "pientegra_user_events";
 /// Connections per instance.
 const POOL_SIZE: u32 = 10;
 
+/// Connections per instance that only insert new Idempotency-Key claims.
+const CLAIM_POOL_SIZE: u32 = 4;
+
 /// The first key of the two-key advisory locks on subjects (a namespace of this
 /// server's; the two-key space never overlaps the one-key space of [`Storage::try_lock`]).
 const SUBJECT_LOCK_SPACE: i32 = 0x5049_4e54; // "PINT"
@@ -69,6 +72,9 @@ const TRANSIENT_RETRIES: u32 = 3;
 /// The PostgreSQL implementation of [`Storage`].
 pub struct PostgresStorage {
     pool: PgPool,
+    /// Connections whose commits do not wait for the disk, for new claims
+    /// only ([`PostgresStorage::claim_idempotency_once`] says why that is safe).
+    claims: PgPool,
     reads: Readers,
     webhooks: WebhookWriter,
     /// The schema the tables live in: part of each named lock's key, so two
@@ -85,7 +91,13 @@ impl PostgresStorage {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
+        let claims = PgPoolOptions::new()
+            .max_connections(CLAIM_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .context("connecting to PostgreSQL")?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.context("applying PostgreSQL migrations")?;
@@ -96,6 +108,7 @@ impl PostgresStorage {
             reads: Readers::Postgres(pool.clone()),
             webhooks,
             pool,
+            claims,
             schema: schema.unwrap_or_default(),
         })
     }
@@ -487,9 +500,14 @@ impl PostgresStorage {
         lease_ms: i64,
     ) -> Result<Option<IdempotencyClaim>> {
         let now = now_ms();
-        // Insert first, on its own (one round trip and one commit for a new
-        // key): of two instances claiming a new key at once, one inserts and
-        // the other waits for its commit, then finds the row.
+        // Insert first, on its own: of two instances claiming a new key at
+        // once, one inserts and the other waits for its commit, then finds
+        // the row. The commit does not wait for the disk (it is visible to
+        // every session at once all the same): should the database crash and
+        // lose the claim, the client's retry claims the key again and calls
+        // Pientegra with the same derived key, which answers with the same
+        // intent or withdrawal. The answer's own commit is durable, and
+        // carries the claim to disk with it.
         let inserted = sqlx::query(
             "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
              VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
@@ -500,7 +518,7 @@ impl PostgresStorage {
         .bind(request_hash)
         .bind(now + lease_ms)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.claims)
         .await?
         .rows_affected()
             == 1;
