@@ -18,6 +18,7 @@ use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
 use pientegra_server::reconcile::{Category, Reconciler, Report};
 use pientegra_server::settings::PgmSettings;
 use pientegra_server::sse::Hub;
+use pientegra_server::storage::{Audit, Audited};
 use pientegra_shared::signature::{self, SignatureError};
 use pientegra_tests::{Options, Stack, wait_for};
 use reqwest::StatusCode;
@@ -218,7 +219,7 @@ impl Pgm {
     /// `(available, reserved)` of the ledger account that holds an order's
     /// money, and that its ledger entries sum to it.
     async fn order_balance(&self, payment_id: &str, customer: &str) -> (u64, u64) {
-        let storage = pientegra_server::storage::connect(&self.stack.settings.database_url).await.unwrap();
+        let storage = Audited::connect(&self.stack.settings.database_url).await.unwrap();
         let account = ledger::order_account(payment_id.parse().unwrap(), customer);
         let balance = storage.balance(&account).await.unwrap();
         let (available, reserved) = (balance.available.minor(), balance.reserved.minor());

@@ -45,8 +45,9 @@ use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
-    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
-    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, Reply,
+    Result, StoredEvent, WithdrawalRecord,
 };
 
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
@@ -756,11 +757,7 @@ async fn insert_pending(
 }
 
 #[async_trait]
-impl Storage for PostgresStorage {
-    async fn ping(&self) -> Result<()> {
-        self.reads.ping().await
-    }
-
+impl Idempotency for PostgresStorage {
     async fn claim_idempotency(
         &self,
         scope: &IdempotencyScope<'_>,
@@ -795,6 +792,21 @@ impl Storage for PostgresStorage {
             .await?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl Ledger for PostgresStorage {
+    async fn record_deposit(
+        &self,
+        deposit: NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Changed<DepositRecord>> {
+        retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
+    }
+
+    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+        self.reads.deposit(intent_id).await
+    }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
         let mut tx = self.pool.begin().await?;
@@ -819,18 +831,6 @@ impl Storage for PostgresStorage {
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
         self.reads.awaiting_transfer(limit).await
-    }
-
-    async fn record_deposit(
-        &self,
-        deposit: NewDeposit,
-        reply: Option<&DepositReply<'_>>,
-    ) -> Result<Changed<DepositRecord>> {
-        retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
-    }
-
-    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-        self.reads.deposit(intent_id).await
     }
 
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
@@ -880,14 +880,6 @@ impl Storage for PostgresStorage {
         self.reads.balance(user_id).await
     }
 
-    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        self.reads.last_event_seq(user_id).await
-    }
-
-    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        self.reads.events_after(user_id, after, limit).await
-    }
-
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
         self.reads.deposits_created_between(from, to).await
     }
@@ -898,6 +890,24 @@ impl Storage for PostgresStorage {
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
         self.reads.withdrawals_created_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresStorage {
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        self.reads.last_event_seq(user_id).await
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        self.reads.events_after(user_id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl Coordination for PostgresStorage {
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -947,7 +957,10 @@ impl Storage for PostgresStorage {
             }
         }
     }
+}
 
+#[async_trait]
+impl Audit for PostgresStorage {
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
         self.reads.ledger_sum(user_id).await
     }
@@ -961,9 +974,10 @@ mod tests {
     use uuid::Uuid;
 
     use super::{PostgresStorage, Webhooks};
+    use crate::storage::Audit;
     use crate::storage::group_commit::{CommitWebhooks, Webhook};
     use crate::storage::testing::{self, approved, record_deposit, record_deposit_of};
-    use crate::storage::{Changed, InboxOutcome, Storage};
+    use crate::storage::{Changed, InboxOutcome, Ledger};
 
     /// A schema of its own on the server at `PIENTEGRA_TEST_POSTGRES_URL`
     /// (skipped without it, unless `CI=true`); dropped by [`Schema::drop_now`].

@@ -38,8 +38,9 @@ use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
-    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
-    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, Reply,
+    Result, StoredEvent, WithdrawalRecord,
 };
 
 /// The SQLite implementation of [`Storage`].
@@ -339,11 +340,7 @@ fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<r
 }
 
 #[async_trait]
-impl Storage for SqliteStorage {
-    async fn ping(&self) -> Result<()> {
-        self.reads.ping().await
-    }
-
+impl Idempotency for SqliteStorage {
     async fn claim_idempotency(
         &self,
         scope: &IdempotencyScope<'_>,
@@ -387,7 +384,10 @@ impl Storage for SqliteStorage {
         self.claims.forget(scope);
         Ok(())
     }
+}
 
+#[async_trait]
+impl Ledger for SqliteStorage {
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&DepositReply<'_>>) -> Result<Changed<DepositRecord>> {
         self.direct
             .write(|tx| {
@@ -577,14 +577,6 @@ impl Storage for SqliteStorage {
         self.reads.balance(user_id).await
     }
 
-    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        self.reads.last_event_seq(user_id).await
-    }
-
-    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        self.reads.events_after(user_id, after, limit).await
-    }
-
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
         self.reads.deposits_created_between(from, to).await
     }
@@ -595,6 +587,24 @@ impl Storage for SqliteStorage {
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
         self.reads.withdrawals_created_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStorage {
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        self.reads.last_event_seq(user_id).await
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        self.reads.events_after(user_id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl Coordination for SqliteStorage {
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -616,7 +626,10 @@ impl Storage for SqliteStorage {
     async fn relay_changes(&self, _hub: crate::sse::Hub, _shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl Audit for SqliteStorage {
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
         self.reads.ledger_sum(user_id).await
     }
