@@ -12,8 +12,6 @@
 //! Each attempt is signed afresh ([`SIGNATURE_HEADER`]), so the shop can tell
 //! a notification from the kit from anyone else's POST.
 
-pub mod store;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,11 +25,12 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use store::{FacadeStore, PgmPayment};
+pub use crate::storage::pgm::{PgmPayment, PgmRecords};
 
 use crate::pientegra::PientegraApi;
 use crate::settings::{Settings, ShopCallback};
 use crate::state::AppState;
+use crate::storage::pgm::Due;
 use crate::storage::{Storage, WithdrawalState};
 
 /// Namespace of the Pientegra idempotency keys the facade derives: the same
@@ -232,18 +231,17 @@ pub const SIGNATURE_HEADER: &str = "Pientegra-Kit-Signature";
 
 /// The facade's handles, shared by its routes and its notifier.
 pub struct Facade {
-    pub store: Arc<dyn FacadeStore>,
+    pub store: Arc<dyn PgmRecords>,
     callback: Option<ShopCallback>,
     client: reqwest::Client,
     wake: Notify,
 }
 
 impl Facade {
-    /// The facade when `PGM_FACADE_TOKEN` is set. Connects after the server's
-    /// storage has applied the migrations (the facade's tables among them).
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Option<Arc<Facade>>> {
+    /// The facade when `PGM_FACADE_TOKEN` is set, keeping its records in `storage`.
+    pub fn connect(settings: &Settings, storage: &dyn Storage) -> anyhow::Result<Option<Arc<Facade>>> {
         let Some(pgm) = &settings.pgm else { return Ok(None) };
-        let store = store::connect(&settings.database_url).await?;
+        let store = storage.pgm_records();
         if pgm.callback.is_none() {
             tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
         }
@@ -251,7 +249,7 @@ impl Facade {
     }
 
     /// The facade over `store`, notifying the shop at `callback` if there is one.
-    pub fn new(store: Arc<dyn FacadeStore>, callback: Option<ShopCallback>) -> anyhow::Result<Facade> {
+    pub fn new(store: Arc<dyn PgmRecords>, callback: Option<ShopCallback>) -> anyhow::Result<Facade> {
         let client = reqwest::Client::builder()
             .timeout(CALLBACK_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -369,7 +367,7 @@ pub fn signature(secret: &SecretString, t_ms: i64, body: &str) -> String {
     pientegra_shared::signature::sign(secret.expose_secret(), t_ms, body.as_bytes())
 }
 
-async fn deliver(facade: &Facade, callback: &ShopCallback, due: store::Due) -> anyhow::Result<()> {
+async fn deliver(facade: &Facade, callback: &ShopCallback, due: Due) -> anyhow::Result<()> {
     // Signed now, not when queued: a retry hours later still arrives within
     // the shop's tolerance, and the queued body is sent byte for byte.
     let signed = signature(&callback.secret, chrono::Utc::now().timestamp_millis(), &due.body);

@@ -7,6 +7,7 @@
 
 pub mod audit;
 mod group_commit;
+pub mod pgm;
 pub mod postgres;
 mod procedure;
 mod reads;
@@ -27,6 +28,7 @@ use pientegra_shared::wire::WithdrawalCreated;
 use uuid::Uuid;
 
 pub use self::audit::{Audit, Audited};
+pub use self::pgm::PgmRecords;
 pub use self::views::balance_event;
 use crate::ledger::BalanceModel;
 
@@ -333,9 +335,10 @@ pub trait Coordination: Send + Sync + 'static {
 }
 
 /// Everything the server keeps: what `Arc<dyn Storage>` callers hold.
-pub trait Storage: Idempotency + Ledger + EventLog + Coordination {}
-
-impl<T: Idempotency + Ledger + EventLog + Coordination> Storage for T {}
+pub trait Storage: Idempotency + Ledger + EventLog + Coordination {
+    /// The PGM facade's records, on the same connections.
+    fn pgm_records(&self) -> std::sync::Arc<dyn PgmRecords>;
+}
 
 /// A held lock; dropping it releases the lock.
 pub struct HeldLock {

@@ -40,14 +40,15 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
+use super::pgm::PostgresPgmRecords;
 use super::procedure::{self, Book, Decision, Outbox, Records, dedup, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
     Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
-    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, Reply,
-    Result, StoredEvent, WithdrawalRecord,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, PgmRecords,
+    Reply, Result, Storage, StoredEvent, WithdrawalRecord,
 };
 
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
@@ -75,6 +76,7 @@ pub struct PostgresStorage {
     /// The schema the tables live in: part of each named lock's key, so two
     /// deployments in one database never hold each other's locks.
     schema: String,
+    pgm: Arc<dyn PgmRecords>,
 }
 
 impl PostgresStorage {
@@ -96,6 +98,7 @@ impl PostgresStorage {
         Ok(PostgresStorage {
             reads: Readers::Postgres(pool.clone()),
             webhooks,
+            pgm: Arc::new(PostgresPgmRecords { pool: pool.clone() }),
             pool,
             schema: schema.unwrap_or_default(),
         })
@@ -754,6 +757,12 @@ async fn insert_pending(
     .fetch_all(&mut *conn)
     .await?;
     Ok(inserted.into_iter().collect())
+}
+
+impl Storage for PostgresStorage {
+    fn pgm_records(&self) -> Arc<dyn PgmRecords> {
+        self.pgm.clone()
+    }
 }
 
 #[async_trait]

@@ -31,16 +31,17 @@ use uuid::Uuid;
 use self::apply::{apply_events, settle_in};
 use self::checkpoint::Checkpointer;
 use self::claims::{Answers, Claims, Taken};
-use self::direct::Direct;
+pub(super) use self::direct::Direct;
 use super::group_commit::{Webhook, WebhookWriter};
+use super::pgm::SqlitePgmRecords;
 use super::procedure::{self, Outbox, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
     Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
-    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, Reply,
-    Result, StoredEvent, WithdrawalRecord,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, PgmRecords,
+    Reply, Result, Storage, StoredEvent, WithdrawalRecord,
 };
 
 /// The SQLite implementation of [`Storage`].
@@ -51,6 +52,7 @@ pub struct SqliteStorage {
     claims: Claims,
     answers: Answers,
     _checkpointer: Checkpointer,
+    pgm: Arc<dyn PgmRecords>,
     /// One SQLite file serves one instance, so its locks are in-process.
     locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -92,6 +94,7 @@ impl SqliteStorage {
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
         // SQLite has one writer: a second task would only wait for it.
         let webhooks = WebhookWriter::spawn(direct.clone(), 1);
+        let pgm = Arc::new(SqlitePgmRecords { pool: reader.clone(), direct: direct.clone() });
         Ok(SqliteStorage {
             reads: Readers::Sqlite(reader),
             direct,
@@ -99,6 +102,7 @@ impl SqliteStorage {
             claims: Claims::default(),
             answers,
             _checkpointer: checkpointer,
+            pgm,
             locks: Default::default(),
         })
     }
@@ -337,6 +341,12 @@ fn store_reply(conn: &Connection, reply: &Reply<'_>, body: &str) -> Result<()> {
 fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<rusqlite::Connection> {
     rusqlite::Connection::open_with_flags(file, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_context(|| format!("opening the SQLite database for {purpose}"))
+}
+
+impl Storage for SqliteStorage {
+    fn pgm_records(&self) -> Arc<dyn PgmRecords> {
+        self.pgm.clone()
+    }
 }
 
 #[async_trait]
