@@ -148,11 +148,11 @@ impl Pgm {
     }
 
     async fn failing_first(options: Options, fail_first: u32) -> Pgm {
-        // Backoff in milliseconds, so retries happen within a test.
-        pientegra_server::pgm::set_notify_backoff_base(Duration::from_millis(20));
         let (shop, callback_url) = Shop::start(fail_first).await;
-        let pgm = PgmSettings::new(PGM_TOKEN, Some(callback_url.as_str()), Some(CALLBACK_SECRET))
+        let mut pgm = PgmSettings::new(PGM_TOKEN, Some(callback_url.as_str()), Some(CALLBACK_SECRET))
             .expect("the test's facade settings are valid");
+        // Backoff in milliseconds, so retries happen within a test.
+        pgm.notify_backoff_base = Duration::from_millis(20);
         let stack = Stack::with(Options { pgm: Some(pgm), ..options }).await;
         Pgm { stack, shop }
     }
