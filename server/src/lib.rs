@@ -80,8 +80,7 @@ pub async fn app_state(
             (Arc::new(client.clone()), Arc::new(client.in_background()))
         }
     };
-    // After the storage: it applied the migrations, the facade's tables among them.
-    let pgm = pgm::Facade::connect(&settings).await?;
+    let pgm = pgm::Facade::connect(&settings, storage.as_ref())?;
     let limits = settings.connections;
     Ok(AppState::new(Shared {
         limiter: ratelimit::RateLimiter::new(settings.rate_limit_per_minute),

@@ -214,7 +214,13 @@ pub struct PgmSettings {
     pub token: SecretString,
     /// Where and how the shop is notified; nobody is without it.
     pub callback: Option<ShopCallback>,
+    /// The first retry delay of a failed shop notification; it doubles with
+    /// each failure ([`DEFAULT_NOTIFY_BACKOFF_BASE`]; tests shorten it).
+    pub notify_backoff_base: Duration,
 }
+
+/// The first retry delay of a failed shop notification.
+pub const DEFAULT_NOTIFY_BACKOFF_BASE: Duration = Duration::from_secs(1);
 
 /// The shop's callback: its URL and the secret that signs each notification.
 #[derive(Clone, Debug)]
@@ -258,7 +264,11 @@ impl PgmSettings {
                 Some(ShopCallback { url, secret: SecretString::from(secret.to_owned()) })
             }
         };
-        Ok(PgmSettings { token: SecretString::from(token.to_owned()), callback })
+        Ok(PgmSettings {
+            token: SecretString::from(token.to_owned()),
+            callback,
+            notify_backoff_base: DEFAULT_NOTIFY_BACKOFF_BASE,
+        })
     }
 }
 

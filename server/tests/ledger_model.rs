@@ -21,7 +21,7 @@ use anyhow::Context;
 use chrono::{SubsecRound, Utc};
 use pientegra_server::ledger::BalanceModel;
 use pientegra_server::storage::{
-    self, InboxOutcome, NewDeposit, NewWithdrawal, Storage, WithdrawalRecord, WithdrawalState,
+    Audit, Audited, InboxOutcome, NewDeposit, NewWithdrawal, Storage, WithdrawalRecord, WithdrawalState,
 };
 use pientegra_shared::Amount;
 use pientegra_shared::event::{
@@ -407,19 +407,19 @@ fn fail(message: String) -> TestCaseError {
 
 async fn run_case(database: &Database, world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let fresh = database.fresh().await.map_err(|e| fail(format!("a fresh database: {e:#}")))?;
-    let storage = storage::connect(&fresh.url).await.map_err(|e| fail(format!("connect: {e:#}")))?;
-    let outcome = run_steps(&*storage, world, ops).await;
+    let storage = Audited::connect(&fresh.url).await.map_err(|e| fail(format!("connect: {e:#}")))?;
+    let outcome = run_steps(&storage, world, ops).await;
     drop(storage);
     drop(fresh);
     outcome
 }
 
-async fn run_steps(storage: &dyn Storage, world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run_steps(storage: &Audited, world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::new(world);
     let mut seen = Seen::default();
     for (step, op) in ops.iter().enumerate() {
         let at = |what: String| fail(format!("step {step} ({op:?}): {what}"));
-        step_once(storage, &mut model, op).await.map_err(|e| at(format!("{e:#}")))?;
+        step_once(&**storage, &mut model, op).await.map_err(|e| at(format!("{e:#}")))?;
         check(storage, &model, &mut seen).await.map_err(at)?;
     }
     Ok(())
@@ -561,7 +561,7 @@ async fn deliver(storage: &dyn Storage, model: &mut Model, event: WebhookEvent) 
 }
 
 /// Everything the storage holds must match the model, after every step.
-async fn check(storage: &dyn Storage, model: &Model, seen: &mut Seen) -> Result<(), String> {
+async fn check(storage: &Audited, model: &Model, seen: &mut Seen) -> Result<(), String> {
     let e = |e: anyhow::Error| format!("{e:#}");
     for user in USERS {
         let expected = model.balances[user];

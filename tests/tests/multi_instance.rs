@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pientegra_server::storage::{Audit, Audited};
 use pientegra_tests::sse::SseClient;
 use pientegra_tests::{Options, Server, Stack, post_webhook, start_server, wait_for};
 use reqwest::StatusCode;
@@ -86,7 +87,7 @@ async fn one_webhook_posted_to_both_instances_at_once_credits_once() {
         total += amount;
         assert_eq!(stack.balance(&token).await, (total, 0), "round {round}");
     }
-    let storage = pientegra_server::storage::connect(&stack.settings.database_url).await.unwrap();
+    let storage = Audited::connect(&stack.settings.database_url).await.unwrap();
     let ledger = storage.ledger_sum("racer").await.unwrap();
     assert_eq!(ledger, (i64::try_from(total).unwrap(), 0), "one ledger entry per intent");
     b.stop().await;
@@ -156,7 +157,7 @@ async fn twenty_concurrent_withdrawals_across_two_instances_never_overdraw() {
         results.iter().filter(|(s, b)| *s == StatusCode::CONFLICT && b["error"] == "insufficient_funds").count();
     assert_eq!((created, refused), (10, 10), "{results:?}");
     assert_eq!(stack.balance(&token).await, (0, 100_000));
-    let storage = pientegra_server::storage::connect(&stack.settings.database_url).await.unwrap();
+    let storage = Audited::connect(&stack.settings.database_url).await.unwrap();
     assert_eq!(storage.ledger_sum("splitter").await.unwrap(), (0, 100_000));
     b.stop().await;
 }

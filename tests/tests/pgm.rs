@@ -18,6 +18,7 @@ use pientegra_server::pientegra::{HttpClient, PientegraApi, RetryPolicy};
 use pientegra_server::reconcile::{Category, Reconciler, Report};
 use pientegra_server::settings::PgmSettings;
 use pientegra_server::sse::Hub;
+use pientegra_server::storage::{Audit, Audited};
 use pientegra_shared::signature::{self, SignatureError};
 use pientegra_tests::{Options, Stack, wait_for};
 use reqwest::StatusCode;
@@ -147,11 +148,11 @@ impl Pgm {
     }
 
     async fn failing_first(options: Options, fail_first: u32) -> Pgm {
-        // Backoff in milliseconds, so retries happen within a test.
-        pientegra_server::pgm::set_notify_backoff_base(Duration::from_millis(20));
         let (shop, callback_url) = Shop::start(fail_first).await;
-        let pgm = PgmSettings::new(PGM_TOKEN, Some(callback_url.as_str()), Some(CALLBACK_SECRET))
+        let mut pgm = PgmSettings::new(PGM_TOKEN, Some(callback_url.as_str()), Some(CALLBACK_SECRET))
             .expect("the test's facade settings are valid");
+        // Backoff in milliseconds, so retries happen within a test.
+        pgm.notify_backoff_base = Duration::from_millis(20);
         let stack = Stack::with(Options { pgm: Some(pgm), ..options }).await;
         Pgm { stack, shop }
     }
@@ -218,7 +219,7 @@ impl Pgm {
     /// `(available, reserved)` of the ledger account that holds an order's
     /// money, and that its ledger entries sum to it.
     async fn order_balance(&self, payment_id: &str, customer: &str) -> (u64, u64) {
-        let storage = pientegra_server::storage::connect(&self.stack.settings.database_url).await.unwrap();
+        let storage = Audited::connect(&self.stack.settings.database_url).await.unwrap();
         let account = ledger::order_account(payment_id.parse().unwrap(), customer);
         let balance = storage.balance(&account).await.unwrap();
         let (available, reserved) = (balance.available.minor(), balance.reserved.minor());

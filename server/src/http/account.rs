@@ -9,7 +9,6 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::User;
 use super::error::{AppError, ErrorAnswers, error_answers};
-use crate::storage::balance_event;
 
 /// How many deposits and withdrawals the account view lists.
 const LIST_LIMIT: i64 = 50;
@@ -28,10 +27,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "The account", body = api::Account), AccountErrors),
 )]
 async fn account(State(state): State<AppState>, user: User) -> Result<Json<api::Account>, AppError> {
-    let balance = state.storage.balance(user.id()).await?;
-    let api::UserEvent::Balance(balance) = balance_event(balance) else {
-        unreachable!("balance_event makes a balance")
-    };
+    let balance = state.storage.balance(user.id()).await?.view();
     let deposits = state.storage.deposits_of(user.id(), LIST_LIMIT).await?;
     let withdrawals = state.storage.withdrawals_of(user.id(), LIST_LIMIT).await?;
     Ok(Json(api::Account {

@@ -12,10 +12,7 @@
 //! Each attempt is signed afresh ([`SIGNATURE_HEADER`]), so the shop can tell
 //! a notification from the kit from anyone else's POST.
 
-pub mod store;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,11 +24,12 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use store::{FacadeStore, PgmPayment};
+pub use crate::storage::pgm::{PgmPayment, PgmRecords};
 
 use crate::pientegra::PientegraApi;
 use crate::settings::{Settings, ShopCallback};
 use crate::state::AppState;
+use crate::storage::pgm::Due;
 use crate::storage::{Storage, WithdrawalState};
 
 /// Namespace of the Pientegra idempotency keys the facade derives: the same
@@ -68,20 +66,9 @@ const BATCH: i64 = 100;
 const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 /// How long the shop has to answer a notification.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default first retry delay; doubles with each failed attempt.
-const DEFAULT_BACKOFF_BASE_MS: u64 = 1_000;
-
-static BACKOFF_BASE_MS: AtomicU64 = AtomicU64::new(DEFAULT_BACKOFF_BASE_MS);
-
-/// Sets the first retry delay of shop notifications (process-wide; the
-/// end-to-end tests shorten it so backoff takes milliseconds).
-pub fn set_notify_backoff_base(base: Duration) {
-    BACKOFF_BASE_MS.store(u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
-}
-
 /// The delay after the `attempts`-th failure: base × 2^(attempts − 1), capped.
-pub fn backoff(attempts: u32) -> Duration {
-    let base = BACKOFF_BASE_MS.load(Ordering::Relaxed);
+pub fn backoff(base: Duration, attempts: u32) -> Duration {
+    let base = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
     let factor = 1u64 << attempts.saturating_sub(1).min(20);
     Duration::from_millis(base.saturating_mul(factor)).min(BACKOFF_CAP)
 }
@@ -232,32 +219,38 @@ pub const SIGNATURE_HEADER: &str = "Pientegra-Kit-Signature";
 
 /// The facade's handles, shared by its routes and its notifier.
 pub struct Facade {
-    pub store: Arc<dyn FacadeStore>,
+    pub store: Arc<dyn PgmRecords>,
     callback: Option<ShopCallback>,
+    /// The first retry delay of a failed notification.
+    backoff_base: Duration,
     client: reqwest::Client,
     wake: Notify,
 }
 
 impl Facade {
-    /// The facade when `PGM_FACADE_TOKEN` is set. Connects after the server's
-    /// storage has applied the migrations (the facade's tables among them).
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Option<Arc<Facade>>> {
+    /// The facade when `PGM_FACADE_TOKEN` is set, keeping its records in `storage`.
+    pub fn connect(settings: &Settings, storage: &dyn Storage) -> anyhow::Result<Option<Arc<Facade>>> {
         let Some(pgm) = &settings.pgm else { return Ok(None) };
-        let store = store::connect(&settings.database_url).await?;
+        let store = storage.pgm_records();
         if pgm.callback.is_none() {
             tracing::warn!("PGM facade on without PAYMENT_CALLBACK_URL: the shop will not be notified");
         }
-        Ok(Some(Arc::new(Facade::new(store, pgm.callback.clone())?)))
+        Ok(Some(Arc::new(Facade::new(store, pgm.callback.clone(), pgm.notify_backoff_base)?)))
     }
 
-    /// The facade over `store`, notifying the shop at `callback` if there is one.
-    pub fn new(store: Arc<dyn FacadeStore>, callback: Option<ShopCallback>) -> anyhow::Result<Facade> {
+    /// The facade over `store`, notifying the shop at `callback` if there is
+    /// one, retrying a failed notification after `backoff_base`, then doubling.
+    pub fn new(
+        store: Arc<dyn PgmRecords>,
+        callback: Option<ShopCallback>,
+        backoff_base: Duration,
+    ) -> anyhow::Result<Facade> {
         let client = reqwest::Client::builder()
             .timeout(CALLBACK_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the PGM callback client")?;
-        Ok(Facade { store, callback, client, wake: Notify::new() })
+        Ok(Facade { store, callback, backoff_base, client, wake: Notify::new() })
     }
 
     /// Queues a notification of `object` (`/check`) and wakes the notifier.
@@ -369,7 +362,7 @@ pub fn signature(secret: &SecretString, t_ms: i64, body: &str) -> String {
     pientegra_shared::signature::sign(secret.expose_secret(), t_ms, body.as_bytes())
 }
 
-async fn deliver(facade: &Facade, callback: &ShopCallback, due: store::Due) -> anyhow::Result<()> {
+async fn deliver(facade: &Facade, callback: &ShopCallback, due: Due) -> anyhow::Result<()> {
     // Signed now, not when queued: a retry hours later still arrives within
     // the shop's tolerance, and the queued body is sent byte for byte.
     let signed = signature(&callback.secret, chrono::Utc::now().timestamp_millis(), &due.body);
@@ -393,7 +386,7 @@ async fn deliver(facade: &Facade, callback: &ShopCallback, due: store::Due) -> a
         }
         Some(error) => {
             let attempts = due.attempts.saturating_add(1);
-            let wait = backoff(attempts);
+            let wait = backoff(facade.backoff_base, attempts);
             tracing::warn!(payment_id = %due.payment_id, attempts, retry_in_ms = wait.as_millis(), %error,
                 "shop notification failed");
             let next = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
@@ -464,8 +457,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(DEFAULT_BACKOFF_BASE_MS));
-        assert_eq!(backoff(3), Duration::from_millis(4 * DEFAULT_BACKOFF_BASE_MS));
-        assert_eq!(backoff(40), BACKOFF_CAP);
+        let base = crate::settings::DEFAULT_NOTIFY_BACKOFF_BASE;
+        assert_eq!(backoff(base, 1), base);
+        assert_eq!(backoff(base, 3), 4 * base);
+        assert_eq!(backoff(base, 40), BACKOFF_CAP);
+        assert_eq!(backoff(Duration::from_millis(20), 2), Duration::from_millis(40));
     }
 }

@@ -1,9 +1,13 @@
 //! Storage: every SQL statement of the server lives below this module, behind
-//! one trait with one implementation per database. Each method that moves
-//! money does so in one transaction together with the status change and the
-//! user events that announce it.
+//! a few traits split by concern ([`Idempotency`], [`Ledger`], [`EventLog`],
+//! [`Coordination`], together [`Storage`]) with one implementation per
+//! database. Each method that moves money does so in one transaction together
+//! with the status change and the user events that announce it. Checks that
+//! only tests and operators run are in [`audit`].
 
+pub mod audit;
 mod group_commit;
+pub mod pgm;
 pub mod postgres;
 mod procedure;
 mod reads;
@@ -12,16 +16,20 @@ mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod testing;
+mod views;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pientegra_shared::Amount;
-use pientegra_shared::api::{self, UserEvent};
+use pientegra_shared::api;
 use pientegra_shared::event::WebhookEvent;
 use pientegra_shared::status::{IntentStatus, WithdrawalStatus};
 use pientegra_shared::wire::WithdrawalCreated;
 use uuid::Uuid;
 
+pub use self::audit::{Audit, Audited};
+pub use self::pgm::PgmRecords;
+pub use self::views::balance_event;
 use crate::ledger::BalanceModel;
 
 /// Storage failures are unexpected by definition: they surface as 500s.
@@ -44,32 +52,6 @@ pub struct DepositRecord {
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl DepositRecord {
-    /// The user's view.
-    pub fn view(&self) -> api::Deposit {
-        api::Deposit {
-            intent_id: self.intent_id,
-            reference_no: self.reference_no.clone(),
-            deposit_url: self.deposit_url.clone(),
-            requested_amount: self.requested_amount,
-            amount: self.credited_amount.unwrap_or(self.amount),
-            currency: self.currency.clone(),
-            expires_at: self.expires_at,
-            status: self.status,
-            rejected_reason: self.rejected_reason.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            framing: None,
-        }
-    }
-
-    /// The body of the answer to the request that created it: the user's view
-    /// as JSON, with what the asking page may do with `depositUrl`.
-    pub fn reply_body(&self, framing: Option<api::Framing>) -> String {
-        serde_json::to_string(&api::Deposit { framing, ..self.view() }).expect("views serialize")
-    }
 }
 
 /// Where a withdrawal stands locally.
@@ -120,27 +102,6 @@ pub struct WithdrawalRecord {
     pub balance_model: BalanceModel,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl WithdrawalRecord {
-    /// The user's view, once Pientegra knows the withdrawal.
-    pub fn view(&self) -> Option<api::Withdrawal> {
-        let (WithdrawalState::Known(status), Some(withdrawal_id)) = (self.state, self.withdrawal_id) else {
-            return None;
-        };
-        Some(api::Withdrawal {
-            withdrawal_id,
-            reference_no: self.reference_no.clone().unwrap_or_default(),
-            amount: self.amount,
-            currency: self.currency.clone(),
-            status,
-            iban_masked: api::mask_iban(&self.iban),
-            holder_name: self.holder_name.clone(),
-            rejected_reason: self.rejected_reason.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
 }
 
 /// A deposit Pientegra just created, to be recorded.
@@ -265,12 +226,9 @@ pub struct InsufficientFunds {
     pub available: Amount,
 }
 
-/// Everything the server keeps.
+/// Idempotency-Key records: a request's claim, its stored answer, its release.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
-    /// Checks the database answers.
-    async fn ping(&self) -> Result<()>;
-
+pub trait Idempotency: Send + Sync + 'static {
     /// Claims `scope` for a request whose body hashes to `request_hash`.
     async fn claim_idempotency(
         &self,
@@ -281,11 +239,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores the final answer of a claimed key and lets go of the claim.
     async fn finish_idempotency(&self, reply: &Reply<'_>, body: &str) -> Result<()>;
     /// Lets go of a claim whose answer the work's own transaction stored (see
-    /// [`Storage::record_deposit`]).
+    /// [`Ledger::record_deposit`]).
     async fn settle_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()>;
     /// Forgets a claim whose outcome was transient, so a retry runs again.
     async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()>;
+}
 
+/// Deposits, withdrawals, webhooks and balances: everything that moves money,
+/// each change in one transaction with the user events that announce it.
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
     /// Records a created deposit (idempotent on `intent_id`), announces it, and
     /// applies webhook events that arrived before it. With a `reply`, the same
     /// transaction stores the answer to the request ([`DepositRecord::reply_body`]),
@@ -305,7 +268,6 @@ pub trait Storage: Send + Sync + 'static {
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>>;
     /// A user's deposits, newest first.
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>>;
-
     /// Checks the balance and reserves (or, final-debit, checks against pending
     /// withdrawals) atomically, recording the request as SUBMITTING. A request
     /// seen before (same user and key) returns its existing record.
@@ -329,17 +291,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn withdrawals_of(&self, user_id: &str, limit: i64) -> Result<Vec<WithdrawalRecord>>;
     /// Withdrawals whose submission outcome is unknown.
     async fn submitting_withdrawals(&self) -> Result<Vec<WithdrawalRecord>>;
-
     /// Dedupes by `eventId`, applies the transition and its ledger movements and
     /// records the user's events, all in one transaction. `body` is kept raw.
     async fn apply_webhook(&self, event: &WebhookEvent, body: &[u8]) -> Result<Changed<InboxOutcome>>;
-
     /// A user's balance (zero for a user never seen).
     async fn balance(&self, user_id: &str) -> Result<BalanceRow>;
-    /// The sequence number of the user's newest stream event (0 when none).
-    async fn last_event_seq(&self, user_id: &str) -> Result<i64>;
-    /// A user's stream events with `seq > after`, oldest first.
-    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>>;
     /// Deposits created in `[from, to)`, oldest first (reconciliation).
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>>;
     /// Withdrawals created in `[from, to)`, oldest first (reconciliation).
@@ -348,23 +304,40 @@ pub trait Storage: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>>;
+}
 
+/// Each user's stream of events, as the ledger appended them.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The sequence number of the user's newest stream event (0 when none).
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64>;
+    /// A user's stream events with `seq > after`, oldest first.
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>>;
+}
+
+/// The database as something instances share: its health, start-up
+/// recovery, cluster-wide locks and the relay of other instances' changes.
+#[async_trait]
+pub trait Coordination: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
     /// Called once when a server process starts serving, before any request:
     /// recovers what a killed predecessor left behind (SQLite: its in-flight
     /// idempotency claims; shared databases: nothing, leases expire instead).
     async fn serving_starts(&self) -> Result<()> {
         Ok(())
     }
-
     /// Takes the named cluster-wide lock if it is free; holding the value holds the lock.
     async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>>;
-
     /// Wakes `hub` streams for users whose events were committed by *other*
     /// instances, until `shutdown`. Single-instance databases return at once.
     async fn relay_changes(&self, hub: crate::sse::Hub, shutdown: tokio_util::sync::CancellationToken) -> Result<()>;
+}
 
-    /// The sum of a user's ledger entries `(available, reserved)`: always equal to the balance.
-    async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)>;
+/// Everything the server keeps: what `Arc<dyn Storage>` callers hold.
+pub trait Storage: Idempotency + Ledger + EventLog + Coordination {
+    /// The PGM facade's records, on the same connections.
+    fn pgm_records(&self) -> std::sync::Arc<dyn PgmRecords>;
 }
 
 /// A held lock; dropping it releases the lock.
@@ -379,22 +352,20 @@ impl HeldLock {
     }
 }
 
-/// The balance view of a stored balance.
-pub fn balance_event(balance: BalanceRow) -> UserEvent {
-    UserEvent::Balance(api::Balance {
-        available: balance.available,
-        reserved: balance.reserved,
-        currency: pientegra_shared::wire::DEFAULT_CURRENCY.to_owned(),
-    })
-}
-
 /// Opens the storage named by a `DATABASE_URL` and applies its migrations.
 pub async fn connect(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    Ok(open(database_url).await?.0)
+}
+
+/// Opens one storage and returns its two views: what the server uses and what checks it.
+async fn open(database_url: &str) -> anyhow::Result<(std::sync::Arc<dyn Storage>, std::sync::Arc<dyn Audit>)> {
     // Never echo the URL: it may carry a password.
     if database_url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStorage::connect(database_url).await?))
+        let storage = std::sync::Arc::new(sqlite::SqliteStorage::connect(database_url).await?);
+        Ok((storage.clone(), storage))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PostgresStorage::connect(database_url).await?))
+        let storage = std::sync::Arc::new(postgres::PostgresStorage::connect(database_url).await?);
+        Ok((storage.clone(), storage))
     } else {
         anyhow::bail!("DATABASE_URL: unsupported database scheme (use sqlite:, postgres:// or postgresql://)")
     }

@@ -40,13 +40,15 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
+use super::pgm::PostgresPgmRecords;
 use super::procedure::{self, Book, Decision, Outbox, Records, dedup, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
-    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
-    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, PgmRecords,
+    Reply, Result, Storage, StoredEvent, WithdrawalRecord,
 };
 
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
@@ -80,6 +82,7 @@ pub struct PostgresStorage {
     /// The schema the tables live in: part of each named lock's key, so two
     /// deployments in one database never hold each other's locks.
     schema: String,
+    pgm: Arc<dyn PgmRecords>,
 }
 
 impl PostgresStorage {
@@ -107,6 +110,7 @@ impl PostgresStorage {
         Ok(PostgresStorage {
             reads: Readers::Postgres(pool.clone()),
             webhooks,
+            pgm: Arc::new(PostgresPgmRecords { pool: pool.clone() }),
             pool,
             claims,
             schema: schema.unwrap_or_default(),
@@ -773,12 +777,14 @@ async fn insert_pending(
     Ok(inserted.into_iter().collect())
 }
 
-#[async_trait]
 impl Storage for PostgresStorage {
-    async fn ping(&self) -> Result<()> {
-        self.reads.ping().await
+    fn pgm_records(&self) -> Arc<dyn PgmRecords> {
+        self.pgm.clone()
     }
+}
 
+#[async_trait]
+impl Idempotency for PostgresStorage {
     async fn claim_idempotency(
         &self,
         scope: &IdempotencyScope<'_>,
@@ -813,6 +819,21 @@ impl Storage for PostgresStorage {
             .await?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl Ledger for PostgresStorage {
+    async fn record_deposit(
+        &self,
+        deposit: NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Changed<DepositRecord>> {
+        retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
+    }
+
+    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
+        self.reads.deposit(intent_id).await
+    }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
         let mut tx = self.pool.begin().await?;
@@ -837,18 +858,6 @@ impl Storage for PostgresStorage {
 
     async fn awaiting_transfer(&self, limit: i64) -> Result<Vec<DepositRecord>> {
         self.reads.awaiting_transfer(limit).await
-    }
-
-    async fn record_deposit(
-        &self,
-        deposit: NewDeposit,
-        reply: Option<&DepositReply<'_>>,
-    ) -> Result<Changed<DepositRecord>> {
-        retrying("record_deposit", || self.record_deposit_once(&deposit, reply)).await
-    }
-
-    async fn deposit(&self, intent_id: Uuid) -> Result<Option<DepositRecord>> {
-        self.reads.deposit(intent_id).await
     }
 
     async fn deposits_of(&self, user_id: &str, limit: i64) -> Result<Vec<DepositRecord>> {
@@ -898,14 +907,6 @@ impl Storage for PostgresStorage {
         self.reads.balance(user_id).await
     }
 
-    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        self.reads.last_event_seq(user_id).await
-    }
-
-    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        self.reads.events_after(user_id, after, limit).await
-    }
-
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
         self.reads.deposits_created_between(from, to).await
     }
@@ -916,6 +917,24 @@ impl Storage for PostgresStorage {
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
         self.reads.withdrawals_created_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresStorage {
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        self.reads.last_event_seq(user_id).await
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        self.reads.events_after(user_id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl Coordination for PostgresStorage {
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -965,7 +984,10 @@ impl Storage for PostgresStorage {
             }
         }
     }
+}
 
+#[async_trait]
+impl Audit for PostgresStorage {
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
         self.reads.ledger_sum(user_id).await
     }
@@ -978,9 +1000,10 @@ mod tests {
     use uuid::Uuid;
 
     use super::{PostgresStorage, Webhooks};
+    use crate::storage::Audit;
     use crate::storage::group_commit::{CommitWebhooks, Webhook};
     use crate::storage::testing::{self, approved, record_deposit, record_deposit_of};
-    use crate::storage::{Changed, InboxOutcome, Storage};
+    use crate::storage::{Changed, InboxOutcome, Ledger};
 
     /// A storage on a schema of its own (skipped without PostgreSQL, unless `CI=true`).
     struct Schema {

@@ -13,7 +13,7 @@ use pientegra_shared::status::IntentStatus;
 use pientegra_shared::wire::WithdrawalCreated;
 use uuid::Uuid;
 
-use super::{BalanceRow, Changed, InboxOutcome, NewDeposit, NewWithdrawal, Result, Storage};
+use super::{Audit, BalanceRow, Changed, InboxOutcome, NewDeposit, NewWithdrawal, Result, Storage};
 use crate::ledger::BalanceModel;
 
 pub fn approved(intent_id: Uuid) -> WebhookEvent {
@@ -84,8 +84,9 @@ pub async fn record_deposit_of(storage: &dyn Storage, intent_id: Uuid, minor: u6
 /// Events about the same deposit or withdrawal in one batch each see what
 /// the ones before them did: money moves once, in order, and the stream
 /// tells it in that order. `one_batch` applies its events as one batch.
-pub async fn events_in_one_batch_see_the_ones_before_them<F, Fut>(storage: &dyn Storage, one_batch: F)
+pub async fn events_in_one_batch_see_the_ones_before_them<S, F, Fut>(storage: &S, one_batch: F)
 where
+    S: Storage + Audit,
     F: FnOnce(Vec<WebhookEvent>) -> Fut,
     Fut: Future<Output = Vec<Result<Changed<InboxOutcome>>>>,
 {

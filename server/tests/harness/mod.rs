@@ -22,6 +22,7 @@ use pientegra_sandbox::{Config, Sandbox};
 use pientegra_server::pientegra::{HttpClient, RetryPolicy};
 use pientegra_server::reconcile::Reconciler;
 use pientegra_server::sse::Hub;
+use pientegra_server::storage::{Audit, Audited};
 use pientegra_server::token::TokenKey;
 use pientegra_shared::ids::ExternalUserId;
 use pientegra_testkit::{nginx, postgres, sse};
@@ -558,7 +559,7 @@ pub async fn storm_cluster(plan: Plan) -> Option<Outcome> {
         .send()
         .await
         .unwrap();
-    let storage = pientegra_server::storage::connect(db.url()).await.unwrap();
+    let storage = Audited::connect(db.url()).await.unwrap();
     let client = HttpClient::new(
         &sandbox.api_base(),
         SecretString::from(sandbox.api_key().to_owned()),
@@ -566,7 +567,7 @@ pub async fn storm_cluster(plan: Plan) -> Option<Outcome> {
     )
     .unwrap();
     let hub = Hub::default();
-    let reconciler = Reconciler { storage: storage.as_ref(), pientegra: &client, hub: &hub };
+    let reconciler = Reconciler { storage: &*storage, pientegra: &client, hub: &hub };
     let now = Utc::now();
     let report =
         reconciler.run(now - chrono::Duration::hours(1), now + chrono::Duration::minutes(1), true).await.unwrap();

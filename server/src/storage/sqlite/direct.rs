@@ -24,7 +24,7 @@ use crate::storage::Result;
 const STATEMENT_CACHE: usize = 64;
 
 /// The connection every write transaction runs on.
-pub(super) struct Direct {
+pub(in crate::storage) struct Direct {
     conn: Mutex<Connection>,
 }
 
@@ -42,7 +42,7 @@ impl Direct {
 
     /// Runs `f` in one write transaction, on this thread, once the connection
     /// is ours; returns after the durable commit.
-    pub(super) async fn write<T: Send>(
+    pub(in crate::storage) async fn write<T: Send>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send,
     ) -> Result<T> {

@@ -23,7 +23,7 @@ pub(super) mod tests {
 
     use super::super::SqliteStorage;
     use crate::storage::testing::{self, approved, record_deposit};
-    use crate::storage::{Changed, InboxOutcome, Result, Storage};
+    use crate::storage::{Changed, InboxOutcome, Ledger, Result};
 
     async fn storage_with_deposit(dir: &tempfile::TempDir, minor: u64) -> (SqliteStorage, Uuid) {
         let storage = SqliteStorage::connect(&format!("sqlite://{}", dir.path().join("db").display())).await.unwrap();

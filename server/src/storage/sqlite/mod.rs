@@ -31,15 +31,17 @@ use uuid::Uuid;
 use self::apply::{apply_events, settle_in};
 use self::checkpoint::Checkpointer;
 use self::claims::{Answers, Claims, Taken};
-use self::direct::Direct;
+pub(super) use self::direct::Direct;
 use super::group_commit::{Webhook, WebhookWriter};
+use super::pgm::SqlitePgmRecords;
 use super::procedure::{self, Outbox, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
 use super::sql;
 use super::{
-    BalanceRow, Changed, DepositRecord, DepositReply, HeldLock, IdempotencyClaim, IdempotencyScope, InboxOutcome,
-    InsufficientFunds, NewDeposit, NewWithdrawal, Reply, Result, Storage, StoredEvent, WithdrawalRecord,
+    Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
+    IdempotencyClaim, IdempotencyScope, InboxOutcome, InsufficientFunds, Ledger, NewDeposit, NewWithdrawal, PgmRecords,
+    Reply, Result, Storage, StoredEvent, WithdrawalRecord,
 };
 
 /// The SQLite implementation of [`Storage`].
@@ -50,6 +52,7 @@ pub struct SqliteStorage {
     claims: Claims,
     answers: Answers,
     _checkpointer: Checkpointer,
+    pgm: Arc<dyn PgmRecords>,
     /// One SQLite file serves one instance, so its locks are in-process.
     locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -91,6 +94,7 @@ impl SqliteStorage {
         let checkpointer = Checkpointer::spawn(options.get_filename())?;
         // SQLite has one writer: a second task would only wait for it.
         let webhooks = WebhookWriter::spawn(direct.clone(), 1);
+        let pgm = Arc::new(SqlitePgmRecords { pool: reader.clone(), direct: direct.clone() });
         Ok(SqliteStorage {
             reads: Readers::Sqlite(reader),
             direct,
@@ -98,6 +102,7 @@ impl SqliteStorage {
             claims: Claims::default(),
             answers,
             _checkpointer: checkpointer,
+            pgm,
             locks: Default::default(),
         })
     }
@@ -338,12 +343,14 @@ fn open_direct(file: &Path, flags: OpenFlags, purpose: &str) -> anyhow::Result<r
         .with_context(|| format!("opening the SQLite database for {purpose}"))
 }
 
-#[async_trait]
 impl Storage for SqliteStorage {
-    async fn ping(&self) -> Result<()> {
-        self.reads.ping().await
+    fn pgm_records(&self) -> Arc<dyn PgmRecords> {
+        self.pgm.clone()
     }
+}
 
+#[async_trait]
+impl Idempotency for SqliteStorage {
     async fn claim_idempotency(
         &self,
         scope: &IdempotencyScope<'_>,
@@ -387,7 +394,10 @@ impl Storage for SqliteStorage {
         self.claims.forget(scope);
         Ok(())
     }
+}
 
+#[async_trait]
+impl Ledger for SqliteStorage {
     async fn record_deposit(&self, d: NewDeposit, reply: Option<&DepositReply<'_>>) -> Result<Changed<DepositRecord>> {
         self.direct
             .write(|tx| {
@@ -577,14 +587,6 @@ impl Storage for SqliteStorage {
         self.reads.balance(user_id).await
     }
 
-    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
-        self.reads.last_event_seq(user_id).await
-    }
-
-    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        self.reads.events_after(user_id, after, limit).await
-    }
-
     async fn deposits_created_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DepositRecord>> {
         self.reads.deposits_created_between(from, to).await
     }
@@ -595,6 +597,24 @@ impl Storage for SqliteStorage {
         to: DateTime<Utc>,
     ) -> Result<Vec<WithdrawalRecord>> {
         self.reads.withdrawals_created_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStorage {
+    async fn last_event_seq(&self, user_id: &str) -> Result<i64> {
+        self.reads.last_event_seq(user_id).await
+    }
+
+    async fn events_after(&self, user_id: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        self.reads.events_after(user_id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl Coordination for SqliteStorage {
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     async fn serving_starts(&self) -> Result<()> {
@@ -616,7 +636,10 @@ impl Storage for SqliteStorage {
     async fn relay_changes(&self, _hub: crate::sse::Hub, _shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl Audit for SqliteStorage {
     async fn ledger_sum(&self, user_id: &str) -> Result<(i64, i64)> {
         self.reads.ledger_sum(user_id).await
     }
