@@ -24,17 +24,14 @@
 //! The budget also remembers how the most recent call ended, which is what
 //! `/readyz` reports: readiness never calls Pientegra itself.
 
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::PientegraError;
+use crate::storage::call_budget::BudgetRow;
 
 /// How long a call a user is waiting for may wait for a slot before it is
 /// answered `provider_busy` instead: longer than a short burst, shorter than
@@ -119,7 +116,7 @@ enum Store {
     /// One process: microseconds since `epoch`.
     Local { epoch: Instant, tat: Mutex<i64> },
     /// Every instance on one PostgreSQL database.
-    Shared(PgPool),
+    Shared(BudgetRow),
 }
 
 /// How the most recent call to Pientegra ended.
@@ -162,14 +159,8 @@ impl CallBudget {
         if !database_url.starts_with("postgres") {
             return Ok(CallBudget::local(settings, shutdown));
         }
-        let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a valid postgres URL")?;
-        // Two connections: calls are at most a few a second, and each takes two short statements.
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .context("opening the PostgreSQL database for the Pientegra call budget")?;
-        Ok(CallBudget::with_store(settings, Store::Shared(pool), shutdown))
+        let row = BudgetRow::connect(database_url).await?;
+        Ok(CallBudget::with_store(settings, Store::Shared(row), shutdown))
     }
 
     fn with_store(settings: BudgetSettings, store: Store, shutdown: CancellationToken) -> CallBudget {
@@ -227,29 +218,14 @@ impl CallBudget {
                     Err(wait) => Some(from_micros(wait)),
                 })
             }
-            Store::Shared(pool) => {
-                // The database's clock, so instances whose clocks differ agree.
-                let (tat, now): (i64, i64) = sqlx::query_as(
-                    "SELECT tat_us, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT \
-                     FROM pientegra_call_budget WHERE id = 1",
-                )
-                .fetch_one(pool)
-                .await
-                .context("reading the call budget")?;
+            Store::Shared(row) => {
+                let (tat, now) = row.read().await?;
                 let next = match self.gcra.decide(tat, now, priority) {
                     Ok(next) => next,
                     Err(wait) => return Ok(Some(from_micros(wait))),
                 };
-                let taken = sqlx::query("UPDATE pientegra_call_budget SET tat_us = $1 WHERE id = 1 AND tat_us = $2")
-                    .bind(next)
-                    .bind(tat)
-                    .execute(pool)
-                    .await
-                    .context("advancing the call budget")?
-                    .rows_affected()
-                    == 1;
                 // Another instance took a slot in between: look again at once.
-                Ok(if taken { None } else { Some(CONTENDED_RETRY) })
+                Ok(if row.advance(tat, next).await? { None } else { Some(CONTENDED_RETRY) })
             }
         }
     }

@@ -6,6 +6,7 @@
 //! only tests and operators run are in [`audit`].
 
 pub mod audit;
+pub mod call_budget;
 mod group_commit;
 pub mod pgm;
 pub mod postgres;
