@@ -714,9 +714,8 @@ impl Webhooks {
         let mut tx = self.pool.begin().await?;
         lock_subjects(&mut tx, webhooks.iter().filter_map(|(event, _)| subject_id(event))).await?;
         let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
-        // Whether each webhook's eventId is new: not in the inbox, nor earlier in `webhooks`.
-        let mut seen = HashSet::new();
-        let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
+        // The inbox is asked by inserting into it.
+        let first = procedure::first_unknown(&ids, |_| false);
         let inserted = insert_pending(&mut tx, webhooks, &ids, &first).await?;
         let fresh: Vec<bool> = ids.iter().zip(&first).map(|(id, &first)| first && inserted.contains(id)).collect();
         let events: Vec<&WebhookEvent> =
@@ -729,12 +728,7 @@ impl Webhooks {
         let outcomes: Vec<&str> = applied.iter().map(|changed| changed.value.as_str()).collect();
         mark_applied(&mut tx, &fresh_ids, &outcomes).await?;
         tx.commit().await?;
-        let mut applied = applied.into_iter();
-        let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
-        Ok(fresh
-            .into_iter()
-            .map(|fresh| if fresh { applied.next().expect("one per new webhook") } else { duplicate() })
-            .collect())
+        Ok(procedure::with_duplicates(&fresh, applied))
     }
 }
 

@@ -47,6 +47,21 @@ pub(super) fn dedup(mut users: Vec<String>) -> Vec<String> {
     users
 }
 
+/// Whether each of a batch's eventIds is new: not `known` (in the inbox), nor
+/// earlier in `ids`.
+pub(super) fn first_unknown(ids: &[String], known: impl Fn(&str) -> bool) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    ids.iter().map(|id| !known(id) && seen.insert(id.as_str())).collect()
+}
+
+/// A batch's outcomes: in order, what applying each `fresh` webhook did
+/// (`applied`, one per fresh webhook), and a duplicate for every other one.
+pub(super) fn with_duplicates(fresh: &[bool], applied: Vec<Changed<InboxOutcome>>) -> Vec<Changed<InboxOutcome>> {
+    let mut applied = applied.into_iter();
+    let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
+    fresh.iter().map(|&fresh| if fresh { applied.next().expect("one per new webhook") } else { duplicate() }).collect()
+}
+
 /// Stored orphans (`event_id`, raw body), read back as events.
 pub(super) fn parse_orphans(rows: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, WebhookEvent)>> {
     rows.into_iter()

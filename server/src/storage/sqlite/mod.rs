@@ -278,9 +278,7 @@ fn apply_webhooks_in(conn: &Connection, webhooks: &[Webhook<'_>]) -> Result<Vec<
     let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
     let select = "SELECT event_id FROM webhook_inbox WHERE event_id IN ";
     let known: HashSet<String> = rows_in(conn, select, &ids, |row| Ok(row.get(0)?))?.into_iter().collect();
-    // Whether each webhook's eventId is new (not in the inbox, nor earlier in `webhooks`).
-    let mut seen: HashSet<&str> = HashSet::new();
-    let first: Vec<bool> = ids.iter().map(|id| !known.contains(id) && seen.insert(id)).collect();
+    let first = procedure::first_unknown(&ids, |id| known.contains(id));
     let fresh: Vec<(&String, Webhook<'_>)> =
         ids.iter().zip(webhooks).zip(&first).filter(|(_, first)| **first).map(|((id, &w), _)| (id, w)).collect();
     let events: Vec<&WebhookEvent> = fresh.iter().map(|(_, (event, _))| *event).collect();
@@ -308,12 +306,7 @@ fn apply_webhooks_in(conn: &Connection, webhooks: &[Webhook<'_>]) -> Result<Vec<
         execute(conn, &insert, values)?;
     }
     write_outbox(conn, &outbox)?;
-    let mut applied = applied.into_iter();
-    let duplicate = || Changed { value: InboxOutcome::Duplicate, touched: vec![] };
-    Ok(first
-        .into_iter()
-        .map(|first| if first { applied.next().expect("one per new webhook") } else { duplicate() })
-        .collect())
+    Ok(procedure::with_duplicates(&first, applied))
 }
 
 /// Stores the final answer to an idempotency key.
