@@ -2,11 +2,12 @@
 //! schema behind nginx (`deploy/nginx/pientegra.conf`), the sandbox
 //! delivering webhooks to nginx. The money flows with their event streams read
 //! through nginx, a stream on one instance fed by webhooks nginx gave the
-//! other, and the storms through nginx with instances SIGKILLed and the
-//! database's sessions terminated.
+//! other, the demo page in a real browser through nginx, and the storms
+//! through nginx with instances SIGKILLed and the database's sessions
+//! terminated.
 //!
-//! Skipped without `PIENTEGRA_TEST_POSTGRES_URL` or nginx (failures when
-//! `CI=true`). Reduced size here; `cargo xtask scaleout` runs the storms at
+//! Skipped without `PIENTEGRA_TEST_POSTGRES_URL` or nginx, or for the browser
+//! test without Chromium or the built demo (failures when `CI=true`). Reduced size here; `cargo xtask scaleout` runs the storms at
 //! full size.
 
 mod harness;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use harness::cluster::Cluster;
 use harness::{Plan, storm_cluster};
+use pientegra_testkit::browser::{self, Browser, deposit_through_popup, newest_at, status_is, text_contains};
 use pientegra_testkit::sse::{SseClient, stream_ticket};
 use serde_json::json;
 
@@ -154,6 +156,68 @@ fn plan(kills: usize, db_faults: usize, seed: usize) -> Plan {
         db_faults,
         watchers: Plan::env("SCALEOUT_WATCHERS", 3),
         ..Plan::default()
+    }
+}
+
+/// What nginx's access log must show of the demo: the page, the widget's
+/// code, the API calls, the event stream, and Pientegra's webhooks.
+const DEMO_THROUGH_NGINX: [&str; 7] = [
+    "\"GET / ",
+    ".wasm ",
+    "\"POST /api/session ",
+    "\"POST /api/stream-ticket ",
+    "\"GET /api/events ",
+    "\"POST /api/deposits ",
+    "\"POST /webhooks/pientegra ",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popup_deposit_on_the_demo_behind_nginx_is_approved_and_shown_live() {
+    if !browser::available() {
+        return;
+    }
+    let Some(cluster) = Cluster::serving_the_demo(2).await else { return };
+    let origin = cluster.url();
+    let browser = Browser::start().await.unwrap();
+    browser.client.goto(&format!("{origin}/?user=ayse&locale=tr&mode=popup")).await.unwrap();
+    browser.until("the deposit button", browser::BUTTON_READY).await.unwrap();
+    browser.until("the stream live through nginx", browser::LINK_LIVE).await.unwrap();
+    deposit_through_popup(&browser, "1.500,00", "1.500,00").await;
+    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
+    let intent = newest_at(&cluster.sandbox.base_url(), "intents", "ayse").await;
+    assert_eq!(intent["amount"], "150000", "typed 1.500,00 in tr is 150000 kuruş");
+    assert!(!browser.text("balance").await.unwrap().contains("1.500,00"));
+    // The webhook goes to nginx, which picks an instance; the page's stream is
+    // held by whichever instance nginx gave it.
+    cluster.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap())).await;
+    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
+    browser.until("the new balance", &text_contains("balance", "1.500,00 ₺")).await.unwrap();
+    // Polling logs no events: the approval in the event log came by the stream.
+    browser.until("the approval in the event log", browser::APPROVAL_LOGGED).await.unwrap();
+    // The page, its scripts, the wasm and every API call came from nginx's origin.
+    let loaded = browser
+        .client
+        .execute("return performance.getEntriesByType('resource').map(e => e.name);", vec![])
+        .await
+        .unwrap();
+    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+    assert!(loaded.iter().any(|url| url.ends_with(".wasm")), "the widget's wasm was loaded: {loaded:?}");
+    assert!(loaded.iter().all(|url| url.starts_with(&format!("{origin}/"))), "a request bypassed nginx: {loaded:?}");
+    browser.screenshot("nginx-popup-approved-tr").await.unwrap();
+    browser.close().await;
+
+    // nginx logs a request when it ends: the stream's line comes once the browser is gone.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cluster.nginx.access_log().contains("\"GET /api/events ") {
+        assert!(tokio::time::Instant::now() < deadline, "no event stream in nginx's access log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = cluster.nginx.access_log();
+    for request in DEMO_THROUGH_NGINX {
+        assert!(log.contains(request), "no {request} in nginx's access log:\n{log}");
+    }
+    for upstream in cluster.upstreams() {
+        assert!(log.contains(&format!("\"{upstream}\"")), "nginx sent nothing to {upstream}:\n{log}");
     }
 }
 

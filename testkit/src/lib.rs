@@ -1,10 +1,12 @@
 //! What the server's process tests (`server/tests/harness`), the end-to-end
 //! tests (`pientegra-tests`) and the benchmarks share to run the kit as it is
 //! deployed: nginx from the reference configuration in `deploy/`, a fresh
-//! PostgreSQL schema per test, and a client for the event stream.
+//! PostgreSQL schema per test, a client for the event stream, and a headless
+//! Chromium for the demo page.
 //!
 //! It does not depend on `pientegra-server`, so the server's own tests can use it.
 
+pub mod browser;
 pub mod nginx;
 pub mod postgres;
 pub mod sse;

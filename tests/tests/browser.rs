@@ -1,29 +1,22 @@
 //! The widget and the demo page in a real headless Chromium (chromedriver):
 //! popup and redirect deposits, a blocked popup, the withdrawal form, a
-//! server restart mid-flow, ten tabs of one user sharing one stream, and the
-//! popup deposit once more through the reference deployment (two servers on
-//! PostgreSQL behind nginx). A screenshot of each final state is saved under
-//! `test-output/browser/`.
+//! server restart mid-flow, and ten tabs of one user sharing one stream. A
+//! screenshot of each final state is saved under `test-output/browser/`. (The
+//! popup deposit through the reference deployment, with its servers as
+//! processes behind nginx, is in the server's `tests/scaleout.rs`.)
 //!
-//! Without a browser (or the built widget, or for the deployment PostgreSQL
-//! and nginx) these tests say so and skip; with `CI=true` they fail instead.
+//! Without a browser (or the built widget) these tests say so and skip; with
+//! `CI=true` they fail instead.
 
 use std::time::Duration;
 
 use fantoccini::Locator;
 use pientegra_tests::browser::{
-    Browser, DemoBehindNginx, available, demo_stack, deposit_through_popup, newest, sse_connections, status_is,
-    text_contains, type_into,
+    APPROVAL_LOGGED, BUTTON_READY, Browser, LINK_LIVE, available, demo_stack, deposit_through_popup, newest,
+    sse_connections, status_is, text_contains, type_into,
 };
 use pientegra_tests::{Stack, wait_for};
 use serde_json::json;
-
-const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
-
-const LINK_LIVE: &str = "document.querySelector('[data-testid=link-state]')?.dataset.state === 'live'";
-
-const APPROVAL_LOGGED: &str = "Array.from(document.querySelectorAll('[data-testid=event-item][data-event=\"deposit.updated\"]'))\
-                               .some(e => e.textContent.includes('Onaylandı'))";
 
 /// Tabs the many-tabs test opens: more than the six connections to one
 /// origin a browser allows over HTTP/1.1.
@@ -65,66 +58,6 @@ async fn a_popup_deposit_in_turkish_is_approved_and_shown_without_a_reload() {
     browser.until("the new balance", &text_contains("balance", "1.500,00 ₺")).await.unwrap();
     browser.screenshot("popup-approved-tr").await.unwrap();
     browser.close().await;
-}
-
-/// What nginx's access log must show of the demo: the page, the widget's
-/// code, the API calls, the event stream, and Pientegra's webhooks.
-const THROUGH_NGINX: [&str; 7] = [
-    "\"GET / ",
-    ".wasm ",
-    "\"POST /api/session ",
-    "\"POST /api/stream-ticket ",
-    "\"GET /api/events ",
-    "\"POST /api/deposits ",
-    "\"POST /webhooks/pientegra ",
-];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_popup_deposit_on_the_demo_behind_nginx_is_approved_and_shown_live() {
-    if !available() {
-        return;
-    }
-    let Some(demo) = DemoBehindNginx::start().await else { return };
-    let origin = demo.nginx.url();
-    let browser = Browser::start().await.unwrap();
-    browser.client.goto(&format!("{origin}/?user=ayse&locale=tr&mode=popup")).await.unwrap();
-    browser.until("the deposit button", BUTTON_READY).await.unwrap();
-    browser.until("the stream live through nginx", LINK_LIVE).await.unwrap();
-    deposit_through_popup(&browser, "1.500,00", "1.500,00").await;
-    browser.until("under review", &status_is("deposit-status", "PENDING_REVIEW")).await.unwrap();
-    let intent = newest(&demo.stack, "intents", "ayse").await;
-    assert_eq!(intent["amount"], "150000", "typed 1.500,00 in tr is 150000 kuruş");
-    assert!(!browser.text("balance").await.unwrap().contains("1.500,00"));
-    // The webhook goes to nginx, which picks an instance; the page's stream is
-    // held by whichever instance nginx gave it.
-    demo.stack.control(&format!("intents/{}/approve", intent["intentId"].as_str().unwrap()), json!({})).await;
-    browser.until("approved", &status_is("deposit-status", "APPROVED")).await.unwrap();
-    browser.until("the new balance", &text_contains("balance", "1.500,00 ₺")).await.unwrap();
-    // Polling logs no events: the approval in the event log came by the stream.
-    browser.until("the approval in the event log", APPROVAL_LOGGED).await.unwrap();
-    // The page, its scripts, the wasm and every API call came from nginx's origin.
-    let loaded = browser
-        .client
-        .execute("return performance.getEntriesByType('resource').map(e => e.name);", vec![])
-        .await
-        .unwrap();
-    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
-    assert!(loaded.iter().any(|url| url.ends_with(".wasm")), "the widget's wasm was loaded: {loaded:?}");
-    assert!(loaded.iter().all(|url| url.starts_with(&format!("{origin}/"))), "a request bypassed nginx: {loaded:?}");
-    browser.screenshot("nginx-popup-approved-tr").await.unwrap();
-    browser.close().await;
-
-    // nginx logs a request when it ends: the stream's line comes once the browser is gone.
-    wait_for(Duration::from_secs(15), || async { demo.nginx.access_log().contains("\"GET /api/events ") })
-        .await
-        .expect("the event stream in nginx's access log");
-    let log = demo.nginx.access_log();
-    for request in THROUGH_NGINX {
-        assert!(log.contains(request), "no {request} in nginx's access log:\n{log}");
-    }
-    for upstream in demo.upstreams() {
-        assert!(log.contains(&format!("\"{upstream}\"")), "nginx sent nothing to {upstream}:\n{log}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use pientegra_tests::browser::{
-    Browser, available, dist, newest, sse_connections, status_is, text_contains, type_into, widget_dist,
+    BUTTON_READY, Browser, available, dist, newest, sse_connections, status_is, text_contains, type_into, widget_dist,
 };
 use pientegra_tests::partner::{Page, Partner, Site, mint};
 use pientegra_tests::{Options, Stack, wait_for};
@@ -24,8 +24,6 @@ use serde_json::{Value, json};
 /// The iframe mode's frame shows a page.
 const FRAME_SHOWN: &str =
     "(f => !!f && !f.hidden && !!f.getAttribute('src'))(document.querySelector('[data-testid=deposit-frame]'))";
-
-const BUTTON_READY: &str = "document.querySelector('[data-testid=deposit-submit]') && !document.querySelector('[data-testid=deposit-submit]').disabled";
 
 /// A stack whose server lists `site`'s origin and serves the partner bundle,
 /// and whose hosted page may be framed by `frame_ancestors` (the sandbox's

@@ -7,6 +7,7 @@ use chrono::Utc;
 use pientegra_sandbox::{Config, Sandbox};
 use pientegra_server::token::TokenKey;
 use pientegra_shared::ids::ExternalUserId;
+use pientegra_testkit::browser;
 use pientegra_testkit::nginx::{Nginx, free_port};
 use pientegra_testkit::postgres::Schema;
 use pientegra_testkit::sse::{SseClient, stream_ticket};
@@ -29,6 +30,22 @@ impl Cluster {
     /// Starts `instances` servers and nginx; `None` when the machine lacks
     /// PostgreSQL or nginx (a failure when `CI=true`).
     pub async fn start(instances: usize) -> Option<Cluster> {
+        Cluster::start_with(instances, &[]).await
+    }
+
+    /// Starts `instances` servers in demo mode that also serve the built demo
+    /// page and the partner bundle, as `cargo xtask demo` does.
+    pub async fn serving_the_demo(instances: usize) -> Option<Cluster> {
+        let demo = [
+            ("DEMO_MODE", "true".to_owned()),
+            ("STATIC_DIR", browser::dist().display().to_string()),
+            ("WIDGET_DIR", browser::widget_dist().display().to_string()),
+        ];
+        Cluster::start_with(instances, &demo).await
+    }
+
+    /// Starts `instances` servers with `extra` variables in their environment.
+    async fn start_with(instances: usize, extra: &[(&str, String)]) -> Option<Cluster> {
         super::nginx::binary()?;
         let schema = Schema::create().await?;
         let sandbox = Sandbox::spawn(Config {
@@ -41,7 +58,7 @@ impl Cluster {
         .expect("sandbox starts");
         let mut servers = vec![];
         for _ in 0..instances {
-            servers.push(ServerProcess::start(free_port(), &schema.url, &sandbox).await);
+            servers.push(ServerProcess::start_with(free_port(), &schema.url, &sandbox, extra).await);
         }
         let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
         let nginx = Nginx::start(&ports).await?;
@@ -66,6 +83,11 @@ impl Cluster {
     /// Instance `i`'s own URL (bypassing nginx).
     pub fn instance_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.instances[i].port)
+    }
+
+    /// Each instance's address as nginx logs it (`$upstream_addr`).
+    pub fn upstreams(&self) -> Vec<String> {
+        self.instances.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect()
     }
 
     /// The instance listening at `addr` (`127.0.0.1:PORT`, as nginx logs `$upstream_addr`).

@@ -109,22 +109,20 @@ pub struct Outcome {
 struct ServerProcess {
     child: Child,
     port: u16,
-    db: String,
-    api_base: String,
-    api_key: String,
-    secret: String,
+    /// The environment it runs with, again on each restart.
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
     async fn start(port: u16, db: &str, sandbox: &Sandbox) -> ServerProcess {
-        let mut server = ServerProcess {
-            child: spawn(port, db, sandbox),
-            port,
-            db: db.to_owned(),
-            api_base: sandbox.api_base(),
-            api_key: sandbox.api_key().to_owned(),
-            secret: sandbox.webhook_secret().to_owned(),
-        };
+        ServerProcess::start_with(port, db, sandbox, &[]).await
+    }
+
+    /// Starts with `extra` variables on top of the storm's environment.
+    async fn start_with(port: u16, db: &str, sandbox: &Sandbox, extra: &[(&str, String)]) -> ServerProcess {
+        let mut env = env(port, db, sandbox);
+        env.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), value.clone())));
+        let mut server = ServerProcess { child: spawn(&env), port, env };
         server.wait_healthy().await;
         server
     }
@@ -140,7 +138,7 @@ impl ServerProcess {
                 return;
             }
             if let Ok(Some(_exited)) = self.child.try_wait() {
-                self.child = self.spawn_again();
+                self.child = spawn(&self.env);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -151,27 +149,16 @@ impl ServerProcess {
     async fn kill_and_restart(&mut self) {
         self.child.start_kill().expect("SIGKILL");
         let _ = self.child.wait().await;
-        self.child = self.spawn_again();
+        self.child = spawn(&self.env);
         self.wait_healthy().await;
-    }
-
-    fn spawn_again(&self) -> Child {
-        Command::new(BIN)
-            .arg("serve")
-            .envs(env(self.port, &self.db, &self.api_base, &self.api_key, &self.secret))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("server restarts")
     }
 }
 
-fn env(port: u16, db: &str, api_base: &str, api_key: &str, secret: &str) -> Vec<(String, String)> {
+fn env(port: u16, db: &str, sandbox: &Sandbox) -> Vec<(String, String)> {
     [
-        ("PIENTEGRA_API_BASE", api_base),
-        ("PIENTEGRA_API_KEY", api_key),
-        ("PIENTEGRA_WEBHOOK_SECRET", secret),
+        ("PIENTEGRA_API_BASE", sandbox.api_base().as_str()),
+        ("PIENTEGRA_API_KEY", sandbox.api_key()),
+        ("PIENTEGRA_WEBHOOK_SECRET", sandbox.webhook_secret()),
         ("WIDGET_TOKEN_SECRET", TOKEN_SECRET),
         ("DATABASE_URL", db),
         ("BIND", &format!("127.0.0.1:{port}")),
@@ -187,10 +174,10 @@ fn env(port: u16, db: &str, api_base: &str, api_key: &str, secret: &str) -> Vec<
     .collect()
 }
 
-fn spawn(port: u16, db: &str, sandbox: &Sandbox) -> Child {
+fn spawn(env: &[(String, String)]) -> Child {
     Command::new(BIN)
         .arg("serve")
-        .envs(env(port, db, &sandbox.api_base(), sandbox.api_key(), sandbox.webhook_secret()))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
