@@ -23,7 +23,7 @@
 //! on commit); [`Storage::relay_changes`] listens and wakes that user's
 //! streams on this instance.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +54,8 @@ use super::{
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
 pub const CHANNEL: &str = "pientegra_user_events";
 
-/// Connections per instance.
-const POOL_SIZE: u32 = 10;
+/// Connections per instance, besides the claims' and the webhook writers'.
+const POOL_SIZE: u32 = 8;
 
 /// Connections per instance that only insert new Idempotency-Key claims.
 const CLAIM_POOL_SIZE: u32 = 4;
@@ -65,8 +65,9 @@ const CLAIM_POOL_SIZE: u32 = 4;
 const SUBJECT_LOCK_SPACE: i32 = 0x5049_4e54; // "PINT"
 
 /// Webhook transactions an instance runs side by side, each committing the
-/// webhooks that arrived while the others were busy ([`super::group_commit`]).
-const WEBHOOK_WRITERS: usize = 2;
+/// webhooks that arrived while the others were busy ([`super::group_commit`]),
+/// each on a connection of its own.
+const WEBHOOK_WRITERS: u32 = 2;
 
 /// How often a transaction that hit a deadlock or serialization failure runs again.
 const TRANSIENT_RETRIES: u32 = 3;
@@ -100,13 +101,24 @@ impl PostgresStorage {
         let claims = PgPoolOptions::new()
             .max_connections(CLAIM_POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.options([("synchronous_commit", "off")]))
+            .connect_with(options.clone().options([("synchronous_commit", "off")]))
+            .await
+            .context("connecting to PostgreSQL")?;
+        // A batch's statements join arrays of any length (1 to 256 webhooks)
+        // against tables that grow from empty: a plan cached once would be
+        // wrong for most of them (a plan made on a near-empty table scans it
+        // whole, for every batch, for as long as the connection lives), so
+        // they are planned for each batch.
+        let webhook_pool = PgPoolOptions::new()
+            .max_connections(WEBHOOK_WRITERS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
             .await
             .context("connecting to PostgreSQL")?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.context("applying PostgreSQL migrations")?;
         let schema: Option<String> =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.context("reading the schema")?;
-        let webhooks = WebhookWriter::spawn(Arc::new(Webhooks { pool: pool.clone() }), WEBHOOK_WRITERS);
+        let webhooks = WebhookWriter::spawn(Arc::new(Webhooks { pool: webhook_pool }), WEBHOOK_WRITERS as usize);
         Ok(PostgresStorage {
             reads: Readers::Postgres(pool.clone()),
             webhooks,
@@ -158,10 +170,14 @@ where
 
 // ---- statements run inside a write transaction -------------------------------------
 
+/// Accounts locked by this transaction, each `(user, available, reserved)`
+/// as it was locked.
+type Locked = Vec<(String, i64, i64)>;
+
 /// Creates the accounts of `users` (sorted, each once) that do not exist yet,
 /// and locks them all until commit, in user order, so two transactions never
-/// wait for each other in a circle. Returns each one's `(user, available, reserved)`.
-async fn lock_accounts(conn: &mut PgConnection, users: &[String]) -> Result<Vec<(String, i64, i64)>> {
+/// wait for each other in a circle. Returns their balances.
+async fn lock_accounts(conn: &mut PgConnection, users: &[String]) -> Result<Locked> {
     if users.is_empty() {
         return Ok(vec![]);
     }
@@ -216,12 +232,6 @@ async fn store_reply(conn: &mut PgConnection, reply: &Reply<'_>, body: &str) -> 
     Ok(())
 }
 
-async fn read_balance(conn: &mut PgConnection, user_id: &str) -> Result<BalanceRow> {
-    let row: Option<(i64, i64)> = sqlx::query_as(sql::SELECT_BALANCE).bind(user_id).fetch_optional(&mut *conn).await?;
-    let (available, reserved) = row.unwrap_or_default();
-    Ok(BalanceRow { available: amount(available)?, reserved: amount(reserved)? })
-}
-
 async fn deposit_in(conn: &mut PgConnection, intent_id: Uuid) -> Result<Option<DepositRecord>> {
     let row = sqlx::query("SELECT * FROM deposits WHERE intent_id = $1")
         .bind(intent_id.to_string())
@@ -255,17 +265,17 @@ async fn apply_events(
         return Ok(vec![]);
     }
     let now = now_ms();
-    let mut records = load_records(conn, events).await?;
+    let (mut records, locked) = load_records(conn, events).await?;
     let decisions = records.decide_all(events.iter().copied(), now);
     save_deposits(conn, records.changed_deposits()).await?;
     for withdrawal in records.changed_withdrawals() {
         save_withdrawal(conn, withdrawal).await?;
     }
-    settle_in(conn, decisions, outbox, now).await
+    settle_in(conn, decisions, &locked, outbox, now).await
 }
 
 /// The records `events` are about, locked until commit, with their users' accounts.
-async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Result<Records> {
+async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Result<(Records, Locked)> {
     let (intent_ids, withdrawal_ids) = Records::wanted(events.iter().copied());
     let mut deposits = Vec::new();
     if !intent_ids.is_empty() {
@@ -284,8 +294,8 @@ async fn load_records(conn: &mut PgConnection, events: &[&WebhookEvent]) -> Resu
         withdrawals = rows.iter().map(withdrawal_from_row).collect::<Result<Vec<_>>>()?;
     }
     let users = deposits.iter().map(|d| d.user_id.clone()).chain(withdrawals.iter().map(|w| w.user_id.clone()));
-    lock_accounts(conn, &dedup(users.collect())).await?;
-    Ok(Records::new(deposits, withdrawals))
+    let locked = lock_accounts(conn, &dedup(users.collect())).await?;
+    Ok((Records::new(deposits, withdrawals), locked))
 }
 
 /// Writes what the procedure changed of `deposits`, in one statement.
@@ -334,14 +344,16 @@ async fn save_withdrawal(conn: &mut PgConnection, record: &WithdrawalRecord) -> 
 
 /// Carries out `decisions` ([`procedure::settle`]) against the ledger and
 /// the balances, and writes the money they move: one statement for the
-/// ledger and one for the balances.
+/// ledger and one for the balances. `locked` are the accounts this
+/// transaction has locked so far, whose balances it has not changed since.
 async fn settle_in(
     conn: &mut PgConnection,
     decisions: Vec<Decision>,
+    locked: &[(String, i64, i64)],
     outbox: &mut Outbox,
     now: i64,
 ) -> Result<Vec<Changed<InboxOutcome>>> {
-    let mut book = load_book(conn, &decisions).await?;
+    let mut book = load_book(conn, &decisions, locked).await?;
     let changes = procedure::settle(decisions, &mut book, outbox)?;
     if !book.entries().is_empty() {
         let (mut keys, mut users, mut available, mut reserved) = (vec![], vec![], vec![], vec![]);
@@ -389,13 +401,17 @@ async fn settle_in(
 }
 
 /// The ledger keys and balances `decisions` move money on; the accounts stay
-/// locked until commit, so no other transaction moves them meanwhile.
-async fn load_book(conn: &mut PgConnection, decisions: &[Decision]) -> Result<Book> {
+/// locked until commit, so no other transaction moves them meanwhile. Those
+/// among `locked` are not locked (nor read) again.
+async fn load_book(conn: &mut PgConnection, decisions: &[Decision], locked: &[(String, i64, i64)]) -> Result<Book> {
     let (keys, users) = Book::wanted(decisions);
     if keys.is_empty() {
         return Ok(Book::default());
     }
-    let balances = lock_accounts(conn, &users).await?;
+    let is_locked = |user: &String| locked.iter().any(|(held, ..)| held == user);
+    let mut balances: Locked = locked.iter().filter(|(user, ..)| users.contains(user)).cloned().collect();
+    let missing: Vec<String> = users.iter().filter(|user| !is_locked(user)).cloned().collect();
+    balances.extend(lock_accounts(conn, &missing).await?);
     let applied: Vec<String> =
         sqlx::query_scalar("SELECT business_key FROM ledger_entries WHERE business_key = ANY($1)")
             .bind(&keys)
@@ -406,54 +422,39 @@ async fn load_book(conn: &mut PgConnection, decisions: &[Decision]) -> Result<Bo
 
 /// Appends `outbox`'s events to their users' streams, in order, each with
 /// its user's next sequence number, and announces them to every instance
-/// (`pg_notify`, delivered on commit). The account row locks, held until
-/// commit, hand the numbers out in commit order, never twice.
+/// (`pg_notify`, delivered on commit), in one statement. The account row
+/// locks, held until commit, hand the numbers out in commit order, never twice.
 async fn write_outbox(conn: &mut PgConnection, outbox: &Outbox) -> Result<()> {
     if outbox.len() == 0 {
         return Ok(());
     }
-    let users = outbox.users_from(0);
-    let mut counts: HashMap<&str, i64> = HashMap::new();
-    for (user_id, _) in outbox.events() {
-        *counts.entry(user_id.as_str()).or_default() += 1;
-    }
-    let added: Vec<i64> = users.iter().map(|user| counts[user.as_str()]).collect();
-    // Each user's last number after the events, with the account created if new.
-    let last: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO accounts (user_id, last_seq) SELECT * FROM unnest($1::text[], $2::bigint[])
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
-         RETURNING user_id, last_seq",
-    )
-    .bind(&users)
-    .bind(&added)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut next: HashMap<String, i64> =
-        last.into_iter().map(|(user, last)| (user.clone(), last - counts[user.as_str()] + 1)).collect();
-    let (mut user_ids, mut seqs, mut names, mut data) = (vec![], vec![], vec![], vec![]);
+    let (mut users, mut names, mut data) = (vec![], vec![], vec![]);
     for (user_id, event) in outbox.events() {
-        let seq = next.get_mut(user_id).context("a number for every user with an event")?;
-        user_ids.push(user_id.as_str());
-        seqs.push(*seq);
+        users.push(user_id.as_str());
         names.push(event.name());
         data.push(event.data());
-        *seq += 1;
     }
-    // The insert runs whether or not the notifications read it.
+    // `bumped` moves each user's last number past their events (creating the
+    // account if new); the k-th of a user's n events takes last - n + k.
     sqlx::query(
-        "WITH appended AS (
+        "WITH v AS (
+             SELECT u, n, d, o, row_number() OVER (PARTITION BY u ORDER BY o) AS k, count(*) OVER (PARTITION BY u) AS c
+             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(u, n, d, o)
+         ), bumped AS (
+             INSERT INTO accounts (user_id, last_seq) SELECT DISTINCT u, c FROM v
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
+             RETURNING user_id, last_seq
+         ), appended AS (
              INSERT INTO user_events (user_id, seq, name, data, created_at)
-             SELECT u, s, n, d, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS v(u, s, n, d)
+             SELECT v.u, b.last_seq - v.c + v.k, v.n, v.d, $4 FROM v JOIN bumped b ON b.user_id = v.u
          )
-         SELECT pg_notify($6, u) FROM unnest($7::text[]) AS u",
+         SELECT pg_notify($5, user_id) FROM bumped",
     )
-    .bind(&user_ids)
-    .bind(&seqs)
+    .bind(&users)
     .bind(&names)
     .bind(&data)
     .bind(now_ms())
     .bind(CHANNEL)
-    .bind(&users)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -619,7 +620,7 @@ impl PostgresStorage {
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
         let mut tx = self.pool.begin().await?;
         // Every reservation of this user, on any instance, queues here until we commit.
-        lock_accounts(&mut tx, std::slice::from_ref(&w.user_id)).await?;
+        let locked = lock_accounts(&mut tx, std::slice::from_ref(&w.user_id)).await?;
         let existing = sqlx::query(sql::SELECT_WITHDRAWAL_BY_KEY)
             .bind(&w.user_id)
             .bind(&w.idempotency_key)
@@ -632,7 +633,8 @@ impl PostgresStorage {
             tx.rollback().await?;
             return Ok(Ok(Changed { value: existing, touched: vec![] }));
         }
-        let balance = read_balance(&mut tx, &w.user_id).await?;
+        let (_, available, reserved) = locked.first().context("the account just locked")?;
+        let balance = BalanceRow { available: amount(*available)?, reserved: amount(*reserved)? };
         let pending: i64 =
             sqlx::query_scalar(sql::SELECT_PENDING_FINAL_DEBIT).bind(&w.user_id).fetch_one(&mut *tx).await?;
         if let Err(refused) = procedure::check_funds(balance, pending, w.amount)? {
@@ -659,7 +661,7 @@ impl PostgresStorage {
         .execute(&mut *tx)
         .await?;
         let mut outbox = Outbox::default();
-        settle_in(&mut tx, vec![procedure::reservation(local_id, w)], &mut outbox, now).await?;
+        settle_in(&mut tx, vec![procedure::reservation(local_id, w)], &locked, &mut outbox, now).await?;
         write_outbox(&mut tx, &outbox).await?;
         let record = withdrawal_in(&mut tx, local_id, false).await?.context("the new withdrawal")?;
         tx.commit().await?;
@@ -679,7 +681,7 @@ impl PostgresStorage {
         let mut outbox = Outbox::default();
         if let Some(accepted) = procedure::accept(&mut record, created, now) {
             save_withdrawal(&mut tx, &record).await?;
-            settle_in(&mut tx, vec![accepted], &mut outbox, now).await?;
+            settle_in(&mut tx, vec![accepted], &[], &mut outbox, now).await?;
             apply_orphans(&mut tx, created.withdrawal_id, &mut outbox).await?;
             write_outbox(&mut tx, &outbox).await?;
         }
@@ -695,7 +697,7 @@ impl PostgresStorage {
         let mut outbox = Outbox::default();
         if let Some(refused) = procedure::refuse(&mut record, reason, now) {
             save_withdrawal(&mut tx, &record).await?;
-            settle_in(&mut tx, vec![refused], &mut outbox, now).await?;
+            settle_in(&mut tx, vec![refused], &[], &mut outbox, now).await?;
             write_outbox(&mut tx, &outbox).await?;
         }
         tx.commit().await?;
@@ -704,7 +706,7 @@ impl PostgresStorage {
 }
 
 /// The transactions that apply webhooks ([`super::group_commit`]): a batch
-/// of webhooks is one transaction, on a connection of the pool.
+/// of webhooks is one transaction, on one of the writers' connections.
 struct Webhooks {
     pool: PgPool,
 }
