@@ -36,7 +36,7 @@ use pientegra_shared::event::WebhookEvent;
 use pientegra_shared::wire::WithdrawalCreated;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
@@ -193,22 +193,25 @@ async fn lock_accounts(conn: &mut PgConnection, users: &[String]) -> Result<Lock
     Ok(balances)
 }
 
-/// Serializes, until commit, every transaction about one of `subjects`
-/// (intent or withdrawal ids). Every transaction takes its subjects' locks
-/// in one order (sorted), so two batches never wait for each other in a circle.
-async fn lock_subjects(conn: &mut PgConnection, subjects: impl IntoIterator<Item = Uuid>) -> Result<()> {
+/// Begins a transaction that holds, until commit, the locks of `subjects`
+/// (intent or withdrawal ids), serializing every transaction about one of
+/// them. Every transaction takes its subjects' locks in one order (sorted),
+/// so two batches never wait for each other in a circle.
+///
+/// The locks are taken by the `BEGIN` itself, in one round trip: they are
+/// written into its text (a simple query takes no parameters), which is safe
+/// because a `Uuid` prints as hex digits and dashes only.
+async fn begin_locked(
+    pool: &PgPool,
+    subjects: impl IntoIterator<Item = Uuid>,
+) -> Result<Transaction<'static, Postgres>> {
     let subjects = dedup(subjects.into_iter().map(|id| id.to_string()).collect());
     if subjects.is_empty() {
-        return Ok(());
+        return Ok(pool.begin().await?);
     }
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock($1, hashtext(s)) FROM unnest($2::text[]) WITH ORDINALITY AS u(s, n) ORDER BY n",
-    )
-    .bind(SUBJECT_LOCK_SPACE)
-    .bind(&subjects)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let locks: Vec<String> =
+        subjects.iter().map(|s| format!("pg_advisory_xact_lock({SUBJECT_LOCK_SPACE}, hashtext('{s}'))")).collect();
+    Ok(pool.begin_with(format!("BEGIN; SELECT {}", locks.join(", "))).await?)
 }
 
 /// Stores the final answer to an idempotency key (its claim row normally exists).
@@ -570,16 +573,15 @@ impl PostgresStorage {
         d: &NewDeposit,
         reply: Option<&DepositReply<'_>>,
     ) -> Result<Changed<DepositRecord>> {
-        let mut tx = self.pool.begin().await?;
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
-        lock_subjects(&mut tx, [d.intent_id]).await?;
+        let mut tx = begin_locked(&self.pool, [d.intent_id]).await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                                    status, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $10) ON CONFLICT (intent_id) DO NOTHING
-             RETURNING *",
+             RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan') AS orphaned",
         )
         .bind(d.intent_id.to_string())
         .bind(&d.user_id)
@@ -598,7 +600,10 @@ impl PostgresStorage {
             Some(row) => {
                 let record = deposit_from_row(&row)?;
                 outbox.push(&d.user_id, UserEvent::Deposit(record.view()));
-                let orphans = apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
+                // Asked by the insert, whose snapshot is taken after the lock:
+                // usually there are none, and no statement is spent on them.
+                let orphaned: bool = row.try_get("orphaned")?;
+                let orphans = if orphaned { apply_orphans(&mut tx, d.intent_id, &mut outbox).await? } else { 0 };
                 write_outbox(&mut tx, &outbox).await?;
                 match orphans {
                     0 => record,
@@ -673,9 +678,8 @@ impl PostgresStorage {
         local_id: Uuid,
         created: &WithdrawalCreated,
     ) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = self.pool.begin().await?;
         // Webhooks about this withdrawal wait, or committed as orphans we apply below.
-        lock_subjects(&mut tx, [created.withdrawal_id]).await?;
+        let mut tx = begin_locked(&self.pool, [created.withdrawal_id]).await?;
         let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
         let now = now_ms();
         let mut outbox = Outbox::default();
@@ -713,8 +717,7 @@ struct Webhooks {
 
 impl Webhooks {
     async fn commit_once(&self, webhooks: &[Webhook<'_>]) -> Result<Vec<Changed<InboxOutcome>>> {
-        let mut tx = self.pool.begin().await?;
-        lock_subjects(&mut tx, webhooks.iter().filter_map(|(event, _)| subject_id(event))).await?;
+        let mut tx = begin_locked(&self.pool, webhooks.iter().filter_map(|(event, _)| subject_id(event))).await?;
         let ids: Vec<String> = webhooks.iter().map(|(event, _)| event.event_id.to_string()).collect();
         // The inbox is asked by inserting into it.
         let first = procedure::first_unknown(&ids, |_| false);
@@ -832,8 +835,7 @@ impl Ledger for PostgresStorage {
     }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
-        let mut tx = self.pool.begin().await?;
-        lock_subjects(&mut tx, [intent_id]).await?;
+        let mut tx = begin_locked(&self.pool, [intent_id]).await?;
         let updated = sqlx::query(
             "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = $1 WHERE intent_id = $2 AND status = 'RESERVED'
              RETURNING *",
