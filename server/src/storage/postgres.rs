@@ -1063,4 +1063,64 @@ mod tests {
         assert_eq!(storage.ledger_sum("u").await.unwrap(), (2_000, 0));
         schema.drop_now().await;
     }
+
+    /// A batch's statements are planned for the tables as they are: the
+    /// batches applied while the tables were nearly empty do not leave the
+    /// later ones reading them whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_find_their_rows_by_index_however_the_tables_grew_since_the_first() {
+        const GROWN: i64 = 20_000;
+        const AT_ONCE: usize = 20;
+        let Some(schema) = Schema::create().await else { return };
+        let storage = &schema.storage;
+        // `AT_ONCE` webhooks sent together, which the writers take in batches.
+        let together = || async {
+            let mut events = Vec::new();
+            for _ in 0..AT_ONCE {
+                events.push(approved(record_deposit(storage, 100).await));
+            }
+            let bodies: Vec<Vec<u8>> = events.iter().map(WebhookEvent::to_body).collect();
+            let applied = events.iter().zip(&bodies).map(|(event, body)| storage.apply_webhook(event, body));
+            for outcome in futures::future::join_all(applied).await {
+                assert_eq!(outcome.unwrap().value, InboxOutcome::Applied);
+            }
+        };
+        // More than the five runs after which PostgreSQL may keep one plan
+        // for a prepared statement, on each of the writers' connections.
+        let rounds = 16;
+        for _ in 0..rounds {
+            together().await;
+        }
+        // Months of traffic of other users.
+        sqlx::query(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+             SELECT gen_random_uuid()::text, 'intent.approved', gen_random_uuid()::text, '\\x7b7d', 'applied', 0
+             FROM generate_series(1, $1)",
+        )
+        .bind(GROWN)
+        .execute(&storage.pool)
+        .await
+        .unwrap();
+        together().await;
+
+        // Each applied webhook updates its inbox row once; the writers'
+        // counts reach the statistics within seconds of going idle.
+        let all = i64::try_from((rounds + 1) * AT_ONCE).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let read = loop {
+            let (updated, read): (i64, i64) = sqlx::query_as(
+                "SELECT n_tup_upd, seq_tup_read FROM pg_stat_user_tables WHERE relid = 'webhook_inbox'::regclass",
+            )
+            .fetch_one(&storage.pool)
+            .await
+            .unwrap();
+            if updated >= all {
+                break read;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the statistics never counted the last webhooks");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        assert!(read < GROWN, "the inbox was read whole: {read} rows read by scans");
+        schema.drop_now().await;
+    }
 }
