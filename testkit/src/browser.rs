@@ -174,14 +174,7 @@ pub fn text_contains(testid: &str, text: &str) -> String {
 pub async fn newest_at(sandbox: &str, list: &str, user: &str) -> Value {
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        let state: Value = http
-            .get(format!("{sandbox}/sandbox/state"))
-            .send()
-            .await
-            .expect("sandbox state")
-            .json()
-            .await
-            .expect("sandbox state body");
+        let state = crate::sandbox_state(&http, sandbox).await;
         if let Some(found) = state[list].as_array().unwrap().iter().find(|r| r["externalUserId"] == user) {
             return found.clone();
         }

@@ -10,3 +10,9 @@ pub mod browser;
 pub mod nginx;
 pub mod postgres;
 pub mod sse;
+
+/// The sandbox's whole state (`GET /sandbox/state`; `sandbox` is its base URL).
+pub async fn sandbox_state(http: &reqwest::Client, sandbox: &str) -> serde_json::Value {
+    let response = http.get(format!("{sandbox}/sandbox/state")).send().await.expect("sandbox state");
+    response.json().await.expect("sandbox state body")
+}

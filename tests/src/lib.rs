@@ -387,14 +387,7 @@ impl Stack {
 
     /// Everything the sandbox holds (`GET /sandbox/state`): intents, withdrawals, deliveries.
     pub async fn sandbox_state(&self) -> Value {
-        self.http
-            .get(format!("{}/sandbox/state", self.sandbox.base_url()))
-            .send()
-            .await
-            .expect("sandbox state")
-            .json()
-            .await
-            .expect("sandbox state body")
+        pientegra_testkit::sandbox_state(&self.http, &self.sandbox.base_url()).await
     }
 
     /// Changes the sandbox's settings (`PUT /sandbox/config`).

@@ -202,75 +202,163 @@ async fn stored(records: &dyn PgmRecords, p: &PgmPayment) -> Result<PgmPayment> 
     .context("a PGM payment conflicted with a row that is gone")
 }
 
-/// The reads, the same statements for both databases on the storage's
-/// pool (of readers); only the placeholder style and the integer width of
-/// `notify_attempts` differ.
+/// A parameter of a write, bound alike by both drivers.
+enum Param {
+    Text(String),
+    Int(i64),
+    /// A NULL text.
+    Null,
+}
+
+impl From<&str> for Param {
+    fn from(text: &str) -> Param {
+        Param::Text(text.to_owned())
+    }
+}
+
+impl From<Uuid> for Param {
+    fn from(id: Uuid) -> Param {
+        Param::Text(id.to_string())
+    }
+}
+
+impl From<Option<Uuid>> for Param {
+    fn from(id: Option<Uuid>) -> Param {
+        id.map_or(Param::Null, Param::from)
+    }
+}
+
+impl From<i64> for Param {
+    fn from(n: i64) -> Param {
+        Param::Int(n)
+    }
+}
+
+/// One statement of a write (`?` placeholders) with its parameters.
+type Step = (&'static str, Vec<Param>);
+
+/// The records, the same statements for both databases: reads on the
+/// storage's pool (of readers), writes through the type's `write`, which
+/// runs its steps in one transaction. Only the placeholder style and the
+/// integer width of `notify_attempts` differ.
 macro_rules! pgm_records {
-    ($records:ty, $sql:expr, $attempts:ty, { $($writes:tt)* }) => {
+    ($records:ty, $sql:expr, $attempts:ty) => {
         #[async_trait]
         impl PgmRecords for $records {
-        $($writes)*
-        async fn payment(&self, payment_id: Uuid) -> Result<Option<PgmPayment>> {
-            sqlx::query(&$sql(BY_ID))
-                .bind(payment_id.to_string())
-                .fetch_optional(&self.pool)
-                .await?
-                .as_ref()
-                .map(payment_from)
-                .transpose()
-        }
+            async fn insert(&self, p: &PgmPayment) -> Result<PgmPayment> {
+                let values = vec![
+                    p.payment_id.into(),
+                    p.action.as_str().into(),
+                    p.shop_transaction_id.as_str().into(),
+                    p.refund_of.into(),
+                    p.external_user_id.as_str().into(),
+                    amount_of(p)?.into(),
+                    p.currency.as_str().into(),
+                    p.created_at.timestamp_millis().into(),
+                ];
+                self.write(vec![(INSERT, values)]).await.context("inserting a PGM payment")?;
+                stored(self, p).await
+            }
 
-        async fn by_shop_transaction(&self, shop_transaction_id: &str) -> Result<Option<PgmPayment>> {
-            sqlx::query(&$sql(BY_SHOP_TX))
-                .bind(shop_transaction_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .as_ref()
-                .map(payment_from)
-                .transpose()
-        }
+            async fn payment(&self, payment_id: Uuid) -> Result<Option<PgmPayment>> {
+                sqlx::query(&$sql(BY_ID))
+                    .bind(payment_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(payment_from)
+                    .transpose()
+            }
 
-        async fn refunds_of(&self, payment_id: Uuid) -> Result<Vec<PgmPayment>> {
-            sqlx::query(&$sql(REFUNDS))
-                .bind(payment_id.to_string())
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(payment_from)
-                .collect()
-        }
+            async fn by_shop_transaction(&self, shop_transaction_id: &str) -> Result<Option<PgmPayment>> {
+                sqlx::query(&$sql(BY_SHOP_TX))
+                    .bind(shop_transaction_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(payment_from)
+                    .transpose()
+            }
 
-        async fn changed(&self, limit: i64) -> Result<Vec<Observed>> {
-            sqlx::query(&$sql(CHANGED))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .context("listing changed PGM payments")?
-                .iter()
-                .map(|row| Ok(Observed { payment: payment_from(row)?, pientegra_status: row.try_get("pientegra_status")? }))
-                .collect()
-        }
+            async fn refunds_of(&self, payment_id: Uuid) -> Result<Vec<PgmPayment>> {
+                sqlx::query(&$sql(REFUNDS))
+                    .bind(payment_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(payment_from)
+                    .collect()
+            }
 
-        async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<Due>> {
-            sqlx::query(&$sql(DUE))
-                .bind(now_ms)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .context("listing due PGM notifications")?
-                .iter()
-                .map(|row| {
-                    let status: String = row.try_get("pending_status")?;
-                    let attempts: $attempts = row.try_get("notify_attempts")?;
-                    Ok(Due {
-                        payment_id: Uuid::parse_str(row.try_get("payment_id")?)?,
-                        status: PgmStatus::parse(&status).context("unknown status in pgm_payments")?,
-                        body: row.try_get("pending_body")?,
-                        attempts: u32::try_from(attempts).unwrap_or(0),
+            async fn changed(&self, limit: i64) -> Result<Vec<Observed>> {
+                sqlx::query(&$sql(CHANGED))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .context("listing changed PGM payments")?
+                    .iter()
+                    .map(|row| {
+                        Ok(Observed { payment: payment_from(row)?, pientegra_status: row.try_get("pientegra_status")? })
                     })
-                })
-                .collect()
-        }
+                    .collect()
+            }
+
+            async fn observed(
+                &self,
+                payment_id: Uuid,
+                pientegra_status: &str,
+                settled: bool,
+                enqueue: Option<(PgmStatus, &str)>,
+            ) -> Result<()> {
+                let mut steps =
+                    vec![(OBSERVED, vec![pientegra_status.into(), i64::from(settled).into(), payment_id.into()])];
+                steps.extend(enqueue.map(|(status, body)| enqueue_step(payment_id, status, body)));
+                self.write(steps).await
+            }
+
+            async fn enqueue(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
+                self.write(vec![enqueue_step(payment_id, status, body)]).await
+            }
+
+            async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<Due>> {
+                sqlx::query(&$sql(DUE))
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .context("listing due PGM notifications")?
+                    .iter()
+                    .map(|row| {
+                        let status: String = row.try_get("pending_status")?;
+                        let attempts: $attempts = row.try_get("notify_attempts")?;
+                        Ok(Due {
+                            payment_id: Uuid::parse_str(row.try_get("payment_id")?)?,
+                            status: PgmStatus::parse(&status).context("unknown status in pgm_payments")?,
+                            body: row.try_get("pending_body")?,
+                            attempts: u32::try_from(attempts).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delivered(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
+                self.write(vec![
+                    (DELIVERED, vec![status.as_str().into(), payment_id.into()]),
+                    (DEQUEUE, vec![payment_id.into(), body.into()]),
+                ])
+                .await
+            }
+
+            async fn delivery_failed(
+                &self,
+                payment_id: Uuid,
+                attempts: u32,
+                next_at_ms: i64,
+                error: &str,
+            ) -> Result<()> {
+                let values = vec![i64::from(attempts).into(), next_at_ms.into(), error.into(), payment_id.into()];
+                self.write(vec![(FAILED, values)]).await
+            }
         }
     };
 }
@@ -279,154 +367,53 @@ fn amount_of(p: &PgmPayment) -> Result<i64> {
     i64::try_from(p.amount.minor()).context("amount fits i64")
 }
 
-pgm_records!(SqlitePgmRecords, as_is, i64, {
-    async fn insert(&self, p: &PgmPayment) -> Result<PgmPayment> {
-        let amount = amount_of(p)?;
-        self.direct
-            .write(|tx| {
-                let values = rusqlite::params![
-                    p.payment_id.to_string(),
-                    p.action.as_str(),
-                    p.shop_transaction_id,
-                    p.refund_of.map(|id| id.to_string()),
-                    p.external_user_id,
-                    amount,
-                    p.currency,
-                    p.created_at.timestamp_millis(),
-                ];
-                tx.execute(INSERT, values)?;
-                Ok(())
-            })
-            .await
-            .context("inserting a PGM payment")?;
-        stored(self, p).await
-    }
+/// Queues `body` (replacing any queued notification), due now.
+fn enqueue_step(payment_id: Uuid, status: PgmStatus, body: &str) -> Step {
+    (ENQUEUE, vec![status.as_str().into(), body.into(), now_ms().into(), payment_id.into()])
+}
 
-    async fn observed(
-        &self,
-        payment_id: Uuid,
-        pientegra_status: &str,
-        settled: bool,
-        enqueue: Option<(PgmStatus, &str)>,
-    ) -> Result<()> {
-        let id = payment_id.to_string();
+pgm_records!(SqlitePgmRecords, as_is, i64);
+pgm_records!(PostgresPgmRecords, for_postgres, i32);
+
+impl SqlitePgmRecords {
+    /// Runs `steps` in one transaction of the writing connection.
+    async fn write(&self, steps: Vec<Step>) -> Result<()> {
         self.direct
             .write(|tx| {
-                tx.execute(OBSERVED, rusqlite::params![pientegra_status, i64::from(settled), id])?;
-                if let Some((status, body)) = enqueue {
-                    tx.execute(ENQUEUE, rusqlite::params![status.as_str(), body, now_ms(), id])?;
+                for (sql, params) in &steps {
+                    let values = params.iter().map(|param| match param {
+                        Param::Text(text) => rusqlite::types::Value::Text(text.clone()),
+                        Param::Int(n) => rusqlite::types::Value::Integer(*n),
+                        Param::Null => rusqlite::types::Value::Null,
+                    });
+                    tx.execute(sql, rusqlite::params_from_iter(values))?;
                 }
                 Ok(())
             })
             .await
     }
+}
 
-    async fn enqueue(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
-        let id = payment_id.to_string();
-        self.direct
-            .write(|tx| {
-                tx.execute(ENQUEUE, rusqlite::params![status.as_str(), body, now_ms(), id])?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn delivered(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
-        let id = payment_id.to_string();
-        self.direct
-            .write(|tx| {
-                tx.execute(DELIVERED, rusqlite::params![status.as_str(), id])?;
-                tx.execute(DEQUEUE, rusqlite::params![id, body])?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn delivery_failed(&self, payment_id: Uuid, attempts: u32, next_at_ms: i64, error: &str) -> Result<()> {
-        let id = payment_id.to_string();
-        self.direct
-            .write(|tx| {
-                tx.execute(FAILED, rusqlite::params![i64::from(attempts), next_at_ms, error, id])?;
-                Ok(())
-            })
-            .await
-    }
-});
-
-pgm_records!(PostgresPgmRecords, for_postgres, i32, {
-    async fn insert(&self, p: &PgmPayment) -> Result<PgmPayment> {
-        sqlx::query(&numbered(INSERT))
-            .bind(p.payment_id.to_string())
-            .bind(p.action.as_str())
-            .bind(&p.shop_transaction_id)
-            .bind(p.refund_of.map(|id| id.to_string()))
-            .bind(&p.external_user_id)
-            .bind(amount_of(p)?)
-            .bind(&p.currency)
-            .bind(p.created_at.timestamp_millis())
-            .execute(&self.pool)
-            .await
-            .context("inserting a PGM payment")?;
-        stored(self, p).await
-    }
-
-    async fn observed(
-        &self,
-        payment_id: Uuid,
-        pientegra_status: &str,
-        settled: bool,
-        enqueue: Option<(PgmStatus, &str)>,
-    ) -> Result<()> {
+impl PostgresPgmRecords {
+    /// Runs `steps` in one transaction.
+    async fn write(&self, steps: Vec<Step>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&numbered(OBSERVED))
-            .bind(pientegra_status)
-            .bind(i32::from(settled))
-            .bind(payment_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if let Some((status, body)) = enqueue {
-            sqlx::query(&numbered(ENQUEUE))
-                .bind(status.as_str())
-                .bind(body)
-                .bind(now_ms())
-                .bind(payment_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+        for (sql, params) in steps {
+            let sql = numbered(sql);
+            let mut query = sqlx::query(&sql);
+            for param in params {
+                query = match param {
+                    Param::Text(text) => query.bind(text),
+                    Param::Int(n) => query.bind(n),
+                    Param::Null => query.bind(None::<String>),
+                };
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
-
-    async fn enqueue(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
-        sqlx::query(&numbered(ENQUEUE))
-            .bind(status.as_str())
-            .bind(body)
-            .bind(now_ms())
-            .bind(payment_id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn delivered(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&numbered(DELIVERED)).bind(status.as_str()).bind(payment_id.to_string()).execute(&mut *tx).await?;
-        sqlx::query(&numbered(DEQUEUE)).bind(payment_id.to_string()).bind(body).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delivery_failed(&self, payment_id: Uuid, attempts: u32, next_at_ms: i64, error: &str) -> Result<()> {
-        sqlx::query(&numbered(FAILED))
-            .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-            .bind(next_at_ms)
-            .bind(error)
-            .bind(payment_id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-});
+}
 
 fn as_is(sql: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Borrowed(sql)

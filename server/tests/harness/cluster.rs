@@ -155,15 +155,7 @@ impl Cluster {
     pub async fn webhooks_logged(&self) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
-            let state: Value = self
-                .http
-                .get(format!("{}/sandbox/state", self.sandbox.base_url()))
-                .send()
-                .await
-                .expect("sandbox state")
-                .json()
-                .await
-                .expect("sandbox state body");
+            let state = pientegra_testkit::sandbox_state(&self.http, &self.sandbox.base_url()).await;
             let deliveries = state["deliveries"].as_array().cloned().unwrap_or_default();
             let settled = deliveries.iter().all(|d| d["deliveryStatus"] == "DELIVERED");
             let attempts: u64 = deliveries.iter().map(|d| d["attempts"].as_u64().unwrap_or(0)).sum();
