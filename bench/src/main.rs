@@ -194,14 +194,17 @@ fn main() -> anyhow::Result<()> {
     let mut markdown = report::markdown(&machine, &rows, &notes, &command);
     let old = std::fs::read_to_string(&out).ok();
     match (&only, &old) {
-        // A run of some figures replaces theirs and keeps the rest, the header included.
-        (Some(list), Some(old)) => {
+        // A run of some figures replaces those it measured (`--only 10` runs
+        // 11 and 12 too) and keeps the rest, the header included.
+        (Some(_), Some(old)) => {
+            let mut ran: Vec<u32> = rows.iter().filter_map(|row| row.id.parse().ok()).collect();
+            ran.dedup();
             let load = machine.load.split_whitespace().next().unwrap_or("?");
             let run = format!(
                 "`{command}`, {}, {} CPUs ({}), load average {load} at start",
                 machine.date, machine.cpus, machine.cpu_model
             );
-            markdown = report::merge_partial(old, &markdown, list, &run);
+            markdown = report::merge_partial(old, &markdown, &ran, &run);
         }
         // The analysis of unmet targets is written by hand: a new run keeps it
         // (check it against the new figures).
