@@ -243,6 +243,13 @@ type Step = (&'static str, Vec<Param>);
 /// integer width of `notify_attempts` differ.
 macro_rules! pgm_records {
     ($records:ty, $sql:expr, $attempts:ty) => {
+        impl $records {
+            /// The records `sql` selects by its one parameter, `key`.
+            async fn payments(&self, sql: &str, key: &str) -> Result<Vec<PgmPayment>> {
+                sqlx::query(&$sql(sql)).bind(key).fetch_all(&self.pool).await?.iter().map(payment_from).collect()
+            }
+        }
+
         #[async_trait]
         impl PgmRecords for $records {
             async fn insert(&self, p: &PgmPayment) -> Result<PgmPayment> {
@@ -261,33 +268,15 @@ macro_rules! pgm_records {
             }
 
             async fn payment(&self, payment_id: Uuid) -> Result<Option<PgmPayment>> {
-                sqlx::query(&$sql(BY_ID))
-                    .bind(payment_id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .as_ref()
-                    .map(payment_from)
-                    .transpose()
+                Ok(self.payments(BY_ID, &payment_id.to_string()).await?.into_iter().next())
             }
 
             async fn by_shop_transaction(&self, shop_transaction_id: &str) -> Result<Option<PgmPayment>> {
-                sqlx::query(&$sql(BY_SHOP_TX))
-                    .bind(shop_transaction_id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .as_ref()
-                    .map(payment_from)
-                    .transpose()
+                Ok(self.payments(BY_SHOP_TX, shop_transaction_id).await?.into_iter().next())
             }
 
             async fn refunds_of(&self, payment_id: Uuid) -> Result<Vec<PgmPayment>> {
-                sqlx::query(&$sql(REFUNDS))
-                    .bind(payment_id.to_string())
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(payment_from)
-                    .collect()
+                self.payments(REFUNDS, &payment_id.to_string()).await
             }
 
             async fn changed(&self, limit: i64) -> Result<Vec<Observed>> {
