@@ -198,20 +198,26 @@ async fn lock_accounts(conn: &mut PgConnection, users: &[String]) -> Result<Lock
 /// them. Every transaction takes its subjects' locks in one order (sorted),
 /// so two batches never wait for each other in a circle.
 ///
-/// The locks are taken by the `BEGIN` itself, in one round trip: they are
-/// written into its text (a simple query takes no parameters), which is safe
-/// because a `Uuid` prints as hex digits and dashes only.
+/// The locks are taken by a statement of their own inside the transaction:
+/// should the wait for them fail or be dropped, the transaction's rollback
+/// releases the connection clean.
 async fn begin_locked(
     pool: &PgPool,
     subjects: impl IntoIterator<Item = Uuid>,
 ) -> Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
     let subjects = dedup(subjects.into_iter().map(|id| id.to_string()).collect());
-    if subjects.is_empty() {
-        return Ok(pool.begin().await?);
+    if !subjects.is_empty() {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock($1, hashtext(s))
+             FROM unnest($2::text[]) WITH ORDINALITY AS u(s, n) ORDER BY n",
+        )
+        .bind(SUBJECT_LOCK_SPACE)
+        .bind(&subjects)
+        .execute(&mut *tx)
+        .await?;
     }
-    let locks: Vec<String> =
-        subjects.iter().map(|s| format!("pg_advisory_xact_lock({SUBJECT_LOCK_SPACE}, hashtext('{s}'))")).collect();
-    Ok(pool.begin_with(format!("BEGIN; SELECT {}", locks.join(", "))).await?)
+    Ok(tx)
 }
 
 /// Stores the final answer to an idempotency key (its claim row normally exists).
@@ -438,13 +444,14 @@ async fn write_outbox(conn: &mut PgConnection, outbox: &Outbox) -> Result<()> {
         data.push(event.data());
     }
     // `bumped` moves each user's last number past their events (creating the
-    // account if new); the k-th of a user's n events takes last - n + k.
+    // account if new), locking the accounts in user order as every lock of
+    // them does; the k-th of a user's n events takes last - n + k.
     sqlx::query(
         "WITH v AS (
              SELECT u, n, d, o, row_number() OVER (PARTITION BY u ORDER BY o) AS k, count(*) OVER (PARTITION BY u) AS c
              FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(u, n, d, o)
          ), bumped AS (
-             INSERT INTO accounts (user_id, last_seq) SELECT DISTINCT u, c FROM v
+             INSERT INTO accounts (user_id, last_seq) SELECT DISTINCT u, c FROM v ORDER BY u
              ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
              RETURNING user_id, last_seq
          ), appended AS (
@@ -997,7 +1004,7 @@ mod tests {
     use pientegra_shared::event::WebhookEvent;
     use uuid::Uuid;
 
-    use super::{PostgresStorage, Webhooks};
+    use super::{PostgresStorage, SUBJECT_LOCK_SPACE, Webhooks};
     use crate::storage::Audit;
     use crate::storage::group_commit::{CommitWebhooks, Webhook};
     use crate::storage::testing::{self, approved, record_deposit, record_deposit_of};
@@ -1006,14 +1013,14 @@ mod tests {
     /// A storage on a schema of its own (skipped without PostgreSQL, unless `CI=true`).
     struct Schema {
         storage: PostgresStorage,
-        _schema: pientegra_testkit::postgres::Schema,
+        schema: pientegra_testkit::postgres::Schema,
     }
 
     impl Schema {
         async fn create() -> Option<Schema> {
             let schema = pientegra_testkit::postgres::Schema::create().await?;
             let storage = PostgresStorage::connect(&schema.url).await.unwrap();
-            Some(Schema { storage, _schema: schema })
+            Some(Schema { storage, schema })
         }
 
         async fn drop_now(self) {
@@ -1121,6 +1128,45 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         };
         assert!(read < GROWN, "the inbox was read whole: {read} rows read by scans");
+        schema.drop_now().await;
+    }
+
+    /// A transaction given up while it waits for its subject's lock (its
+    /// request dropped, say) leaves no lock behind on the pool's connections.
+    #[tokio::test]
+    async fn a_wait_for_a_subject_lock_given_up_leaves_no_lock_behind() {
+        use sqlx::Connection;
+        let Some(schema) = Schema::create().await else { return };
+        let intent = Uuid::new_v4();
+        let lock = format!("SELECT pg_advisory_xact_lock({SUBJECT_LOCK_SPACE}, hashtext('{intent}'))");
+        let mut holder = sqlx::PgConnection::connect(&schema.schema.url).await.unwrap();
+        let mut held = holder.begin().await.unwrap();
+        sqlx::query(&lock).execute(&mut *held).await.unwrap();
+
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            record_deposit_of(&schema.storage, intent, 100),
+        )
+        .await;
+        assert!(given_up.is_err(), "the deposit waited for the lock");
+        held.commit().await.unwrap();
+
+        // The lock is free again once the abandoned transaction has rolled back.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let try_lock = format!("SELECT pg_try_advisory_xact_lock({SUBJECT_LOCK_SPACE}, hashtext('{intent}'))");
+        loop {
+            let mut probe = holder.begin().await.unwrap();
+            let free: bool = sqlx::query_scalar(&try_lock).fetch_one(&mut *probe).await.unwrap();
+            probe.rollback().await.unwrap();
+            if free {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "a pooled connection still holds the subject's lock");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // And the pool's connections work: the deposit is recorded after all.
+        record_deposit_of(&schema.storage, intent, 100).await;
+        assert!(schema.storage.deposit(intent).await.unwrap().is_some());
         schema.drop_now().await;
     }
 }
