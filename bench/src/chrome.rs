@@ -3,7 +3,6 @@
 //! drive. Plain HTTP with reqwest: the few commands needed are one call each.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -34,13 +33,7 @@ impl Driver {
             }
         }
         let port = stack::free_port()?;
-        let child = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver")?;
+        let child = pientegra_testkit::browser::chromedriver(port)?;
         let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
         wait_ok(&driver.http, &format!("{}/status", driver.url)).await.context("chromedriver")?;
         Ok(driver)

@@ -49,6 +49,17 @@ fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(program)).find(|p| p.exists())
 }
 
+/// Starts chromedriver (from `PATH`) on `port`, quiet; it stops when the handle is dropped.
+pub fn chromedriver(port: u16) -> anyhow::Result<Child> {
+    Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting chromedriver")
+}
+
 /// A chromedriver process and one browser session.
 pub struct Browser {
     pub client: Client,
@@ -62,13 +73,7 @@ impl Browser {
         // Several rustls providers are compiled in; pick one (a second call is a no-op error).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver")?;
+        let driver = chromedriver(port)?;
         let profile = tempfile::tempdir()?;
         let mut caps = serde_json::Map::new();
         caps.insert(

@@ -369,10 +369,10 @@ impl SqlitePgmRecords {
     async fn write(&self, steps: Vec<Step>) -> Result<()> {
         self.direct
             .write(|tx| {
-                for (sql, params) in &steps {
-                    let values = params.iter().map(|param| match param {
-                        Param::Text(text) => rusqlite::types::Value::Text(text.clone()),
-                        Param::Int(n) => rusqlite::types::Value::Integer(*n),
+                for (sql, params) in steps {
+                    let values = params.into_iter().map(|param| match param {
+                        Param::Text(text) => rusqlite::types::Value::Text(text),
+                        Param::Int(n) => rusqlite::types::Value::Integer(n),
                         Param::Null => rusqlite::types::Value::Null,
                     });
                     tx.execute(sql, rusqlite::params_from_iter(values))?;

@@ -417,10 +417,11 @@ async fn load_book(conn: &mut PgConnection, decisions: &[Decision], locked: &[(S
     if keys.is_empty() {
         return Ok(Book::default());
     }
-    let is_locked = |user: &String| locked.iter().any(|(held, ..)| held == user);
-    let mut balances: Locked = locked.iter().filter(|(user, ..)| users.contains(user)).cloned().collect();
-    let missing: Vec<String> = users.iter().filter(|user| !is_locked(user)).cloned().collect();
-    balances.extend(lock_accounts(conn, &missing).await?);
+    // `users` is sorted; a batch has up to 256 of them.
+    let held: HashSet<&str> = locked.iter().map(|(user, ..)| user.as_str()).collect();
+    let missing: Vec<String> = users.iter().filter(|user| !held.contains(user.as_str())).cloned().collect();
+    let mut balances = lock_accounts(conn, &missing).await?;
+    balances.extend(locked.iter().filter(|(user, ..)| users.binary_search(user).is_ok()).cloned());
     let applied: Vec<String> =
         sqlx::query_scalar("SELECT business_key FROM ledger_entries WHERE business_key = ANY($1)")
             .bind(&keys)
