@@ -1,5 +1,5 @@
 //! The Pientegra call budget's row on PostgreSQL, which every instance
-//! advances ([`crate::pientegra::budget`] decides; this reads and writes).
+//! advances ([`crate::pientegra::budget`] says how much; this takes the slots).
 //!
 //! It has two connections of its own, so a call never waits for a slot
 //! behind webhook transactions, and their commits do not wait for the disk:
@@ -11,11 +11,22 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
+
+use super::postgres::{on_live_connection, unpinged};
 
 /// The shared budget row.
 pub struct BudgetRow {
     pool: PgPool,
+}
+
+/// What one attempt to take a slot saw, in microseconds of the database's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub taken: bool,
+    /// The row's theoretical arrival time before the attempt.
+    pub tat: i64,
+    pub now: i64,
 }
 
 impl BudgetRow {
@@ -25,37 +36,38 @@ impl BudgetRow {
         let options = PgConnectOptions::from_str(database_url)
             .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?
             .options([("synchronous_commit", "off")]);
-        // Two connections: calls are at most a few a second, and each takes two short statements.
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
+        // Two connections: calls are at most a few a second, and each takes one short statement.
+        let pool = unpinged(2)
             .connect_with(options)
             .await
             .context("opening the PostgreSQL database for the Pientegra call budget")?;
         Ok(BudgetRow { pool })
     }
 
-    /// The row's theoretical arrival time and the database's clock, both in
-    /// microseconds: the database's clock, so instances whose clocks differ agree.
-    pub async fn read(&self) -> anyhow::Result<(i64, i64)> {
-        sqlx::query_as(
-            "SELECT tat_us, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT
-             FROM pientegra_call_budget WHERE id = 1",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .context("reading the call budget")
-    }
-
-    /// Moves the arrival time from `seen` to `next`; false when another
-    /// instance moved it first.
-    pub async fn advance(&self, seen: i64, next: i64) -> anyhow::Result<bool> {
-        let moved = sqlx::query("UPDATE pientegra_call_budget SET tat_us = $1 WHERE id = 1 AND tat_us = $2")
-            .bind(next)
-            .bind(seen)
-            .execute(&self.pool)
-            .await
-            .context("advancing the call budget")?
-            .rows_affected();
-        Ok(moved == 1)
+    /// Takes a slot if the rule of [`crate::pientegra::budget`] admits one
+    /// now: while `max(tat, now) - tolerance <= now`, and `tat` then becomes
+    /// `max(tat, now) + interval`. One statement, on the database's clock, so
+    /// instances whose clocks differ agree; a concurrent attempt waits for
+    /// this one's row lock, then decides on the row as this one left it.
+    /// Run twice (its connection lost after it committed), it takes two
+    /// slots: one call fewer in that minute.
+    pub async fn take(&self, interval: i64, tolerance: i64) -> anyhow::Result<Attempt> {
+        let attempt = || {
+            sqlx::query_as(
+                "WITH clock AS MATERIALIZED (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT AS now),
+                 taken AS (
+                     UPDATE pientegra_call_budget SET tat_us = GREATEST(tat_us, clock.now) + $1
+                     FROM clock WHERE id = 1 AND GREATEST(tat_us, clock.now) - $2 <= clock.now
+                     RETURNING 1
+                 )
+                 SELECT EXISTS (SELECT 1 FROM taken), b.tat_us, clock.now
+                 FROM pientegra_call_budget b, clock WHERE b.id = 1",
+            )
+            .bind(interval)
+            .bind(tolerance)
+            .fetch_one(&self.pool)
+        };
+        let (taken, tat, now) = on_live_connection(&self.pool, attempt).await.context("taking a call budget slot")?;
+        Ok(Attempt { taken, tat, now })
     }
 }

@@ -54,8 +54,12 @@ use super::{
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
 pub const CHANNEL: &str = "pientegra_user_events";
 
-/// Connections per instance, besides the claims' and the webhook writers'.
-const POOL_SIZE: u32 = 8;
+/// Connections per instance for reads, job locks and the change listener.
+const POOL_SIZE: u32 = 5;
+
+/// Connections per instance for the transactions of requests and jobs
+/// (recording deposits, reserving withdrawals), besides the webhook writers'.
+const WRITE_POOL_SIZE: u32 = 3;
 
 /// Connections per instance that only insert new Idempotency-Key claims.
 const CLAIM_POOL_SIZE: u32 = 4;
@@ -74,7 +78,11 @@ const TRANSIENT_RETRIES: u32 = 3;
 
 /// The PostgreSQL implementation of [`Storage`].
 pub struct PostgresStorage {
+    /// Reads, job locks and the change listener.
     pool: PgPool,
+    /// The transactions of requests and jobs, on connections not pinged
+    /// before use ([`begin`]).
+    writes: PgPool,
     /// Connections whose commits do not wait for the disk, for new claims
     /// only ([`PostgresStorage::claim_idempotency_once`] says why that is safe).
     claims: PgPool,
@@ -98,9 +106,9 @@ impl PostgresStorage {
             .connect_with(options.clone())
             .await
             .context("connecting to PostgreSQL")?;
-        let claims = PgPoolOptions::new()
-            .max_connections(CLAIM_POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
+        let writes =
+            unpinged(WRITE_POOL_SIZE).connect_with(options.clone()).await.context("connecting to PostgreSQL")?;
+        let claims = unpinged(CLAIM_POOL_SIZE)
             .connect_with(options.clone().options([("synchronous_commit", "off")]))
             .await
             .context("connecting to PostgreSQL")?;
@@ -109,9 +117,7 @@ impl PostgresStorage {
         // wrong for most of them (a plan made on a near-empty table scans it
         // whole, for every batch, for as long as the connection lives), so
         // they are planned for each batch.
-        let webhook_pool = PgPoolOptions::new()
-            .max_connections(WEBHOOK_WRITERS)
-            .acquire_timeout(Duration::from_secs(10))
+        let webhook_pool = unpinged(WEBHOOK_WRITERS)
             .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
             .await
             .context("connecting to PostgreSQL")?;
@@ -124,6 +130,7 @@ impl PostgresStorage {
             webhooks,
             pgm: Arc::new(PostgresPgmRecords { pool: pool.clone() }),
             pool,
+            writes,
             claims,
             schema: schema.unwrap_or_default(),
         })
@@ -147,6 +154,59 @@ fn is_transient(err: &anyhow::Error) -> bool {
             .and_then(|db| db.code())
             .is_some_and(|code| code == "40001" || code == "40P01")
     })
+}
+
+/// Options for a pool whose connections are not pinged before each use.
+///
+/// sqlx pings a pooled connection before handing it out, by default: a round
+/// trip on every acquire, which is a tenth of a request that runs four
+/// statements. These pools' work starts with a statement that is itself the
+/// check ([`on_live_connection`]).
+pub(crate) fn unpinged(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+}
+
+/// Whether the connection was gone: closed by the database (terminated,
+/// shut down, an idle-session timeout) or broken on the way.
+fn connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Runs `first` (a connection's first statement of some work: a `BEGIN`, or
+/// a statement that may run twice) on a connection of `pool`, and again on
+/// another while the connections it gets turn out to be closed. A connection
+/// the database closed while it sat idle (terminated, restarted, an
+/// idle-session timeout) fails the statement before running it; sqlx then
+/// drops it rather than pooling it again, and every idle connection may be
+/// such a one, so the tries are one more than the pool holds.
+pub(crate) async fn on_live_connection<T, F, Fut>(pool: &PgPool, mut first: F) -> sqlx::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let tries = pool.options().get_max_connections() + 1;
+    let mut tried = 1;
+    loop {
+        match first().await {
+            Err(err) if tried < tries && connection_lost(&err) => {
+                tracing::info!(error = %err, "a pooled database connection was closed; using another");
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Begins a transaction on a live connection of `pool` ([`on_live_connection`]).
+async fn begin(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    on_live_connection(pool, || pool.begin()).await
 }
 
 /// Runs a whole transaction, again if the database aborted it for a transient reason.
@@ -205,7 +265,7 @@ async fn begin_locked(
     pool: &PgPool,
     subjects: impl IntoIterator<Item = Uuid>,
 ) -> Result<Transaction<'static, Postgres>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     let subjects = dedup(subjects.into_iter().map(|id| id.to_string()).collect());
     if !subjects.is_empty() {
         sqlx::query(
@@ -523,25 +583,26 @@ impl PostgresStorage {
         // lose the claim, the client's retry claims the key again and calls
         // Pientegra with the same derived key, which answers with the same
         // intent or withdrawal. The answer's own commit is durable, and
-        // carries the claim to disk with it.
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
-        )
-        .bind(scope.user_id)
-        .bind(scope.route)
-        .bind(scope.key)
-        .bind(request_hash)
-        .bind(now + lease_ms)
-        .bind(now)
-        .execute(&self.claims)
-        .await?
-        .rows_affected()
-            == 1;
+        // carries the claim to disk with it. Run twice (its connection lost
+        // after it committed), the insert finds its own claim: in flight.
+        let insert = || {
+            sqlx::query(
+                "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
+                 VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
+            )
+            .bind(scope.user_id)
+            .bind(scope.route)
+            .bind(scope.key)
+            .bind(request_hash)
+            .bind(now + lease_ms)
+            .bind(now)
+            .execute(&self.claims)
+        };
+        let inserted = on_live_connection(&self.claims, insert).await?.rows_affected() == 1;
         if inserted {
             return Ok(Some(IdempotencyClaim::Claimed));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.writes).await?;
         let row: Option<IdempotencyRow> = sqlx::query_as(
             "SELECT request_hash, state, locked_until, response_status, response_body
              FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 FOR UPDATE",
@@ -583,7 +644,7 @@ impl PostgresStorage {
     ) -> Result<Changed<DepositRecord>> {
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
-        let mut tx = begin_locked(&self.pool, [d.intent_id]).await?;
+        let mut tx = begin_locked(&self.writes, [d.intent_id]).await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
@@ -631,7 +692,7 @@ impl PostgresStorage {
         &self,
         w: &NewWithdrawal,
     ) -> Result<std::result::Result<Changed<WithdrawalRecord>, InsufficientFunds>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.writes).await?;
         // Every reservation of this user, on any instance, queues here until we commit.
         let locked = lock_accounts(&mut tx, std::slice::from_ref(&w.user_id)).await?;
         let existing = sqlx::query(sql::SELECT_WITHDRAWAL_BY_KEY)
@@ -687,7 +748,7 @@ impl PostgresStorage {
         created: &WithdrawalCreated,
     ) -> Result<Changed<WithdrawalRecord>> {
         // Webhooks about this withdrawal wait, or committed as orphans we apply below.
-        let mut tx = begin_locked(&self.pool, [created.withdrawal_id]).await?;
+        let mut tx = begin_locked(&self.writes, [created.withdrawal_id]).await?;
         let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
         let now = now_ms();
         let mut outbox = Outbox::default();
@@ -703,7 +764,7 @@ impl PostgresStorage {
     }
 
     async fn withdrawal_refused_once(&self, local_id: Uuid, reason: &str) -> Result<Changed<WithdrawalRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.writes).await?;
         let mut record = withdrawal_in(&mut tx, local_id, true).await?.context("unknown withdrawal")?;
         let now = now_ms();
         let mut outbox = Outbox::default();
@@ -843,7 +904,7 @@ impl Ledger for PostgresStorage {
     }
 
     async fn note_under_review(&self, intent_id: Uuid) -> Result<Changed<bool>> {
-        let mut tx = begin_locked(&self.pool, [intent_id]).await?;
+        let mut tx = begin_locked(&self.writes, [intent_id]).await?;
         let updated = sqlx::query(
             "UPDATE deposits SET status = 'PENDING_REVIEW', updated_at = $1 WHERE intent_id = $2 AND status = 'RESERVED'
              RETURNING *",
@@ -1168,6 +1229,50 @@ mod tests {
         // And the pool's connections work: the deposit is recorded after all.
         record_deposit_of(&schema.storage, intent, 100).await;
         assert!(schema.storage.deposit(intent).await.unwrap().is_some());
+        schema.drop_now().await;
+    }
+
+    /// The backend ids of every connection `pool` can hold (opening them all).
+    async fn backends(pool: &sqlx::PgPool) -> Vec<i32> {
+        let mut held = Vec::new();
+        for _ in 0..pool.options().get_max_connections() {
+            held.push(pool.acquire().await.unwrap());
+        }
+        let mut pids = Vec::new();
+        for conn in &mut held {
+            pids.push(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut **conn).await.unwrap());
+        }
+        pids
+    }
+
+    /// The write and claim pools do not ping a connection before handing it
+    /// out: when the database has closed every one of them while idle, the
+    /// next claim and the next transaction still succeed, on new connections.
+    #[tokio::test]
+    async fn work_after_the_database_closed_every_idle_connection_runs_on_new_ones() {
+        use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope};
+        let Some(schema) = Schema::create().await else { return };
+        let storage = &schema.storage;
+        let mut pids = backends(&storage.writes).await;
+        pids.extend(backends(&storage.claims).await);
+        let killer = sqlx::PgPool::connect(&schema.schema.url).await.unwrap();
+        let terminated: Vec<bool> =
+            sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS p(pid)")
+                .bind(&pids)
+                .fetch_all(&killer)
+                .await
+                .unwrap();
+        assert!(terminated.iter().all(|t| *t), "{terminated:?}");
+        let gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)";
+        while sqlx::query_scalar::<_, i64>(gone).bind(&pids).fetch_one(&killer).await.unwrap() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+
+        let scope = IdempotencyScope { user_id: "u", route: "deposits", key: "k" };
+        let claim = storage.claim_idempotency(&scope, "hash", 60_000).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::Claimed), "{claim:?}");
+        let intent = record_deposit(storage, 100).await;
+        assert!(storage.deposit(intent).await.unwrap().is_some());
         schema.drop_now().await;
     }
 }
