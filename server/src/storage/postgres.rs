@@ -33,17 +33,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pientegra_shared::api::UserEvent;
 use pientegra_shared::event::WebhookEvent;
+use pientegra_shared::status::IntentStatus;
 use pientegra_shared::wire::WithdrawalCreated;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
 use super::pgm::PostgresPgmRecords;
 use super::procedure::{self, Book, Decision, Outbox, Records, dedup, subject_id};
 use super::reads::Readers;
-use super::rows::{amount, deposit_from_row, minor, now_ms, withdrawal_from_row};
+use super::rows::{amount, deposit_from_row, minor, now_ms, time, withdrawal_from_row};
 use super::sql;
 use super::{
     Audit, BalanceRow, Changed, Coordination, DepositRecord, DepositReply, EventLog, HeldLock, Idempotency,
@@ -278,6 +279,53 @@ async fn begin_locked(
         .await?;
     }
     Ok(tx)
+}
+
+/// Records a deposit (`$1` to `$9`, `$9` being now), unless it exists; then
+/// appends its event (`$10`, `$11`) to the user's stream as [`write_outbox`]
+/// does for one event, and stores the answer (`$12` to `$17`, all null for
+/// none) as [`store_reply`] does. Returns whether webhooks about it wait as
+/// orphans, and how many users were notified (one), or no row when the
+/// deposit existed. The caller holds the subject's lock, so the orphans
+/// check sees every webhook about it.
+const RECORD_DEPOSIT: &str = "
+    WITH recorded AS (
+        INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                              status, expires_at, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9) ON CONFLICT (intent_id) DO NOTHING
+        RETURNING user_id, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan') AS orphaned
+    ), bumped AS (
+        INSERT INTO accounts (user_id, last_seq) SELECT user_id, 1 FROM recorded
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + 1
+        RETURNING user_id, last_seq
+    ), appended AS (
+        INSERT INTO user_events (user_id, seq, name, data, created_at) SELECT user_id, last_seq, $10, $11, $9 FROM bumped
+    ), answered AS (
+        INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
+                                 response_body, created_at)
+        SELECT $12, $13, $14, $15, 'done', 0, $16, $17, $9 FROM recorded WHERE $12::text IS NOT NULL
+        ON CONFLICT (user_id, route, key) DO UPDATE SET
+            state = 'done', response_status = excluded.response_status, response_body = excluded.response_body
+    )
+    SELECT orphaned, (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) FROM recorded";
+
+/// The deposit [`RECORD_DEPOSIT`] stores for `d` at `now`, as a read would return it.
+fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
+    DepositRecord {
+        intent_id: d.intent_id,
+        user_id: d.user_id.clone(),
+        reference_no: d.reference_no.clone(),
+        deposit_url: d.deposit_url.clone(),
+        requested_amount: d.requested_amount,
+        amount: d.amount,
+        credited_amount: None,
+        currency: d.currency.clone(),
+        status: IntentStatus::Reserved,
+        rejected_reason: None,
+        expires_at: time(d.expires_at.timestamp_millis()),
+        created_at: time(now),
+        updated_at: time(now),
+    }
 }
 
 /// Stores the final answer to an idempotency key (its claim row normally exists).
@@ -646,46 +694,58 @@ impl PostgresStorage {
         // take the lock, and we apply it below, or waits and then finds the deposit.
         let mut tx = begin_locked(&self.writes, [d.intent_id]).await?;
         let now = now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
-                                   status, expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $10) ON CONFLICT (intent_id) DO NOTHING
-             RETURNING *, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan') AS orphaned",
-        )
-        .bind(d.intent_id.to_string())
-        .bind(&d.user_id)
-        .bind(&d.reference_no)
-        .bind(&d.deposit_url)
-        .bind(minor(d.requested_amount))
-        .bind(minor(d.amount))
-        .bind(&d.currency)
-        .bind(d.expires_at.timestamp_millis())
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let mut outbox = Outbox::default();
-        let record = match inserted {
-            Some(row) => {
-                let record = deposit_from_row(&row)?;
-                outbox.push(&d.user_id, UserEvent::Deposit(record.view()));
-                // Asked by the insert, whose snapshot is taken after the lock:
-                // usually there are none, and no statement is spent on them.
-                let orphaned: bool = row.try_get("orphaned")?;
-                let orphans = if orphaned { apply_orphans(&mut tx, d.intent_id, &mut outbox).await? } else { 0 };
+        // Usually one statement does the rest: the deposit as `reserved`
+        // describes it, its event on the user's stream, and the answer.
+        let record = reserved(d, now);
+        let event = UserEvent::Deposit(record.view());
+        let body = reply.map(|answer| record.reply_body(answer.framing));
+        let answer = reply.map(|answer| answer.reply);
+        let recorded: Option<(bool, i64)> = sqlx::query_as(RECORD_DEPOSIT)
+            .bind(d.intent_id.to_string())
+            .bind(&d.user_id)
+            .bind(&d.reference_no)
+            .bind(&d.deposit_url)
+            .bind(minor(d.requested_amount))
+            .bind(minor(d.amount))
+            .bind(&d.currency)
+            .bind(d.expires_at.timestamp_millis())
+            .bind(now)
+            .bind(event.name())
+            .bind(event.data())
+            .bind(answer.map(|answer| answer.scope.user_id))
+            .bind(answer.map(|answer| answer.scope.route))
+            .bind(answer.map(|answer| answer.scope.key))
+            .bind(answer.map(|answer| answer.request_hash))
+            .bind(answer.map(|answer| i32::from(answer.status)))
+            .bind(body)
+            .bind(CHANNEL)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (record, touched) = match recorded {
+            Some((false, _)) => (record, vec![d.user_id.clone()]),
+            // Events that arrived first move it on: their events follow the
+            // deposit's on the stream, and the answer is stored again.
+            Some((true, _)) => {
+                let mut outbox = Outbox::default();
+                apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
                 write_outbox(&mut tx, &outbox).await?;
-                match orphans {
-                    0 => record,
-                    _ => deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?,
+                let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
+                if let Some(answer) = reply {
+                    store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
                 }
+                (record, vec![d.user_id.clone()])
             }
-            None => deposit_in(&mut tx, d.intent_id).await?.context("the deposit recorded before")?,
+            // Recorded before (a retry): answered with the deposit as it is now.
+            None => {
+                let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit recorded before")?;
+                if let Some(answer) = reply {
+                    store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
+                }
+                (record, vec![])
+            }
         };
-        if let Some(answer) = reply {
-            store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
-        }
         tx.commit().await?;
-        Ok(Changed { value: record, touched: outbox.users_from(0) })
+        Ok(Changed { value: record, touched })
     }
 
     async fn reserve_withdrawal_once(
@@ -1109,6 +1169,13 @@ mod tests {
             schema.one_batch(&events).await.into_iter().map(Ok).collect()
         })
         .await;
+        schema.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn a_recorded_deposit_is_stored_with_its_event_and_its_answer() {
+        let Some(schema) = Schema::create().await else { return };
+        testing::a_recorded_deposit_is_stored_with_its_event_and_its_answer(&schema.storage).await;
         schema.drop_now().await;
     }
 

@@ -138,3 +138,69 @@ where
     assert!(available[0].contains("\"available\":\"4000\""), "{available:?}");
     assert!(available[2].contains("\"available\":\"6000\""), "{available:?}");
 }
+
+/// A deposit is recorded with its answer and its event on the user's
+/// stream: as returned, as read back, as answered again on a replay; once,
+/// however often it is recorded; and when a webhook about it came first, the
+/// stored answer is the deposit that webhook moved on.
+pub async fn a_recorded_deposit_is_stored_with_its_event_and_its_answer(storage: &dyn Storage) {
+    use super::{DepositReply, IdempotencyClaim, IdempotencyScope, Reply};
+    use pientegra_shared::api::Framing;
+
+    let recorded = |intent_id: Uuid, key: &'static str| {
+        let deposit = NewDeposit {
+            intent_id,
+            user_id: "u".into(),
+            reference_no: "REF".into(),
+            deposit_url: "https://pay.example/d".into(),
+            requested_amount: Amount::from_minor(2_500),
+            amount: Amount::from_minor(2_500),
+            currency: "TRY".into(),
+            expires_at: Utc::now(),
+        };
+        async move {
+            let scope = IdempotencyScope { user_id: "u", route: "deposits", key };
+            assert_eq!(storage.claim_idempotency(&scope, "hash", 60_000).await.unwrap(), IdempotencyClaim::Claimed);
+            let reply = DepositReply {
+                reply: Reply { scope: &scope, request_hash: "hash", status: 201 },
+                framing: Some(Framing::ALLOWED),
+            };
+            let first = storage.record_deposit(deposit.clone(), Some(&reply)).await.unwrap();
+            let again = storage.record_deposit(deposit, Some(&reply)).await.unwrap();
+            assert_eq!(again.value, first.value, "recorded twice, it is one deposit");
+            assert!(again.touched.is_empty(), "a second record appends nothing");
+            // As the request's handler does once the work kept its answer.
+            storage.settle_idempotency(&scope).await.unwrap();
+            let answered = storage.claim_idempotency(&scope, "hash", 60_000).await.unwrap();
+            (first, answered)
+        }
+    };
+
+    let intent_id = Uuid::new_v4();
+    let (first, answered) = recorded(intent_id, "k1").await;
+    assert_eq!(first.value.status, IntentStatus::Reserved);
+    assert_eq!(first.touched, ["u"]);
+    assert_eq!(storage.deposit(intent_id).await.unwrap().as_ref(), Some(&first.value), "as returned, as read back");
+    let body = first.value.reply_body(Some(Framing::ALLOWED));
+    assert_eq!(answered, IdempotencyClaim::Done { status: 201, body });
+    let events = storage.events_after("u", 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = UserEvent::Deposit(first.value.view());
+    assert_eq!((events[0].seq, events[0].name.as_str(), events[0].data.clone()), (1, event.name(), event.data()));
+
+    // Approved before it was recorded: the answer tells the approval.
+    let early = Uuid::new_v4();
+    let approval = approved_for(early, 2_500);
+    storage.apply_webhook(&approval, &approval.to_body()).await.unwrap();
+    let (moved_on, answered) = recorded(early, "k2").await;
+    assert_eq!(moved_on.value.status, IntentStatus::Approved);
+    let body = moved_on.value.reply_body(Some(Framing::ALLOWED));
+    assert_eq!(answered, IdempotencyClaim::Done { status: 201, body });
+    let names: Vec<String> = storage.events_after("u", 1, 10).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("deposit.updated"),
+        "the deposit's own event comes first: {names:?}"
+    );
+    assert!(names.len() > 1, "the approval's events follow: {names:?}");
+}

@@ -54,6 +54,13 @@ pub(super) mod tests {
         .await;
     }
 
+    #[tokio::test]
+    async fn a_recorded_deposit_is_stored_with_its_event_and_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::connect(&format!("sqlite://{}", dir.path().join("db").display())).await.unwrap();
+        testing::a_recorded_deposit_is_stored_with_its_event_and_its_answer(&storage).await;
+    }
+
     /// One webhook that fails inside a batch costs the others nothing.
     #[tokio::test]
     async fn a_failing_webhook_in_a_batch_leaves_the_others_committed() {
