@@ -281,19 +281,29 @@ async fn begin_locked(
     Ok(tx)
 }
 
-/// Records a deposit (`$1` to `$9`, `$9` being now), unless it exists; then
-/// appends its event (`$10`, `$11`) to the user's stream as [`write_outbox`]
-/// does for one event, and stores the answer (`$12` to `$17`, all null for
-/// none) as [`store_reply`] does. Returns whether webhooks about it wait as
-/// orphans, and how many users were notified (one), or no row when the
-/// deposit existed. The caller holds the subject's lock, so the orphans
-/// check sees every webhook about it.
-const RECORD_DEPOSIT: &str = "
-    WITH recorded AS (
+/// Records a new deposit (`$1` to `$9`, `$9` being now) unless it exists or
+/// webhooks about it wait as orphans, in a transaction of its own that holds
+/// the intent's lock (`$19` the lock space), as [`begin_locked`] takes it;
+/// then appends its event (`$10`, `$11`) to the user's stream as
+/// [`write_outbox`] does for one event, and stores the answer (`$12` to
+/// `$17`, all null for none) as [`store_reply`] does. Returns whether it
+/// recorded the deposit.
+///
+/// The orphans are asked by `orphans_waiting`, a function, which sees what
+/// committed while this statement waited for the lock: a webhook holding it
+/// may have stored one. (A subquery would see only what committed before
+/// the statement began.)
+const RECORD_NEW_DEPOSIT: &str = "
+    WITH locked AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock($19, hashtext($1))
+    ), asked AS MATERIALIZED (
+        SELECT orphans_waiting($1) AS orphans FROM locked
+    ), recorded AS (
         INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                               status, expires_at, created_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9) ON CONFLICT (intent_id) DO NOTHING
-        RETURNING user_id, EXISTS (SELECT 1 FROM webhook_inbox WHERE subject_id = $1 AND outcome = 'orphan') AS orphaned
+        SELECT $1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9 FROM asked WHERE NOT orphans
+        ON CONFLICT (intent_id) DO NOTHING
+        RETURNING user_id
     ), bumped AS (
         INSERT INTO accounts (user_id, last_seq) SELECT user_id, 1 FROM recorded
         ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + 1
@@ -307,9 +317,9 @@ const RECORD_DEPOSIT: &str = "
         ON CONFLICT (user_id, route, key) DO UPDATE SET
             state = 'done', response_status = excluded.response_status, response_body = excluded.response_body
     )
-    SELECT orphaned, (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) FROM recorded";
+    SELECT EXISTS (SELECT 1 FROM recorded) AND (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) = 1";
 
-/// The deposit [`RECORD_DEPOSIT`] stores for `d` at `now`, as a read would return it.
+/// The deposit [`RECORD_NEW_DEPOSIT`] stores for `d` at `now`, as a read would return it.
 fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
     DepositRecord {
         intent_id: d.intent_id,
@@ -685,67 +695,92 @@ impl PostgresStorage {
         Ok(Some(claim))
     }
 
+    /// Records a new deposit with its event and answer in one statement
+    /// ([`RECORD_NEW_DEPOSIT`]); `None` when webhooks about it wait as
+    /// orphans or it was recorded before, which [`Self::record_deposit_once`]
+    /// takes care of.
+    async fn record_new_deposit(
+        &self,
+        d: &NewDeposit,
+        reply: Option<&DepositReply<'_>>,
+    ) -> Result<Option<Changed<DepositRecord>>> {
+        let now = now_ms();
+        let record = reserved(d, now);
+        let event = UserEvent::Deposit(record.view());
+        let body = reply.map(|answer| record.reply_body(answer.framing));
+        let answer = reply.map(|answer| answer.reply);
+        // Run twice (its connection lost after it committed), it finds the deposit: `None`.
+        let statement = || {
+            sqlx::query_scalar(RECORD_NEW_DEPOSIT)
+                .bind(d.intent_id.to_string())
+                .bind(&d.user_id)
+                .bind(&d.reference_no)
+                .bind(&d.deposit_url)
+                .bind(minor(d.requested_amount))
+                .bind(minor(d.amount))
+                .bind(&d.currency)
+                .bind(d.expires_at.timestamp_millis())
+                .bind(now)
+                .bind(event.name())
+                .bind(event.data())
+                .bind(answer.map(|answer| answer.scope.user_id))
+                .bind(answer.map(|answer| answer.scope.route))
+                .bind(answer.map(|answer| answer.scope.key))
+                .bind(answer.map(|answer| answer.request_hash))
+                .bind(answer.map(|answer| i32::from(answer.status)))
+                .bind(body.as_deref())
+                .bind(CHANNEL)
+                .bind(SUBJECT_LOCK_SPACE)
+                .fetch_one(&self.writes)
+        };
+        let recorded: bool = on_live_connection(&self.writes, statement).await?;
+        Ok(recorded.then(|| Changed { value: record, touched: vec![d.user_id.clone()] }))
+    }
+
     async fn record_deposit_once(
         &self,
         d: &NewDeposit,
         reply: Option<&DepositReply<'_>>,
     ) -> Result<Changed<DepositRecord>> {
+        if let Some(recorded) = self.record_new_deposit(d, reply).await? {
+            return Ok(recorded);
+        }
         // A webhook about this intent either committed (as an orphan) before we
         // take the lock, and we apply it below, or waits and then finds the deposit.
         let mut tx = begin_locked(&self.writes, [d.intent_id]).await?;
         let now = now_ms();
-        // Usually one statement does the rest: the deposit as `reserved`
-        // describes it, its event on the user's stream, and the answer.
-        let record = reserved(d, now);
-        let event = UserEvent::Deposit(record.view());
-        let body = reply.map(|answer| record.reply_body(answer.framing));
-        let answer = reply.map(|answer| answer.reply);
-        let recorded: Option<(bool, i64)> = sqlx::query_as(RECORD_DEPOSIT)
-            .bind(d.intent_id.to_string())
-            .bind(&d.user_id)
-            .bind(&d.reference_no)
-            .bind(&d.deposit_url)
-            .bind(minor(d.requested_amount))
-            .bind(minor(d.amount))
-            .bind(&d.currency)
-            .bind(d.expires_at.timestamp_millis())
-            .bind(now)
-            .bind(event.name())
-            .bind(event.data())
-            .bind(answer.map(|answer| answer.scope.user_id))
-            .bind(answer.map(|answer| answer.scope.route))
-            .bind(answer.map(|answer| answer.scope.key))
-            .bind(answer.map(|answer| answer.request_hash))
-            .bind(answer.map(|answer| i32::from(answer.status)))
-            .bind(body)
-            .bind(CHANNEL)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (record, touched) = match recorded {
-            Some((false, _)) => (record, vec![d.user_id.clone()]),
-            // Events that arrived first move it on: their events follow the
-            // deposit's on the stream, and the answer is stored again.
-            Some((true, _)) => {
-                let mut outbox = Outbox::default();
+        let inserted = sqlx::query(
+            "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                                   status, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9) ON CONFLICT (intent_id) DO NOTHING
+             RETURNING *",
+        )
+        .bind(d.intent_id.to_string())
+        .bind(&d.user_id)
+        .bind(&d.reference_no)
+        .bind(&d.deposit_url)
+        .bind(minor(d.requested_amount))
+        .bind(minor(d.amount))
+        .bind(&d.currency)
+        .bind(d.expires_at.timestamp_millis())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut outbox = Outbox::default();
+        let record = match inserted {
+            Some(row) => {
+                outbox.push(&d.user_id, UserEvent::Deposit(deposit_from_row(&row)?.view()));
                 apply_orphans(&mut tx, d.intent_id, &mut outbox).await?;
                 write_outbox(&mut tx, &outbox).await?;
-                let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?;
-                if let Some(answer) = reply {
-                    store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
-                }
-                (record, vec![d.user_id.clone()])
+                deposit_in(&mut tx, d.intent_id).await?.context("the deposit just recorded")?
             }
-            // Recorded before (a retry): answered with the deposit as it is now.
-            None => {
-                let record = deposit_in(&mut tx, d.intent_id).await?.context("the deposit recorded before")?;
-                if let Some(answer) = reply {
-                    store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
-                }
-                (record, vec![])
-            }
+            None => deposit_in(&mut tx, d.intent_id).await?.context("the deposit recorded before")?,
         };
+        if let Some(answer) = reply {
+            store_reply(&mut tx, &answer.reply, &record.reply_body(answer.framing)).await?;
+        }
         tx.commit().await?;
-        Ok(Changed { value: record, touched })
+        Ok(Changed { value: record, touched: outbox.users_from(0) })
     }
 
     async fn reserve_withdrawal_once(
@@ -1176,6 +1211,50 @@ mod tests {
     async fn a_recorded_deposit_is_stored_with_its_event_and_its_answer() {
         let Some(schema) = Schema::create().await else { return };
         testing::a_recorded_deposit_is_stored_with_its_event_and_its_answer(&schema.storage).await;
+        schema.drop_now().await;
+    }
+
+    /// A webhook that stores an orphan while a deposit's record waits for the
+    /// intent's lock is seen by the record, which applies it.
+    #[tokio::test]
+    async fn an_orphan_stored_while_the_record_waits_for_the_lock_is_applied() {
+        use sqlx::Connection;
+        let Some(schema) = Schema::create().await else { return };
+        let intent = Uuid::new_v4();
+        let mut holder = sqlx::PgConnection::connect(&schema.schema.url).await.unwrap();
+        let mut held = holder.begin().await.unwrap();
+        let key = format!("{SUBJECT_LOCK_SPACE}, hashtext('{intent}')");
+        sqlx::query(&format!("SELECT pg_advisory_xact_lock({key})")).execute(&mut *held).await.unwrap();
+        // What the webhook path stores for an approval of an intent it does not know.
+        let approval = approved(intent);
+        sqlx::query(
+            "INSERT INTO webhook_inbox (event_id, event_type, subject_id, body, outcome, received_at)
+             VALUES ($1, $2, $3, $4, 'orphan', 0)",
+        )
+        .bind(approval.event_id.to_string())
+        .bind(approval.event_type())
+        .bind(intent.to_string())
+        .bind(approval.to_body())
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+        let commit_once_waited_for = async {
+            let waiting = format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                 AND (classid, objid, objsubid) = ({SUBJECT_LOCK_SPACE}::oid, hashtext('{intent}')::oid, 2)"
+            );
+            let observer = sqlx::PgPool::connect(&schema.schema.url).await.unwrap();
+            while sqlx::query_scalar::<_, i64>(&waiting).fetch_one(&observer).await.unwrap() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            held.commit().await.unwrap();
+        };
+        tokio::join!(record_deposit_of(&schema.storage, intent, 1_000), commit_once_waited_for);
+
+        let deposit = schema.storage.deposit(intent).await.unwrap().unwrap();
+        assert_eq!(deposit.status, pientegra_shared::status::IntentStatus::Approved);
+        assert_eq!(schema.storage.balance("u").await.unwrap().available, Amount::from_minor(1_000));
         schema.drop_now().await;
     }
 
