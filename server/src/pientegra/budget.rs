@@ -320,11 +320,15 @@ mod tests {
         drop(crate::storage::connect(&schema.url).await.unwrap());
         let settings = BudgetSettings { per_minute: 60, burst: 5 };
         let budget = CallBudget::connect(settings, &schema.url, CancellationToken::new()).await.unwrap();
+        let started = Instant::now();
         for _ in 0..5 {
             assert_eq!(budget.try_take(Priority::Create).await.unwrap(), None);
         }
         let wait = budget.try_take(Priority::Create).await.unwrap().expect("the sixth waits");
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        // A second after the first take, on the database's clock.
+        let since_first = started.elapsed();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(wait + since_first >= Duration::from_millis(990), "{wait:?} after {since_first:?}");
         let background = budget.try_take(Priority::Background).await.unwrap().expect("background waits longer");
         assert!(background > wait, "{background:?} after {wait:?}");
     }

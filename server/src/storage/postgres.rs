@@ -55,8 +55,9 @@ use super::{
 /// The `LISTEN/NOTIFY` channel of user stream changes; the payload is the user id.
 pub const CHANNEL: &str = "pientegra_user_events";
 
-/// Connections per instance for reads, job locks and the change listener.
-const POOL_SIZE: u32 = 5;
+/// Connections per instance for reads, job locks (each held by its job, for
+/// as long as it runs) and the change listener.
+const POOL_SIZE: u32 = 8;
 
 /// Connections per instance for the transactions of requests and jobs
 /// (recording deposits, reserving withdrawals), besides the webhook writers'.
@@ -1245,9 +1246,12 @@ mod tests {
                  AND (classid, objid, objsubid) = ({SUBJECT_LOCK_SPACE}::oid, hashtext('{intent}')::oid, 2)"
             );
             let observer = sqlx::PgPool::connect(&schema.schema.url).await.unwrap();
-            while sqlx::query_scalar::<_, i64>(&waiting).fetch_one(&observer).await.unwrap() == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            let waited_for = async {
+                while sqlx::query_scalar::<_, i64>(&waiting).fetch_one(&observer).await.unwrap() == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), waited_for).await.expect("the record waits");
             held.commit().await.unwrap();
         };
         tokio::join!(record_deposit_of(&schema.storage, intent, 1_000), commit_once_waited_for);
@@ -1394,31 +1398,55 @@ mod tests {
     /// The write and claim pools do not ping a connection before handing it
     /// out: when the database has closed every one of them while idle, the
     /// next claim and the next transaction still succeed, on new connections.
-    #[tokio::test]
-    async fn work_after_the_database_closed_every_idle_connection_runs_on_new_ones() {
-        use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope};
-        let Some(schema) = Schema::create().await else { return };
-        let storage = &schema.storage;
-        let mut pids = backends(&storage.writes).await;
-        pids.extend(backends(&storage.claims).await);
-        let killer = sqlx::PgPool::connect(&schema.schema.url).await.unwrap();
+    /// Terminates the sessions `pids` and waits until they are gone.
+    async fn terminate(url: &str, pids: &[i32]) {
+        let killer = sqlx::PgPool::connect(url).await.unwrap();
         let terminated: Vec<bool> =
             sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS p(pid)")
-                .bind(&pids)
+                .bind(pids)
                 .fetch_all(&killer)
                 .await
                 .unwrap();
         assert!(terminated.iter().all(|t| *t), "{terminated:?}");
         let gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)";
-        while sqlx::query_scalar::<_, i64>(gone).bind(&pids).fetch_one(&killer).await.unwrap() > 0 {
+        while sqlx::query_scalar::<_, i64>(gone).bind(pids).fetch_one(&killer).await.unwrap() > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        killer.close().await;
+    }
 
+    #[tokio::test]
+    async fn work_after_the_database_closed_every_idle_connection_runs_on_new_ones() {
+        use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope};
+        let Some(schema) = Schema::create().await else { return };
+        let storage = &schema.storage;
+        let intent = record_deposit(storage, 100).await;
+
+        // A transaction (its BEGIN) and a claim.
+        let mut pids = backends(&storage.writes).await;
+        pids.extend(backends(&storage.claims).await);
+        terminate(&schema.schema.url, &pids).await;
+        assert!(storage.note_under_review(intent).await.unwrap().value);
         let scope = IdempotencyScope { user_id: "u", route: "deposits", key: "k" };
         let claim = storage.claim_idempotency(&scope, "hash", 60_000).await.unwrap();
         assert!(matches!(claim, IdempotencyClaim::Claimed), "{claim:?}");
+
+        // A new deposit's one statement.
+        terminate(&schema.schema.url, &backends(&storage.writes).await).await;
         let intent = record_deposit(storage, 100).await;
         assert!(storage.deposit(intent).await.unwrap().is_some());
+        schema.drop_now().await;
+    }
+
+    /// Recording a new deposit announces it to every instance's listener.
+    #[tokio::test]
+    async fn a_new_deposit_is_announced_on_the_change_channel() {
+        let Some(schema) = Schema::create().await else { return };
+        let mut listener = sqlx::postgres::PgListener::connect(&schema.schema.url).await.unwrap();
+        listener.listen(super::CHANNEL).await.unwrap();
+        record_deposit(&schema.storage, 100).await;
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv()).await;
+        assert_eq!(heard.expect("announced").unwrap().payload(), "u");
         schema.drop_now().await;
     }
 }
