@@ -320,6 +320,23 @@ const RECORD_NEW_DEPOSIT: &str = "
     )
     SELECT EXISTS (SELECT 1 FROM recorded) AND (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) = 1";
 
+/// Binds a new deposit's columns as `$1` to `$9` (`$9` being now), as both
+/// statements that insert one take them.
+macro_rules! bind_new_deposit {
+    ($query:expr, $d:expr, $now:expr) => {
+        $query
+            .bind($d.intent_id.to_string())
+            .bind(&$d.user_id)
+            .bind(&$d.reference_no)
+            .bind(&$d.deposit_url)
+            .bind(minor($d.requested_amount))
+            .bind(minor($d.amount))
+            .bind(&$d.currency)
+            .bind($d.expires_at.timestamp_millis())
+            .bind($now)
+    };
+}
+
 /// The deposit [`RECORD_NEW_DEPOSIT`] stores for `d` at `now`, as a read would return it.
 fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
     DepositRecord {
@@ -712,16 +729,7 @@ impl PostgresStorage {
         let answer = reply.map(|answer| answer.reply);
         // Run twice (its connection lost after it committed), it finds the deposit: `None`.
         let statement = || {
-            sqlx::query_scalar(RECORD_NEW_DEPOSIT)
-                .bind(d.intent_id.to_string())
-                .bind(&d.user_id)
-                .bind(&d.reference_no)
-                .bind(&d.deposit_url)
-                .bind(minor(d.requested_amount))
-                .bind(minor(d.amount))
-                .bind(&d.currency)
-                .bind(d.expires_at.timestamp_millis())
-                .bind(now)
+            bind_new_deposit!(sqlx::query_scalar(RECORD_NEW_DEPOSIT), d, now)
                 .bind(event.name())
                 .bind(event.data())
                 .bind(answer.map(|answer| answer.scope.user_id))
@@ -750,23 +758,13 @@ impl PostgresStorage {
         // take the lock, and we apply it below, or waits and then finds the deposit.
         let mut tx = begin_locked(&self.writes, [d.intent_id]).await?;
         let now = now_ms();
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
                                    status, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9) ON CONFLICT (intent_id) DO NOTHING
              RETURNING *",
-        )
-        .bind(d.intent_id.to_string())
-        .bind(&d.user_id)
-        .bind(&d.reference_no)
-        .bind(&d.deposit_url)
-        .bind(minor(d.requested_amount))
-        .bind(minor(d.amount))
-        .bind(&d.currency)
-        .bind(d.expires_at.timestamp_millis())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        );
+        let inserted = bind_new_deposit!(insert, d, now).fetch_optional(&mut *tx).await?;
         let mut outbox = Outbox::default();
         let record = match inserted {
             Some(row) => {
