@@ -161,9 +161,9 @@ fn is_transient(err: &anyhow::Error) -> bool {
 /// Options for a pool whose connections are not pinged before each use.
 ///
 /// sqlx pings a pooled connection before handing it out, by default: a round
-/// trip on every acquire, which is a tenth of a request that runs four
-/// statements. These pools' work starts with a statement that is itself the
-/// check ([`on_live_connection`]).
+/// trip on every acquire, where a deposit's whole work is three statements
+/// (BENCHMARKS.md, figure 12). These pools' work starts with a statement that
+/// is itself the check ([`on_live_connection`]).
 pub(crate) fn unpinged(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
