@@ -239,14 +239,27 @@ type Step = (&'static str, Vec<Param>);
 
 /// The records, the same statements for both databases: reads on the
 /// storage's pool (of readers), writes through the type's `write`, which
-/// runs its steps in one transaction. Only the placeholder style and the
-/// integer width of `notify_attempts` differ.
+/// runs its steps in one transaction. Only the row type, the placeholder
+/// style and the integer width of `notify_attempts` differ.
 macro_rules! pgm_records {
-    ($records:ty, $sql:expr, $attempts:ty) => {
+    ($records:ty, $row:ty, $sql:expr, $attempts:ty) => {
         impl $records {
             /// The records `sql` selects by its one parameter, `key`.
             async fn payments(&self, sql: &str, key: &str) -> Result<Vec<PgmPayment>> {
                 sqlx::query(&$sql(sql)).bind(key).fetch_all(&self.pool).await?.iter().map(payment_from).collect()
+            }
+
+            /// The rows `sql` selects by its integer parameters `ints`, each decoded by `row`.
+            async fn listed<T>(
+                &self,
+                sql: &str,
+                ints: &[i64],
+                what: &'static str,
+                row: impl Fn(&$row) -> Result<T>,
+            ) -> Result<Vec<T>> {
+                let sql = $sql(sql);
+                let query = ints.iter().fold(sqlx::query(&sql), |query, n| query.bind(*n));
+                query.fetch_all(&self.pool).await.context(what)?.iter().map(row).collect()
             }
         }
 
@@ -280,16 +293,10 @@ macro_rules! pgm_records {
             }
 
             async fn changed(&self, limit: i64) -> Result<Vec<Observed>> {
-                sqlx::query(&$sql(CHANGED))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .context("listing changed PGM payments")?
-                    .iter()
-                    .map(|row| {
-                        Ok(Observed { payment: payment_from(row)?, pientegra_status: row.try_get("pientegra_status")? })
-                    })
-                    .collect()
+                self.listed(CHANGED, &[limit], "listing changed PGM payments", |row| {
+                    Ok(Observed { payment: payment_from(row)?, pientegra_status: row.try_get("pientegra_status")? })
+                })
+                .await
             }
 
             async fn observed(
@@ -310,24 +317,17 @@ macro_rules! pgm_records {
             }
 
             async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<Due>> {
-                sqlx::query(&$sql(DUE))
-                    .bind(now_ms)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .context("listing due PGM notifications")?
-                    .iter()
-                    .map(|row| {
-                        let status: String = row.try_get("pending_status")?;
-                        let attempts: $attempts = row.try_get("notify_attempts")?;
-                        Ok(Due {
-                            payment_id: Uuid::parse_str(row.try_get("payment_id")?)?,
-                            status: PgmStatus::parse(&status).context("unknown status in pgm_payments")?,
-                            body: row.try_get("pending_body")?,
-                            attempts: u32::try_from(attempts).unwrap_or(0),
-                        })
+                self.listed(DUE, &[now_ms, limit], "listing due PGM notifications", |row| {
+                    let status: String = row.try_get("pending_status")?;
+                    let attempts: $attempts = row.try_get("notify_attempts")?;
+                    Ok(Due {
+                        payment_id: Uuid::parse_str(row.try_get("payment_id")?)?,
+                        status: PgmStatus::parse(&status).context("unknown status in pgm_payments")?,
+                        body: row.try_get("pending_body")?,
+                        attempts: u32::try_from(attempts).unwrap_or(0),
                     })
-                    .collect()
+                })
+                .await
             }
 
             async fn delivered(&self, payment_id: Uuid, status: PgmStatus, body: &str) -> Result<()> {
@@ -361,8 +361,8 @@ fn enqueue_step(payment_id: Uuid, status: PgmStatus, body: &str) -> Step {
     (ENQUEUE, vec![status.as_str().into(), body.into(), now_ms().into(), payment_id.into()])
 }
 
-pgm_records!(SqlitePgmRecords, as_is, i64);
-pgm_records!(PostgresPgmRecords, for_postgres, i32);
+pgm_records!(SqlitePgmRecords, sqlx::sqlite::SqliteRow, as_is, i64);
+pgm_records!(PostgresPgmRecords, sqlx::postgres::PgRow, for_postgres, i32);
 
 impl SqlitePgmRecords {
     /// Runs `steps` in one transaction of the writing connection.

@@ -282,43 +282,75 @@ async fn begin_locked(
     Ok(tx)
 }
 
+/// The common tables that append the rows of a table `events (u, n, d, o,
+/// t)` (user, event name, data, order, time) to the users' streams: `bumped`
+/// moves each user's last number past their events (creating the account if
+/// new), locking the accounts in user order as every lock of them does, and
+/// returns `(user_id, last_seq)`; the k-th of a user's n events takes
+/// last - n + k. For [`write_outbox`] and [`RECORD_NEW_DEPOSIT`].
+macro_rules! append_events_sql {
+    () => {
+        "v AS (
+             SELECT u, n, d, t, row_number() OVER (PARTITION BY u ORDER BY o) AS k, count(*) OVER (PARTITION BY u) AS c
+             FROM events
+         ), bumped AS (
+             INSERT INTO accounts (user_id, last_seq) SELECT DISTINCT u, c FROM v ORDER BY u
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
+             RETURNING user_id, last_seq
+         ), appended AS (
+             INSERT INTO user_events (user_id, seq, name, data, created_at)
+             SELECT v.u, b.last_seq - v.c + v.k, v.n, v.d, v.t FROM v JOIN bumped b ON b.user_id = v.u
+         )"
+    };
+}
+
+/// The statement that stores final answers to idempotency keys (whose claim
+/// rows normally exist): `$rows` is a `VALUES` or a `SELECT` of user, route,
+/// key, request hash, state, lease, status, body and time. For
+/// [`store_reply`] and [`RECORD_NEW_DEPOSIT`].
+macro_rules! store_reply_sql {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
+                                      response_body, created_at) ",
+            $rows,
+            " ON CONFLICT (user_id, route, key) DO UPDATE SET
+                 state = 'done', response_status = excluded.response_status, response_body = excluded.response_body"
+        )
+    };
+}
+
 /// Records a new deposit (`$1` to `$9`, `$9` being now) unless it exists or
 /// webhooks about it wait as orphans, in a transaction of its own that holds
 /// the intent's lock (`$19` the lock space), as [`begin_locked`] takes it;
-/// then appends its event (`$10`, `$11`) to the user's stream as
-/// [`write_outbox`] does for one event, and stores the answer (`$12` to
-/// `$17`, all null for none) as [`store_reply`] does. Returns whether it
-/// recorded the deposit.
+/// then appends its event (`$10`, `$11`) to the user's stream with
+/// [`write_outbox`]'s tables, and stores the answer (`$12` to `$17`, all null
+/// for none) with [`store_reply`]'s statement. Returns whether it recorded
+/// the deposit.
 ///
 /// The orphans are asked by `orphans_waiting`, a function, which sees what
 /// committed while this statement waited for the lock: a webhook holding it
 /// may have stored one. (A subquery would see only what committed before
 /// the statement began.)
-const RECORD_NEW_DEPOSIT: &str = "
-    WITH locked AS MATERIALIZED (
-        SELECT pg_advisory_xact_lock($19, hashtext($1))
-    ), asked AS MATERIALIZED (
-        SELECT orphans_waiting($1) AS orphans FROM locked
-    ), recorded AS (
-        INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
-                              status, expires_at, created_at, updated_at)
-        SELECT $1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9 FROM asked WHERE NOT orphans
-        ON CONFLICT (intent_id) DO NOTHING
-        RETURNING user_id
-    ), bumped AS (
-        INSERT INTO accounts (user_id, last_seq) SELECT user_id, 1 FROM recorded
-        ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + 1
-        RETURNING user_id, last_seq
-    ), appended AS (
-        INSERT INTO user_events (user_id, seq, name, data, created_at) SELECT user_id, last_seq, $10, $11, $9 FROM bumped
-    ), answered AS (
-        INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
-                                 response_body, created_at)
-        SELECT $12, $13, $14, $15, 'done', 0, $16, $17, $9 FROM recorded WHERE $12::text IS NOT NULL
-        ON CONFLICT (user_id, route, key) DO UPDATE SET
-            state = 'done', response_status = excluded.response_status, response_body = excluded.response_body
-    )
-    SELECT EXISTS (SELECT 1 FROM recorded) AND (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) = 1";
+const RECORD_NEW_DEPOSIT: &str = concat!(
+    "WITH locked AS MATERIALIZED (
+         SELECT pg_advisory_xact_lock($19, hashtext($1))
+     ), asked AS MATERIALIZED (
+         SELECT orphans_waiting($1) AS orphans FROM locked
+     ), recorded AS (
+         INSERT INTO deposits (intent_id, user_id, reference_no, deposit_url, requested_amount, amount, currency,
+                               status, expires_at, created_at, updated_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, 'RESERVED', $8, $9, $9 FROM asked WHERE NOT orphans
+         ON CONFLICT (intent_id) DO NOTHING
+         RETURNING user_id
+     ), events AS (
+         SELECT user_id AS u, $10::text AS n, $11::text AS d, 1 AS o, $9::bigint AS t FROM recorded
+     ), ",
+    append_events_sql!(),
+    ", answered AS (",
+    store_reply_sql!("SELECT $12, $13, $14, $15, 'done', 0, $16, $17, $9 FROM recorded WHERE $12::text IS NOT NULL"),
+    ") SELECT EXISTS (SELECT 1 FROM recorded) AND (SELECT count(*) FROM bumped, pg_notify($18, bumped.user_id)) = 1"
+);
 
 /// Binds a new deposit's columns as `$1` to `$9` (`$9` being now), as both
 /// statements that insert one take them.
@@ -358,22 +390,16 @@ fn reserved(d: &NewDeposit, now: i64) -> DepositRecord {
 
 /// Stores the final answer to an idempotency key (its claim row normally exists).
 async fn store_reply(conn: &mut PgConnection, reply: &Reply<'_>, body: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, response_status,
-                                  response_body, created_at)
-         VALUES ($1, $2, $3, $4, 'done', 0, $5, $6, $7)
-         ON CONFLICT (user_id, route, key) DO UPDATE SET
-             state = 'done', response_status = excluded.response_status, response_body = excluded.response_body",
-    )
-    .bind(reply.scope.user_id)
-    .bind(reply.scope.route)
-    .bind(reply.scope.key)
-    .bind(reply.request_hash)
-    .bind(i32::from(reply.status))
-    .bind(body)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(store_reply_sql!("VALUES ($1, $2, $3, $4, 'done', 0, $5, $6, $7)"))
+        .bind(reply.scope.user_id)
+        .bind(reply.scope.route)
+        .bind(reply.scope.key)
+        .bind(reply.request_hash)
+        .bind(i32::from(reply.status))
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -580,23 +606,13 @@ async fn write_outbox(conn: &mut PgConnection, outbox: &Outbox) -> Result<()> {
         names.push(event.name());
         data.push(event.data());
     }
-    // `bumped` moves each user's last number past their events (creating the
-    // account if new), locking the accounts in user order as every lock of
-    // them does; the k-th of a user's n events takes last - n + k.
-    sqlx::query(
-        "WITH v AS (
-             SELECT u, n, d, o, row_number() OVER (PARTITION BY u ORDER BY o) AS k, count(*) OVER (PARTITION BY u) AS c
-             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(u, n, d, o)
-         ), bumped AS (
-             INSERT INTO accounts (user_id, last_seq) SELECT DISTINCT u, c FROM v ORDER BY u
-             ON CONFLICT (user_id) DO UPDATE SET last_seq = accounts.last_seq + excluded.last_seq
-             RETURNING user_id, last_seq
-         ), appended AS (
-             INSERT INTO user_events (user_id, seq, name, data, created_at)
-             SELECT v.u, b.last_seq - v.c + v.k, v.n, v.d, $4 FROM v JOIN bumped b ON b.user_id = v.u
-         )
-         SELECT pg_notify($5, user_id) FROM bumped",
-    )
+    sqlx::query(concat!(
+        "WITH events AS (
+             SELECT u, n, d, o, $4::bigint AS t FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(u, n, d, o)
+         ), ",
+        append_events_sql!(),
+        " SELECT pg_notify($5, user_id) FROM bumped"
+    ))
     .bind(&users)
     .bind(&names)
     .bind(&data)
