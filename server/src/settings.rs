@@ -279,17 +279,22 @@ fn nonempty(value: Option<&str>) -> Option<&str> {
 /// Notifications say a payment is paid, so they go over TLS; plain http only
 /// to this machine (a local proxy, or tests).
 fn check_callback_url(url: &Url) -> anyhow::Result<()> {
-    let loopback = match url.host() {
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if on_loopback(url) => Ok(()),
+        "http" => bail!("PAYMENT_CALLBACK_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost)"),
+        _ => bail!("PAYMENT_CALLBACK_URL must be an https URL"),
+    }
+}
+
+/// Whether `url` names this machine (127.0.0.0/8, ::1 or localhost): the
+/// only hosts plain http is accepted for.
+pub(crate) fn on_loopback(url: &Url) -> bool {
+    match url.host() {
         Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
-    };
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => bail!("PAYMENT_CALLBACK_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost)"),
-        _ => bail!("PAYMENT_CALLBACK_URL must be an https URL"),
     }
 }
 

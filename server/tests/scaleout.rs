@@ -141,6 +141,71 @@ async fn a_stream_on_one_instance_receives_what_webhooks_sent_to_the_other_cause
     }
 }
 
+/// A deposit whose instance is SIGKILLed while Pientegra answers it: the
+/// client's retry with the same key, sent to the other instance, runs at once
+/// (the dead instance's claim is taken over), where it would otherwise be
+/// answered `idempotency_key_in_flight` until the claim's lease ends (90 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_off_by_its_instance_dying_is_taken_over_by_another_at_once() {
+    let Some(mut cluster) = Cluster::start(2).await else { return };
+    let token = cluster.token("cut-off");
+    let key = uuid::Uuid::new_v4().to_string();
+    let http = cluster.http.clone();
+    let post = |base: String| {
+        let request = http
+            .post(format!("{base}/api/deposits"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", &key)
+            .json(&json!({"amount": "70000"}));
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            reqwest::Result::Ok((status, response.json::<serde_json::Value>().await.unwrap_or_default()))
+        }
+    };
+    // Pientegra answers the next call after 5 s: the instance dies waiting for it.
+    cluster.configure_sandbox(json!({"faults": {"apiLatencyMs": 5_000, "apiLatencyNext": 1}})).await;
+    let cut_off = tokio::spawn(post(cluster.instance_url(0)));
+    let db = sqlx::PgPool::connect(&cluster.schema.url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM idempotency WHERE key = $1")
+        .bind(&key)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "instance 0 never claimed the key");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.kill_and_restart(0).await;
+    assert!(cut_off.await.unwrap().is_err(), "the killed instance answered");
+
+    // Retried on the other instance until a definite answer: within half the
+    // lease, so a claim left to its lease fails this test.
+    let lease_half = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut retries = 0;
+    let (status, deposit) = loop {
+        let (status, body) = post(cluster.instance_url(1)).await.expect("instance 1 answers");
+        let transient = status >= 500 || body["error"] == "idempotency_key_in_flight";
+        if !transient || tokio::time::Instant::now() > lease_half {
+            break (status, body);
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 201, "{deposit} after {retries} retries");
+    // One intent at Pientegra, one deposit here.
+    let state = pientegra_testkit::sandbox_state(&cluster.http, &cluster.sandbox.base_url()).await;
+    let intents: Vec<&serde_json::Value> =
+        state["intents"].as_array().unwrap().iter().filter(|i| i["externalUserId"] == "cut-off").collect();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(deposit["intentId"], intents[0]["intentId"]);
+    let deposits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deposits WHERE user_id = 'cut-off'").fetch_one(&db).await.unwrap();
+    assert_eq!(deposits, 1);
+}
+
 /// The storm's plan for the scale-out runs: sizes from `SCALEOUT_*` (full size through `cargo xtask scaleout`).
 fn plan(kills: usize, db_faults: usize, seed: usize) -> Plan {
     Plan {

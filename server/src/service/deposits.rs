@@ -84,21 +84,21 @@ impl Deposits<'_> {
         request: &CreateDepositRequest,
     ) -> Result<DepositCreated, DepositError> {
         let created = self.pientegra.create_deposit(key, request).await?;
-        if !self.url_allowed(&created.deposit_url) {
+        if !url_allowed(&created.deposit_url, &self.settings.deposit_url_hosts) {
             tracing::error!(intent_id = %created.intent_id, "depositUrl host is not in DEPOSIT_URL_HOSTS; refused");
             return Err(DepositError::UrlNotAllowed);
         }
         Ok(created)
     }
+}
 
-    /// Whether a browser may be sent to `url`: https (http on loopback) on an allowed host.
-    fn url_allowed(&self, url: &str) -> bool {
-        let Ok(url) = url::Url::parse(url) else { return false };
-        let host = url.host_str().unwrap_or_default();
-        let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
-        scheme_ok && self.settings.deposit_url_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
-    }
+/// Whether a browser may be sent to `url`: https (http on loopback, as for
+/// every URL the server is configured with) on one of the `allowed` hosts.
+fn url_allowed(url: &str, allowed: &[String]) -> bool {
+    let Ok(url) = url::Url::parse(url) else { return false };
+    let host = url.host_str().unwrap_or_default();
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && crate::settings::on_loopback(&url));
+    scheme_ok && allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
 }
 
 /// The record of an intent Pientegra created, in the ledger account `account`.
@@ -112,5 +112,30 @@ pub(super) fn new_deposit(created: &DepositCreated, account: &str) -> NewDeposit
         amount: created.amount,
         currency: created.currency.clone(),
         expires_at: created.expires_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_allowed;
+
+    #[test]
+    fn payment_pages_are_https_on_an_allowed_host_or_http_on_this_machine() {
+        let allowed: Vec<String> = ["pay.pientegra.com", "127.0.0.2", "localhost", "[::1]"].map(str::to_owned).into();
+        for url in ["https://pay.pientegra.com/d/1", "https://PAY.pientegra.com/d/1", "http://127.0.0.2:8080/d/1"] {
+            assert!(url_allowed(url, &allowed), "{url}");
+        }
+        for url in ["http://localhost/d/1", "http://[::1]:9000/d/1"] {
+            assert!(url_allowed(url, &allowed), "{url}");
+        }
+        for url in [
+            "http://pay.pientegra.com/d/1",
+            "https://evil.example/d/1",
+            "https://pay.pientegra.com.evil.example/d/1",
+            "javascript:alert(1)",
+            "not a url",
+        ] {
+            assert!(!url_allowed(url, &allowed), "{url}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod call_budget;
 mod group_commit;
 pub mod pgm;
 pub mod postgres;
+mod presence;
 mod procedure;
 mod reads;
 mod rows;
@@ -324,7 +325,8 @@ pub trait Coordination: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Called once when a server process starts serving, before any request:
     /// recovers what a killed predecessor left behind (SQLite: its in-flight
-    /// idempotency claims; shared databases: nothing, leases expire instead).
+    /// idempotency claims; shared databases: nothing, another instance takes
+    /// a dead one's claims over, see `presence`).
     async fn serving_starts(&self) -> Result<()> {
         Ok(())
     }

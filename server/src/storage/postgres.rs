@@ -42,6 +42,7 @@ use uuid::Uuid;
 
 use super::group_commit::{CommitWebhooks, Webhook, WebhookWriter};
 use super::pgm::PostgresPgmRecords;
+use super::presence::{self, Presence};
 use super::procedure::{self, Book, Decision, Outbox, Records, dedup, subject_id};
 use super::reads::Readers;
 use super::rows::{amount, deposit_from_row, minor, now_ms, time, withdrawal_from_row};
@@ -88,6 +89,9 @@ pub struct PostgresStorage {
     /// Connections whose commits do not wait for the disk, for new claims
     /// only ([`PostgresStorage::claim_idempotency_once`] says why that is safe).
     claims: PgPool,
+    /// This instance's presence lock, named in its claims: a claim whose
+    /// instance is gone is taken over before its lease ends.
+    presence: Presence,
     reads: Readers,
     webhooks: WebhookWriter,
     /// The schema the tables live in: part of each named lock's key, so two
@@ -108,6 +112,7 @@ impl PostgresStorage {
             .connect_with(options.clone())
             .await
             .context("connecting to PostgreSQL")?;
+        let presence = Presence::take(options.clone()).await?;
         let writes =
             unpinged(WRITE_POOL_SIZE).connect_with(options.clone()).await.context("connecting to PostgreSQL")?;
         let claims = unpinged(CLAIM_POOL_SIZE)
@@ -134,6 +139,7 @@ impl PostgresStorage {
             pool,
             writes,
             claims,
+            presence,
             schema: schema.unwrap_or_default(),
         })
     }
@@ -655,8 +661,9 @@ async fn apply_orphans(conn: &mut PgConnection, subject_id: Uuid, outbox: &mut O
     Ok(ids.len())
 }
 
-/// A stored idempotency record: request hash, state, lease end, response status and body.
-type IdempotencyRow = (String, String, i64, Option<i32>, Option<String>);
+/// A stored idempotency record: request hash, state, lease end, response
+/// status and body, and the presence id of the instance that claimed it.
+type IdempotencyRow = (String, String, i64, Option<i32>, Option<String>, Option<i32>);
 
 // ---- one transaction per operation (run again by `retrying` on a transient abort) ----
 
@@ -679,8 +686,8 @@ impl PostgresStorage {
         // after it committed), the insert finds its own claim: in flight.
         let insert = || {
             sqlx::query(
-                "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at)
-                 VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (user_id, route, key) DO NOTHING",
+                "INSERT INTO idempotency (user_id, route, key, request_hash, state, locked_until, created_at, claimant)
+                 VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7) ON CONFLICT (user_id, route, key) DO NOTHING",
             )
             .bind(scope.user_id)
             .bind(scope.route)
@@ -688,6 +695,7 @@ impl PostgresStorage {
             .bind(request_hash)
             .bind(now + lease_ms)
             .bind(now)
+            .bind(self.presence.id())
             .execute(&self.claims)
         };
         let inserted = on_live_connection(&self.claims, insert).await?.rows_affected() == 1;
@@ -696,7 +704,7 @@ impl PostgresStorage {
         }
         let mut tx = begin(&self.writes).await?;
         let row: Option<IdempotencyRow> = sqlx::query_as(
-            "SELECT request_hash, state, locked_until, response_status, response_body
+            "SELECT request_hash, state, locked_until, response_status, response_body, claimant
              FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 FOR UPDATE",
         )
         .bind(scope.user_id)
@@ -707,22 +715,31 @@ impl PostgresStorage {
         let claim = match row {
             // Released between our insert and our read: claim it afresh.
             None => return Ok(None),
-            Some((hash, _, _, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
-            Some((_, state, _, Some(status), Some(body))) if state == "done" => {
+            Some((hash, ..)) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Some((_, state, _, Some(status), Some(body), _)) if state == "done" => {
                 IdempotencyClaim::Done { status: u16::try_from(status).unwrap_or(500), body }
             }
-            Some((_, _, locked_until, _, _)) if locked_until > now => IdempotencyClaim::InFlight,
-            Some(_) => {
-                // The claimant died mid-request: take over; the work it did is idempotent.
-                // The row lock makes this take-over one instance's only.
-                sqlx::query("UPDATE idempotency SET locked_until = $1 WHERE user_id = $2 AND route = $3 AND key = $4")
+            Some((_, _, locked_until, _, _, claimant)) => {
+                if locked_until > now && presence::is_present(&mut tx, claimant).await? {
+                    IdempotencyClaim::InFlight
+                } else {
+                    // The claimant died mid-request (its instance's presence
+                    // lock is free) or its lease ended: take over; the work it
+                    // did is idempotent. The row lock makes this take-over one
+                    // instance's only.
+                    sqlx::query(
+                        "UPDATE idempotency SET locked_until = $1, claimant = $2
+                         WHERE user_id = $3 AND route = $4 AND key = $5",
+                    )
                     .bind(now + lease_ms)
+                    .bind(self.presence.id())
                     .bind(scope.user_id)
                     .bind(scope.route)
                     .bind(scope.key)
                     .execute(&mut *tx)
                     .await?;
-                IdempotencyClaim::Claimed
+                    IdempotencyClaim::Claimed
+                }
             }
         };
         tx.commit().await?;
@@ -1449,6 +1466,67 @@ mod tests {
         terminate(&schema.schema.url, &backends(&storage.writes).await).await;
         let intent = record_deposit(storage, 100).await;
         assert!(storage.deposit(intent).await.unwrap().is_some());
+        schema.drop_now().await;
+    }
+
+    /// The session holding instance `id`'s presence lock, if one does.
+    async fn presence_holder(pool: &sqlx::PgPool, id: i32) -> Option<i32> {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2",
+        )
+        .bind(i64::from(super::presence::PRESENCE_SPACE))
+        .bind(i64::from(id))
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    }
+
+    /// A claim made by an instance that is gone is taken over at once by
+    /// another, long before its lease ends; while its instance lives, it is in
+    /// flight, also after the database ended the instance's presence session
+    /// (which the instance opens again).
+    #[tokio::test]
+    async fn a_claim_of_an_instance_that_is_gone_is_taken_over_before_its_lease_ends() {
+        use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope};
+        // Ten minutes: within this test only presence can end a claim.
+        const LEASE_MS: i64 = 600_000;
+        let Some(schema) = Schema::create().await else { return };
+        let storage = &schema.storage;
+        let other = PostgresStorage::connect(&schema.schema.url).await.unwrap();
+        let scope = IdempotencyScope { user_id: "u", route: "deposits", key: "k" };
+        let claim = other.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::Claimed), "{claim:?}");
+        let claim = storage.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::InFlight), "{claim:?}");
+
+        // The database ends the other instance's presence session; it takes its lock again.
+        let id = other.presence.id();
+        let first = presence_holder(&storage.pool, id).await.expect("the other instance is present");
+        terminate(&schema.schema.url, &[first]).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while presence_holder(&storage.pool, id).await.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the presence lock was never taken again");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let claim = storage.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::InFlight), "{claim:?}");
+
+        // The other instance goes away, and its claim with it.
+        drop(other);
+        let claim = loop {
+            let claim = storage.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+            if !matches!(claim, IdempotencyClaim::InFlight) || tokio::time::Instant::now() > deadline {
+                break claim;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(matches!(claim, IdempotencyClaim::Claimed), "{claim:?}");
+        // Now this instance's: in flight to a third.
+        let third = PostgresStorage::connect(&schema.schema.url).await.unwrap();
+        let claim = third.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::InFlight), "{claim:?}");
+        drop(third);
         schema.drop_now().await;
     }
 

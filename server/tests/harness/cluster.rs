@@ -116,6 +116,23 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// SIGKILLs instance `i`, then starts it again on the same port.
+    pub async fn kill_and_restart(&mut self, i: usize) {
+        self.instances[i].kill_and_restart().await;
+    }
+
+    /// Changes the sandbox's settings (a `PUT /sandbox/config` body).
+    pub async fn configure_sandbox(&self, settings: Value) {
+        let response = self
+            .http
+            .put(format!("{}/sandbox/config", self.sandbox.base_url()))
+            .json(&settings)
+            .send()
+            .await
+            .expect("sandbox config");
+        assert!(response.status().is_success(), "sandbox config: {}", response.status());
+    }
+
     /// POSTs a sandbox control action, e.g. `intents/{id}/approve`.
     pub async fn control(&self, action: &str) {
         let response = self
