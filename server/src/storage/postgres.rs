@@ -727,6 +727,10 @@ impl PostgresStorage {
                     // lock is free) or its lease ended: take over; the work it
                     // did is idempotent. The row lock makes this take-over one
                     // instance's only.
+                    tracing::info!(
+                        route = scope.route,
+                        "took over an Idempotency-Key claim whose instance is gone or whose lease ended"
+                    );
                     sqlx::query(
                         "UPDATE idempotency SET locked_until = $1, claimant = $2
                          WHERE user_id = $3 AND route = $4 AND key = $5",
