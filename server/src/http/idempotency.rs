@@ -15,7 +15,9 @@ use super::AppState;
 use super::error::AppError;
 use crate::storage::{IdempotencyClaim, IdempotencyScope, Reply};
 
-/// How long a claim holds before a crashed request's key can be taken over.
+/// How long a claim holds before its key can be taken over. On PostgreSQL the
+/// claim of an instance that died is taken over at once (`storage::presence`);
+/// the lease bounds what presence cannot tell.
 const LEASE_MS: i64 = 90_000;
 
 /// Reads the `Idempotency-Key` header.

@@ -313,7 +313,10 @@ macro_rules! append_events_sql {
 /// The statement that stores final answers to idempotency keys (whose claim
 /// rows normally exist): `$rows` is a `VALUES` or a `SELECT` of user, route,
 /// key, request hash, state, lease, status, body and time. For
-/// [`store_reply`] and [`RECORD_NEW_DEPOSIT`].
+/// [`store_reply`] and [`RECORD_NEW_DEPOSIT`]. The first answer stored
+/// stays: when a request was taken over from an instance that was still
+/// working on it (its presence session lost), both may finish, and replays
+/// answer as the first did.
 macro_rules! store_reply_sql {
     ($rows:literal) => {
         concat!(
@@ -321,7 +324,8 @@ macro_rules! store_reply_sql {
                                       response_body, created_at) ",
             $rows,
             " ON CONFLICT (user_id, route, key) DO UPDATE SET
-                 state = 'done', response_status = excluded.response_status, response_body = excluded.response_body"
+                 state = 'done', response_status = excluded.response_status, response_body = excluded.response_body
+             WHERE idempotency.state <> 'done'"
         )
     };
 }
@@ -1010,12 +1014,18 @@ impl Idempotency for PostgresStorage {
     }
 
     async fn release_idempotency(&self, scope: &IdempotencyScope<'_>) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency WHERE user_id = $1 AND route = $2 AND key = $3 AND state = 'in_flight'")
-            .bind(scope.user_id)
-            .bind(scope.route)
-            .bind(scope.key)
-            .execute(&self.pool)
-            .await?;
+        // Only this instance's claim: one taken over by another instance is
+        // that instance's to release or answer.
+        sqlx::query(
+            "DELETE FROM idempotency
+             WHERE user_id = $1 AND route = $2 AND key = $3 AND state = 'in_flight' AND claimant = $4",
+        )
+        .bind(scope.user_id)
+        .bind(scope.route)
+        .bind(scope.key)
+        .bind(self.presence.id())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -1136,8 +1146,10 @@ impl Coordination for PostgresStorage {
     }
 
     async fn serving_starts(&self) -> Result<()> {
-        // Other instances may be mid-request on their claims: an abandoned
-        // claim is recognized by its expired lease instead (see `claim_idempotency`).
+        // Other instances may be mid-request on their claims: a claim this
+        // process's predecessor abandoned is taken over by the next request
+        // with its key, its instance's presence lock being free (see
+        // `claim_idempotency_once`).
         Ok(())
     }
 
@@ -1531,6 +1543,56 @@ mod tests {
         let claim = third.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
         assert!(matches!(claim, IdempotencyClaim::InFlight), "{claim:?}");
         drop(third);
+        schema.drop_now().await;
+    }
+
+    /// A claim taken over from an instance that still works on it (its
+    /// presence session ended by the database) is the taker's: the first
+    /// instance's release leaves it, and its later answer does not replace
+    /// the one stored first.
+    #[tokio::test]
+    async fn a_claim_taken_over_from_a_live_instance_is_the_takers_and_the_first_answer_stays() {
+        use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope, Reply};
+        const LEASE_MS: i64 = 600_000;
+        let Some(schema) = Schema::create().await else { return };
+        let (first, taker) = (&schema.storage, PostgresStorage::connect(&schema.schema.url).await.unwrap());
+        let scope = IdempotencyScope { user_id: "u", route: "withdrawals", key: "k" };
+        let claim = first.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(claim, IdempotencyClaim::Claimed), "{claim:?}");
+        // Between the end of the first instance's presence session and its
+        // keeper taking the lock again, the taker claims.
+        let mut taken = false;
+        for _ in 0..10 {
+            let session = presence_holder(&taker.pool, first.presence.id()).await;
+            terminate(&schema.schema.url, &[session.expect("the first instance is present")]).await;
+            match taker.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap() {
+                IdempotencyClaim::Claimed => {
+                    taken = true;
+                    break;
+                }
+                IdempotencyClaim::InFlight => {
+                    // The keeper was quicker: wait for the lock, end it again.
+                    while presence_holder(&taker.pool, first.presence.id()).await.is_none() {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(taken, "the taker never found the first instance's presence lock free");
+
+        first.release_idempotency(&scope).await.unwrap();
+        let third = taker.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
+        assert!(matches!(third, IdempotencyClaim::InFlight), "released by the instance it was taken from: {third:?}");
+
+        let reply = Reply { scope: &scope, request_hash: "hash", status: 201 };
+        taker.finish_idempotency(&reply, "{\"by\":\"taker\"}").await.unwrap();
+        first.finish_idempotency(&reply, "{\"by\":\"first\"}").await.unwrap();
+        match first.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap() {
+            IdempotencyClaim::Done { status: 201, body } => assert_eq!(body, "{\"by\":\"taker\"}"),
+            other => panic!("{other:?}"),
+        }
+        drop(taker);
         schema.drop_now().await;
     }
 

@@ -13,8 +13,8 @@
 //!
 //! The presence session may also end while the process lives (the database
 //! terminated it, or restarted). Until the keeper has taken the lock again
-//! (within [`CHECK_EVERY`] and a reconnect), other instances may take over
-//! this instance's claims while it still works on them. That is allowed, as
+//! (it checks every [`CHECK_EVERY`], then reconnects), other instances may
+//! take over this instance's claims while it still works on them. That is allowed, as
 //! it is when a lease ends under a slow request: the work of a claimed
 //! request is idempotent (Pientegra's key is derived from the request's, and
 //! the records are keyed by intent, withdrawal and key).
@@ -33,7 +33,10 @@ pub(super) const PRESENCE_SPACE: i32 = 0x4c49_5645; // "LIVE"
 /// How often the keeper checks that its session is still open.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// The longest wait between two attempts to take the lock again.
+/// How long a check or a reconnect may take before the session counts as lost.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// The longest wait between two attempts to connect again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// This instance's presence: dropping it ends the session, and the lock with it.
@@ -51,13 +54,7 @@ impl Presence {
         // live instances drawing one id) is refused by the lock itself.
         let id = loop {
             let id = fresh_id();
-            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(PRESENCE_SPACE)
-                .bind(id)
-                .fetch_one(&mut conn)
-                .await
-                .context("taking the presence lock")?;
-            if taken {
+            if try_lock(&mut conn, id).await.context("taking the presence lock")? {
                 break id;
             }
         };
@@ -72,12 +69,13 @@ impl Presence {
 }
 
 /// Whether the instance that wrote `claimant` into a claim is present. Runs in
-/// the claim's transaction: the lock a test of a departed instance takes is
-/// released when it ends. A claim without a claimant (made before claims
-/// named one) is taken for present: its lease decides.
+/// the claim's transaction: the shared lock a test of a departed instance
+/// takes is released when it ends (shared, so two instances testing the same
+/// claimant at once both find it gone). A claim without a claimant (made
+/// before claims named one) is taken for present: its lease decides.
 pub(super) async fn is_present(conn: &mut PgConnection, claimant: Option<i32>) -> sqlx::Result<bool> {
     let Some(claimant) = claimant else { return Ok(true) };
-    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock_shared($1, $2)")
         .bind(PRESENCE_SPACE)
         .bind(claimant)
         .fetch_one(conn)
@@ -91,41 +89,58 @@ fn fresh_id() -> i32 {
     i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & i32::MAX
 }
 
+/// Takes the session lock on `id` if it is free; never waits for it.
+async fn try_lock(conn: &mut PgConnection, id: i32) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)").bind(PRESENCE_SPACE).bind(id).fetch_one(conn).await
+}
+
 /// Keeps the lock: checks the session every [`CHECK_EVERY`], and when it is
-/// gone opens another and waits for the lock there (the old session, if the
-/// database has not noticed its end yet, still holds it).
+/// gone (or does not answer within [`ANSWER_WITHIN`]: a connection whose
+/// other end vanished can leave a query waiting for many minutes) takes the
+/// lock again on a new session.
 async fn keep(options: PgConnectOptions, id: i32, mut conn: PgConnection) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
-        if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
+        let check = tokio::time::timeout(ANSWER_WITHIN, sqlx::query("SELECT 1").execute(&mut conn)).await;
+        if matches!(check, Ok(Ok(_))) {
             continue;
         }
         tracing::warn!(
-            "the presence session was closed; other instances may take over this one's requests until it is back"
+            "the presence session was lost; other instances may take over this one's requests until it is back"
         );
-        // Closed first: a session still open would hold the lock the next one waits for.
         drop(conn);
         conn = relock(&options, id).await;
         tracing::info!("the presence lock is held again");
     }
 }
 
-/// A new session holding the lock on `id`, after as many attempts as it takes.
+/// A new session holding the lock on `id`, after as many attempts as it
+/// takes. The lock is tried, never waited for: the old session, when the
+/// database has not noticed its end yet, still holds it (and the instance
+/// still looks present), and a backend waiting in the lock's queue would not
+/// notice that this side gave up on it either.
 async fn relock(options: &PgConnectOptions, id: i32) -> PgConnection {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = async {
-            let mut conn = PgConnection::connect_with(options).await?;
-            sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(PRESENCE_SPACE).bind(id).execute(&mut conn).await?;
-            Ok::<_, sqlx::Error>(conn)
-        };
-        match attempt.await {
-            Ok(conn) => return conn,
-            Err(err) => {
-                tracing::warn!(error = %err, "taking the presence lock again failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        match tokio::time::timeout(ANSWER_WITHIN, PgConnection::connect_with(options)).await {
+            Ok(Ok(mut conn)) => loop {
+                match tokio::time::timeout(ANSWER_WITHIN, try_lock(&mut conn, id)).await {
+                    Ok(Ok(true)) => return conn,
+                    Ok(Ok(false)) => tokio::time::sleep(CHECK_EVERY).await,
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "taking the presence lock again failed; reconnecting");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!("taking the presence lock again got no answer; reconnecting");
+                        break;
+                    }
+                }
+            },
+            Ok(Err(err)) => tracing::warn!(error = %err, "reconnecting the presence session failed; retrying"),
+            Err(_) => tracing::warn!("reconnecting the presence session got no answer; retrying"),
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
