@@ -164,7 +164,8 @@ async fn a_request_cut_off_by_its_instance_dying_is_taken_over_by_another_at_onc
         }
     };
     // Pientegra answers the next call after 5 s: the instance dies waiting for it.
-    cluster.configure_sandbox(json!({"faults": {"apiLatencyMs": 5_000, "apiLatencyNext": 1}})).await;
+    let slow_next = json!({"faults": {"apiLatencyMs": 5_000, "apiLatencyNext": 1}});
+    pientegra_testkit::sandbox_config(&cluster.http, &cluster.sandbox.base_url(), &slow_next).await;
     let cut_off = tokio::spawn(post(cluster.instance_url(0)));
     let db = sqlx::PgPool::connect(&cluster.schema.url).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -16,3 +16,9 @@ pub async fn sandbox_state(http: &reqwest::Client, sandbox: &str) -> serde_json:
     let response = http.get(format!("{sandbox}/sandbox/state")).send().await.expect("sandbox state");
     response.json().await.expect("sandbox state body")
 }
+
+/// Changes the sandbox's settings (`PUT /sandbox/config` with `update`; `sandbox` is its base URL).
+pub async fn sandbox_config(http: &reqwest::Client, sandbox: &str, update: &serde_json::Value) {
+    let response = http.put(format!("{sandbox}/sandbox/config")).json(update).send().await.expect("sandbox config");
+    assert!(response.status().is_success(), "sandbox config: {}", response.status());
+}

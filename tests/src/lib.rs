@@ -392,14 +392,7 @@ impl Stack {
 
     /// Changes the sandbox's settings (`PUT /sandbox/config`).
     pub async fn sandbox_config(&self, update: Value) {
-        let response = self
-            .http
-            .put(format!("{}/sandbox/config", self.sandbox.base_url()))
-            .json(&update)
-            .send()
-            .await
-            .expect("sandbox config");
-        assert!(response.status().is_success(), "sandbox config: {}", response.status());
+        pientegra_testkit::sandbox_config(&self.http, &self.sandbox.base_url(), &update).await;
     }
 
     /// Creates a deposit intent straight at Pientegra, bypassing the server (as

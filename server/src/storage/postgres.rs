@@ -1442,9 +1442,6 @@ mod tests {
         pids
     }
 
-    /// The write and claim pools do not ping a connection before handing it
-    /// out: when the database has closed every one of them while idle, the
-    /// next claim and the next transaction still succeed, on new connections.
     /// Terminates the sessions `pids` and waits until they are gone.
     async fn terminate(url: &str, pids: &[i32]) {
         let killer = sqlx::PgPool::connect(url).await.unwrap();
@@ -1462,6 +1459,9 @@ mod tests {
         killer.close().await;
     }
 
+    /// The write and claim pools do not ping a connection before handing it
+    /// out: when the database has closed every one of them while idle, the
+    /// next claim and the next transaction still succeed, on new connections.
     #[tokio::test]
     async fn work_after_the_database_closed_every_idle_connection_runs_on_new_ones() {
         use crate::storage::{Idempotency, IdempotencyClaim, IdempotencyScope};
@@ -1498,6 +1498,15 @@ mod tests {
         .unwrap()
     }
 
+    /// Waits until a session holds instance `id`'s presence lock (again).
+    async fn until_present(pool: &sqlx::PgPool, id: i32) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while presence_holder(pool, id).await.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the presence lock was never taken again");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A claim made by an instance that is gone is taken over at once by
     /// another, long before its lease ends; while its instance lives, it is in
     /// flight, also after the database ended the instance's presence session
@@ -1520,16 +1529,13 @@ mod tests {
         let id = other.presence.id();
         let first = presence_holder(&storage.pool, id).await.expect("the other instance is present");
         terminate(&schema.schema.url, &[first]).await;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while presence_holder(&storage.pool, id).await.is_none() {
-            assert!(tokio::time::Instant::now() < deadline, "the presence lock was never taken again");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        until_present(&storage.pool, id).await;
         let claim = storage.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
         assert!(matches!(claim, IdempotencyClaim::InFlight), "{claim:?}");
 
         // The other instance goes away, and its claim with it.
         drop(other);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let claim = loop {
             let claim = storage.claim_idempotency(&scope, "hash", LEASE_MS).await.unwrap();
             if !matches!(claim, IdempotencyClaim::InFlight) || tokio::time::Instant::now() > deadline {
@@ -1572,9 +1578,7 @@ mod tests {
                 }
                 IdempotencyClaim::InFlight => {
                     // The keeper was quicker: wait for the lock, end it again.
-                    while presence_holder(&taker.pool, first.presence.id()).await.is_none() {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
+                    until_present(&taker.pool, first.presence.id()).await;
                 }
                 other => panic!("{other:?}"),
             }

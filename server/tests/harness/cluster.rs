@@ -121,18 +121,6 @@ impl Cluster {
         self.instances[i].kill_and_restart().await;
     }
 
-    /// Changes the sandbox's settings (a `PUT /sandbox/config` body).
-    pub async fn configure_sandbox(&self, settings: Value) {
-        let response = self
-            .http
-            .put(format!("{}/sandbox/config", self.sandbox.base_url()))
-            .json(&settings)
-            .send()
-            .await
-            .expect("sandbox config");
-        assert!(response.status().is_success(), "sandbox config: {}", response.status());
-    }
-
     /// POSTs a sandbox control action, e.g. `intents/{id}/approve`.
     pub async fn control(&self, action: &str) {
         let response = self
