@@ -95,5 +95,6 @@ pub async fn app_state(
         shutdown,
         pgm,
         framing: framing::FramingCheck::new().context("building the framing check's HTTP client")?,
+        database_check: http::DatabaseCheck::default(),
     }))
 }

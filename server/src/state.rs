@@ -51,4 +51,6 @@ pub struct Shared {
     pub pgm: Option<Arc<crate::pgm::Facade>>,
     /// Whether the hosted deposit page may be framed by a page (iframe mode).
     pub framing: crate::framing::FramingCheck,
+    /// The database's latest answer to readiness.
+    pub database_check: crate::http::DatabaseCheck,
 }

@@ -50,8 +50,9 @@ pub mod codes {
     pub const STREAM_TICKET_REQUIRED: &str = "stream_ticket_required";
     /// The stream ticket is past its minute: fetch a new one.
     pub const TICKET_EXPIRED: &str = "ticket_expired";
-    pub const FORBIDDEN: &str = "forbidden";
     pub const NOT_FOUND: &str = "not_found";
+    /// The route exists, but not with this method (the `Allow` header lists its methods).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";

@@ -102,6 +102,8 @@ pub struct Options {
     pub frame_ancestors: Option<String>,
     /// `WIDGET_TOKEN_SECRET`'s secrets, newest first (by default [`TOKEN_SECRET`] alone).
     pub token_secrets: Vec<String>,
+    /// The sandbox's receiving accounts (its default when `None`).
+    pub sandbox_accounts: Option<usize>,
 }
 
 impl Options {
@@ -126,6 +128,7 @@ impl Default for Options {
             widget_dir: None,
             frame_ancestors: None,
             token_secrets: vec![TOKEN_SECRET.to_owned()],
+            sandbox_accounts: None,
         }
     }
 }
@@ -207,6 +210,7 @@ pub async fn sandbox_for(options: &Options) -> Sandbox {
         retry_scale_ppm: 1_000,
         rate_limit_per_minute: 100_000,
         frame_ancestors: options.frame_ancestors.clone().unwrap_or(defaults.frame_ancestors.clone()),
+        accounts: options.sandbox_accounts.unwrap_or(defaults.accounts),
         ..defaults
     })
     .await

@@ -135,6 +135,55 @@ async fn an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it(optio
     assert_eq!(state["withdrawals"][0]["withdrawalId"], created["withdrawalId"]);
 }
 
+/// Pientegra's `503 no_account_available` creates nothing, so once the
+/// client's retries are spent it is a 503 to retry with the same key, not a
+/// final answer the key would replay.
+async fn no_free_receiving_account_is_a_busy_answer_the_same_key_retries(options: Options) {
+    let stack = Stack::with(Options { sandbox_accounts: Some(1), ..options }).await;
+    let first = stack.deposit(&stack.token("first").await, "10000").await;
+    let token = stack.token("second").await;
+    let key = Uuid::new_v4().to_string();
+    let response = stack
+        .http
+        .post(format!("{}/api/deposits", stack.server.url()))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", &key)
+        .json(&json!({"amount": "20000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let busy: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(busy["error"], "provider_busy", "{busy}");
+    stack.control(&format!("intents/{}/expire", first.intent_id), json!({})).await;
+    let (status, created) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "20000"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(stack.sandbox_state().await["intents"].as_array().unwrap().len(), 2);
+}
+
+/// Pientegra refusing the partner's API key is nothing a user can fix: the
+/// browser gets `provider_unavailable` without Pientegra's words, and the same
+/// key goes through once the server has the right API key.
+async fn a_refused_api_key_reads_as_unavailable_and_stores_nothing(options: Options) {
+    let mut stack = Stack::with(options).await;
+    let client = |key: secrecy::SecretString| -> Arc<dyn PientegraApi> {
+        Arc::new(HttpClient::new(stack.settings.api_base.as_str(), key, RetryPolicy::scaled_for_tests()).unwrap())
+    };
+    let (revoked, right) = (client("sk_test_revoked".to_owned().into()), client(stack.settings.api_key.clone()));
+    stack.options = Options { pientegra: Some(revoked), ..stack.options.clone() };
+    stack.restart_server().await;
+    let token = stack.token("keyless").await;
+    let key = Uuid::new_v4().to_string();
+    let (status, body) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "10000"})).await;
+    assert_eq!((status, &body["error"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("provider_unavailable")), "{body}");
+    assert!(!body["message"].as_str().unwrap().to_lowercase().contains("api key"), "{body}");
+    stack.options = Options { pientegra: Some(right), ..stack.options.clone() };
+    stack.restart_server().await;
+    let (status, created) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "10000"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+}
+
 async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears(options: Options) {
     let stack = Stack::with(options).await;
     let token = stack.token("orphan").await;
@@ -225,9 +274,9 @@ async fn oversized_bodies_get_413(options: Options) {
     let stack = Stack::with(options).await;
     let token = stack.token("big").await;
     let huge = "x".repeat(100 * 1024);
-    let (status, _) =
+    let (status, body) =
         stack.post_json(&token, "/api/deposits", &Uuid::new_v4().to_string(), json!({"amount": huge})).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!((status, &body["error"]), (StatusCode::PAYLOAD_TOO_LARGE, &json!("payload_too_large")), "{body}");
     let webhook = stack
         .http
         .post(format!("{}/webhooks/pientegra", stack.server.url()))
@@ -237,6 +286,32 @@ async fn oversized_bodies_get_413(options: Options) {
         .await
         .unwrap();
     assert_eq!(webhook.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = webhook.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(stack.balance(&token).await, (0, 0));
+}
+
+/// What axum would refuse in plain text comes in the kit's envelope with a
+/// stable code, like every other refusal.
+async fn malformed_requests_get_the_kits_envelope(options: Options) {
+    let stack = Stack::with(options).await;
+    let token = stack.token("malformed").await;
+    let server = stack.server.url();
+    let wrong_method = stack.http.get(format!("{server}/api/deposits")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.headers()["allow"].to_str().unwrap().contains("POST"), "{:?}", wrong_method.headers());
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+    let wrong_method = stack.http.delete(format!("{server}/api/events")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
+    let ticket = stack.stream_ticket(&token).await;
+    let bad_query =
+        stack.http.get(format!("{server}/api/events?ticket={ticket}&lastEventId=abc")).send().await.unwrap();
+    assert_eq!(bad_query.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = bad_query.json().await.unwrap();
+    assert_eq!(body["error"], "validation_failed");
+    assert!(body["message"].as_str().unwrap().contains("lastEventId"), "{body}");
 }
 
 async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown(options: Options) {
@@ -257,8 +332,11 @@ async fn the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown(options: Opti
 pientegra_tests::on_each_database!(
     a_definite_refusal_releases_the_reservation,
     an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it,
+    no_free_receiving_account_is_a_busy_answer_the_same_key_retries,
+    a_refused_api_key_reads_as_unavailable_and_stores_nothing,
     a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears,
     money_moving_endpoints_are_rate_limited_per_user,
     oversized_bodies_get_413,
+    malformed_requests_get_the_kits_envelope,
     the_sse_stream_says_how_to_reconnect_and_ends_on_shutdown,
 );

@@ -517,6 +517,11 @@ async fn bad_input_is_400_ko_naming_the_problem(options: Options) {
     let (status, answer) =
         pgm.send(pgm.stack.http.post(pgm.url("/pay")).header("Content-Type", "application/json").body("{")).await;
     assert_ko(status, &answer, StatusCode::BAD_REQUEST, "JSON");
+    let huge = pgm.stack.http.post(pgm.url("/pay")).header("Content-Type", "application/json");
+    let (status, answer) = pgm.send(huge.body(vec![b' '; 100 * 1024])).await;
+    assert_ko(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    let (status, answer) = pgm.send(pgm.stack.http.put(pgm.url("/pay"))).await;
+    assert_ko(status, &answer, StatusCode::METHOD_NOT_ALLOWED, "method");
     let (status, answer) = pgm.get("/status").await;
     assert_ko(status, &answer, StatusCode::BAD_REQUEST, "paymentId");
     let (status, answer) = pgm.post("/refund", json!({"amount": 100})).await;

@@ -2,6 +2,9 @@
 //! `{"error": "<code>", "message": "..."}`. 4xx say what to fix; 5xx say nothing internal.
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pientegra_shared::api::{ApiError, codes};
@@ -67,41 +70,58 @@ impl AppError {
         let code = err.kit_code();
         match err {
             PientegraError::Refused { status: upstream, .. } => {
-                let status = match code {
+                tracing::warn!(upstream_status = *upstream, code, "Pientegra refused the request");
+                match code {
+                    // No receiving account was free and nothing was created:
+                    // the same request may go through in a moment.
+                    codes::PROVIDER_BUSY => AppError::provider_busy(NO_ACCOUNT_RETRY_SECONDS),
+                    // The partner's API key: nothing a user can fix, and
+                    // Pientegra's words about it stay out of the answer.
+                    codes::PROVIDER_UNAVAILABLE => AppError::provider_unavailable(),
                     codes::AMOUNT_BELOW_MIN
                     | codes::AMOUNT_ABOVE_MAX
                     | codes::INVALID_IBAN
                     | codes::UNSUPPORTED_CURRENCY
-                    | codes::VALIDATION_FAILED => StatusCode::BAD_REQUEST,
-                    codes::PROVIDER_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
-                };
-                tracing::warn!(upstream_status = *upstream, code, "Pientegra refused the request");
-                AppError::new(status, code, err.refusal().unwrap_or_default())
+                    | codes::VALIDATION_FAILED => AppError::bad_request(code, err.refusal().unwrap_or_default()),
+                    _ => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, code, err.refusal().unwrap_or_default()),
+                }
             }
             PientegraError::NotFound => AppError::new(StatusCode::BAD_GATEWAY, code, err.refusal().unwrap_or_default()),
             PientegraError::NotSent { retry_after, .. } => {
                 tracing::warn!(error = %err, "Pientegra call held back");
-                let seconds = retry_after.as_secs().max(1);
-                AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::PROVIDER_BUSY,
-                    format!("the payment provider is busy; retry in {seconds} s with the same Idempotency-Key"),
-                )
-                .retry_after(seconds)
+                AppError::provider_busy(retry_after.as_secs().max(1))
             }
             PientegraError::Unavailable { .. } | PientegraError::Protocol { .. } => {
                 tracing::warn!(error = %err, "Pientegra unavailable");
-                AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::PROVIDER_UNAVAILABLE,
-                    "the payment provider did not answer; retry with the same Idempotency-Key",
-                )
-                .retry_after(2)
+                AppError::provider_unavailable()
             }
         }
     }
+
+    /// 503 `provider_busy`: retry the same request in `seconds`.
+    fn provider_busy(seconds: u64) -> AppError {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::PROVIDER_BUSY,
+            format!("the payment provider is busy; retry in {seconds} s with the same Idempotency-Key"),
+        )
+        .retry_after(seconds)
+    }
+
+    /// 503 `provider_unavailable`: retry the same request shortly.
+    fn provider_unavailable() -> AppError {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::PROVIDER_UNAVAILABLE,
+            "the payment provider did not answer; retry with the same Idempotency-Key",
+        )
+        .retry_after(2)
+    }
 }
+
+/// When to retry after Pientegra had no receiving account free (its retries,
+/// a few seconds long, already spent): accounts free up as deposits end.
+const NO_ACCOUNT_RETRY_SECONDS: u64 = 5;
 
 impl From<anyhow::Error> for AppError {
     fn from(err: anyhow::Error) -> AppError {
@@ -136,6 +156,36 @@ impl From<WithdrawalError> for AppError {
             WithdrawalError::Internal(err) => err.into(),
         }
     }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> AppError {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this route takes",
+            ),
+            _ => AppError::validation("the request body could not be read"),
+        }
+    }
+}
+
+/// A request's body, read whole within the route's limit; refusals in the
+/// kit's envelope (axum's own are plain text).
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body, AppError> {
+        Ok(Body(Bytes::from_request(request, state).await?))
+    }
+}
+
+/// The answer to a method a route does not take.
+pub async fn method_not_allowed() -> AppError {
+    AppError::new(StatusCode::METHOD_NOT_ALLOWED, codes::METHOD_NOT_ALLOWED, "this route does not take that method")
 }
 
 impl IntoResponse for AppError {
@@ -231,6 +281,7 @@ fn example_message(code: &str) -> &'static str {
         codes::UNSUPPORTED_CURRENCY => "EUR is not supported; use TRY",
         codes::INSUFFICIENT_FUNDS => "insufficient funds: ₺12.50 available",
         codes::MISSING_IDEMPOTENCY_KEY => "send an Idempotency-Key header (a UUID)",
+        codes::PAYLOAD_TOO_LARGE => "the request body is larger than this route takes",
         codes::IDEMPOTENCY_KEY_REUSED => "this Idempotency-Key was used with another request body",
         codes::IDEMPOTENCY_KEY_IN_FLIGHT => "a request with this Idempotency-Key is still running; retry shortly",
         codes::UNAUTHORIZED => "send the widget token as Authorization: Bearer <token>",

@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -46,7 +47,11 @@ pub fn router() -> Router<AppState> {
 #[openapi(paths(events), components(schemas(StreamEvent)))]
 pub(super) struct Api;
 
-error_answers!(StreamErrors = ErrorAnswers::widget().on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED]));
+error_answers!(
+    StreamErrors = ErrorAnswers::widget()
+        .on(400, &[codes::VALIDATION_FAILED])
+        .on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED])
+);
 
 /// One event of the stream, as its `id:`, `event:` and `data:` fields.
 pub(super) struct StreamEvent;
@@ -117,8 +122,9 @@ struct StreamQuery {
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
+    let Query(query) = query.map_err(|e| AppError::validation(e.body_text()))?;
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

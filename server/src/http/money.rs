@@ -1,7 +1,6 @@
 //! `POST /api/deposits` and `POST /api/withdrawals`: the two requests that move money.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -15,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::auth::User;
 use super::embed;
-use super::error::{AppError, ErrorAnswers, error_answers};
+use super::error::{AppError, Body, ErrorAnswers, error_answers};
 use super::idempotency::{self, Stored};
 use crate::service::{DepositRequest, WithdrawalRequest};
 use crate::storage::Reply;
@@ -36,8 +35,8 @@ fn money_errors() -> ErrorAnswers {
         .on(400, &[codes::MISSING_IDEMPOTENCY_KEY])
         .on(409, &[codes::IDEMPOTENCY_KEY_IN_FLIGHT])
         .on(422, &[codes::IDEMPOTENCY_KEY_REUSED, codes::PROVIDER_REJECTED])
+        .on(413, &[codes::PAYLOAD_TOO_LARGE])
         .on(429, &[codes::RATE_LIMITED])
-        .on(502, &[codes::NOT_FOUND])
         .on(503, &[codes::PROVIDER_UNAVAILABLE, codes::PROVIDER_BUSY])
 }
 
@@ -99,7 +98,7 @@ async fn create_deposit(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, AppError> {
     let key = idempotency::key(&headers)?;
     let (request, raw): (api::CreateDeposit, _) = parse_body(&body)?;
@@ -146,7 +145,7 @@ async fn create_withdrawal(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, AppError> {
     let key = idempotency::key(&headers)?;
     let (request, raw): (api::CreateWithdrawal, _) = parse_body(&body)?;

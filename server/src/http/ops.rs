@@ -1,5 +1,6 @@
 //! Liveness, readiness and metrics.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Json;
@@ -9,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::AppState;
 
@@ -24,6 +26,33 @@ pub(super) struct Api;
 /// Past this, the latest call's outcome says nothing about Pientegra now
 /// (the background check would have refreshed it, unless the budget is jammed).
 const CONTACT_STALE: Duration = Duration::from_secs(300);
+
+/// How long the database's answer to readiness is reused.
+const DATABASE_CHECK_FRESH: Duration = Duration::from_secs(1);
+/// How long readiness waits for the database before calling it unavailable.
+const DATABASE_ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// The database's latest answer to readiness. Probes need no credentials, so
+/// however many come, at most one query a second reaches the database: the
+/// first probe past [`DATABASE_CHECK_FRESH`] asks, and those arriving while
+/// it asks wait for its answer.
+#[derive(Default)]
+pub struct DatabaseCheck(tokio::sync::Mutex<Option<(Instant, bool)>>);
+
+impl DatabaseCheck {
+    /// Whether the database answers, asked with `ask` unless a fresh answer is at hand.
+    async fn answers<F: Future<Output = bool>>(&self, ask: impl FnOnce() -> F) -> bool {
+        let mut latest = self.0.lock().await;
+        match *latest {
+            Some((at, answered)) if at.elapsed() < DATABASE_CHECK_FRESH => answered,
+            _ => {
+                let answered = tokio::time::timeout(DATABASE_ANSWER_WITHIN, ask()).await.unwrap_or(false);
+                *latest = Some((Instant::now(), answered));
+                answered
+            }
+        }
+    }
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(
@@ -61,7 +90,7 @@ struct Readiness {
     ),
 )]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let database = state.storage.ping().await.is_ok();
+    let database = state.database_check.answers(|| async { state.storage.ping().await.is_ok() }).await;
     let contact = state.budget.contact().filter(|c| c.at.elapsed() < CONTACT_STALE);
     let pientegra = match contact {
         Some(c) if c.answered => "ok",
@@ -84,4 +113,41 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.hub.connections()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_probes_asks_the_database_once_a_second() {
+        let check = Arc::new(DatabaseCheck::default());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let probe = |check: Arc<DatabaseCheck>, asked: Arc<AtomicUsize>| async move {
+            check
+                .answers(|| async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    true
+                })
+                .await
+        };
+        let probes: Vec<_> = (0..100).map(|_| tokio::spawn(probe(check.clone(), asked.clone()))).collect();
+        for answered in futures::future::join_all(probes).await {
+            assert!(answered.unwrap());
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        tokio::time::advance(DATABASE_CHECK_FRESH).await;
+        assert!(probe(check.clone(), asked.clone()).await);
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_that_does_not_answer_in_time_is_unavailable() {
+        let check = DatabaseCheck::default();
+        assert!(!check.answers(std::future::pending).await);
+    }
 }

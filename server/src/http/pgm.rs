@@ -9,6 +9,7 @@
 //! funds, Pientegra said no) is a 200 with `KO`, as a declined payment is.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -60,6 +61,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
     SUBSCRIPTIONS
         .into_iter()
         .fold(routes, |routes, (method, path)| routes.route(path, on(method, not_supported)))
+        .method_not_allowed_fallback(|| async { Ko::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .route_layer(middleware::from_fn(move |request: Request, next: Next| async move {
             if bearer_matches(&request, &expected) {
                 next.run(request).await
@@ -150,11 +152,15 @@ error_answers!(
     PayAnswers = KoAnswers::common()
         .on(400, "amount must be a positive integer number of minor units (kuruş)")
         .on(409, "shopTransactionId was already used for a payment with another amount or externalUserId")
+        .on(413, BODY_TOO_LARGE)
         .on(502, "the payment page address is not on the allow-list")
 );
 error_answers!(
-    RefundAnswers =
-        KoAnswers::common().on(400, "providerData.targetIban must be a valid IBAN").on(404, "no such paymentId")
+    RefundAnswers = KoAnswers::common()
+        .on(400, "providerData.targetIban must be a valid IBAN")
+        .on(404, "no such paymentId")
+        .on(409, "another refund of this payment is in progress; retry")
+        .on(413, BODY_TOO_LARGE)
 );
 error_answers!(
     LookupAnswers =
@@ -268,6 +274,18 @@ fn bearer_matches(request: &Request, expected: &[u8; 32]) -> bool {
 struct Ko {
     status: StatusCode,
     description: String,
+}
+
+/// What a body over the limit is answered with.
+const BODY_TOO_LARGE: &str = "the request body is larger than this route takes";
+
+impl From<BytesRejection> for Ko {
+    fn from(rejection: BytesRejection) -> Ko {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Ko::new(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
+            _ => Ko::bad_request("the request body could not be read"),
+        }
+    }
 }
 
 impl Ko {
@@ -476,9 +494,9 @@ fn payment_id_param(query: Option<&str>) -> Result<Uuid, Ko> {
     request_body = PayRequest,
     responses((status = 200, description = "`REDIRECT_TO_URL`, `OK` (already paid) or `KO`", body = Answer), PayAnswers),
 )]
-async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
+async fn pay(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Answer>, Ko> {
     let orders = orders(&state)?;
-    let body = parse_json(&body)?;
+    let body = parse_json(&body?)?;
     let amount = amount(&body)?.ok_or_else(|| Ko::bad_request("amount is required"))?;
     let currency = currency(&body)?.ok_or_else(|| Ko::bad_request("currency is required (TRY)"))?;
     let shop_tx = req_str(&body, "shopTransactionId")?;
@@ -530,9 +548,9 @@ async fn pay(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>,
     request_body = RefundRequest,
     responses((status = 200, description = "`OK`, `PENDING` (awaiting review) or `KO`", body = Answer), RefundAnswers),
 )]
-async fn refund(State(state): State<AppState>, body: Bytes) -> Result<Json<Answer>, Ko> {
+async fn refund(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Answer>, Ko> {
     let orders = orders(&state)?;
-    let body = parse_json(&body)?;
+    let body = parse_json(&body?)?;
     let payment_id = req_str(&body, "paymentId")?;
     let payment_id = Uuid::parse_str(payment_id).map_err(|_| Ko::unknown_payment())?;
     let amount = amount(&body)?;

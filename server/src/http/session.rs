@@ -2,7 +2,6 @@
 //! In production the partner's backend mints tokens (`token::TokenKey::mint`
 //! or `pientegra-server token mint`) for its logged-in user.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -12,7 +11,7 @@ use pientegra_shared::api::{Session, SessionRequest, codes};
 use pientegra_shared::ids::{ExternalUserId, UserLabel};
 
 use super::AppState;
-use super::error::{AppError, ErrorAnswers, error_answers};
+use super::error::{AppError, Body, ErrorAnswers, error_answers};
 
 const DEMO_TOKEN_TTL: Duration = Duration::hours(8);
 
@@ -29,6 +28,7 @@ error_answers!(
     SessionErrors = ErrorAnswers::default()
         .on(400, &[codes::VALIDATION_FAILED])
         .described(404, [(codes::NOT_FOUND, "no such route".to_owned())])
+        .on(413, &[codes::PAYLOAD_TOO_LARGE])
 );
 
 /// A widget token for any user (demo mode).
@@ -40,7 +40,7 @@ error_answers!(
     request_body = SessionRequest,
     responses((status = 201, description = "A widget token", body = Session), SessionErrors),
 )]
-async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Session>), AppError> {
+async fn create(State(state): State<AppState>, Body(body): Body) -> Result<(StatusCode, Json<Session>), AppError> {
     let request: SessionRequest =
         serde_json::from_slice(&body).map_err(|e| AppError::validation(format!("invalid body: {e}")))?;
     let user = ExternalUserId::parse(&request.external_user_id)

@@ -4,7 +4,6 @@
 //! parses it; the event is deduplicated by `eventId` and applied in one
 //! transaction; the 2xx goes out only after that commit is durable.
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -19,7 +18,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, 
 use utoipa::openapi::{Ref, RefOr};
 
 use super::AppState;
-use super::error::{AppError, ErrorAnswers, error_answers};
+use super::error::{AppError, Body, ErrorAnswers, error_answers};
 use crate::metrics::Metrics;
 use crate::storage::InboxOutcome;
 
@@ -43,6 +42,7 @@ error_answers!(
         .on(400, &[codes::VALIDATION_FAILED])
         .described(401, [(SIGNATURE_MISSING, format!("the {HEADER} header is missing"))])
         .described(401, SignatureError::ALL.map(|e| (e.code(), e.to_string())))
+        .on(413, &[codes::PAYLOAD_TOO_LARGE])
         .on(500, &[codes::INTERNAL])
 );
 
@@ -111,11 +111,14 @@ fn date_time() -> SchemaFormat {
     request_body = WebhookBody,
     responses(
         (status = 200, description = "Received (applied, or already known)", body = Receipt),
-        (status = 413, description = "The body is over 64 KiB (plain text)"),
         WebhookErrors,
     ),
 )]
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Receipt>, AppError> {
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Receipt>, AppError> {
     let rejected = |code: &'static str, message: String| {
         Metrics::inc(&state.metrics.webhooks_rejected);
         tracing::warn!(code, "webhook refused");

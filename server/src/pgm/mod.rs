@@ -40,17 +40,13 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x3f5e_9a21_7c4b_4d0e_8b6a_1e2f_3a4b
 /// retry, even after a crash right after Pientegra answered, gets the same
 /// intent back instead of a second one.
 pub fn pay_key(shop_transaction_id: &str) -> IdempotencyKey {
-    derived_key(&format!("pay:{shop_transaction_id}"))
+    crate::pientegra::derived_key(&KEY_NAMESPACE, "pay", shop_transaction_id)
 }
 
 /// The key under which a refund of `amount` of a payment is reserved and sent:
 /// the same refund asked again is the same withdrawal.
 pub fn refund_key(payment_id: Uuid, amount: Amount) -> IdempotencyKey {
-    derived_key(&format!("refund:{payment_id}:{}", amount.minor()))
-}
-
-fn derived_key(scope: &str) -> IdempotencyKey {
-    IdempotencyKey::from_uuid(Uuid::new_v5(&KEY_NAMESPACE, scope.as_bytes()))
+    crate::pientegra::derived_key(&KEY_NAMESPACE, "refund", &format!("{payment_id}:{}", amount.minor()))
 }
 
 /// `providerName` of every status object.
@@ -438,6 +434,15 @@ mod tests {
         assert_ne!(pay_key("order-1"), pay_key("order-2"));
         let id = Uuid::nil();
         assert_ne!(refund_key(id, Amount::from_minor(100)), refund_key(id, Amount::from_minor(200)));
+    }
+
+    /// A key that changed between releases would let a shop's retry across an
+    /// upgrade open a second intent or send a second refund.
+    #[test]
+    fn the_facades_keys_never_change() {
+        assert_eq!(pay_key("order-1").to_string(), "ffeea310-5927-5132-82a9-014d9ca0d793");
+        let refund = refund_key(Uuid::nil(), Amount::from_minor(100));
+        assert_eq!(refund.to_string(), "2fef5161-495a-5252-9a7f-92c6b35483d1");
     }
 
     #[test]

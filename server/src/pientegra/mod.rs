@@ -26,6 +26,13 @@ pub use budget::{BudgetSettings, CallBudget, Contact, FOREGROUND_MAX_WAIT, Prior
 pub use http::{HttpClient, RetryPolicy};
 pub use listing::{all_events, all_intents, all_withdrawals};
 
+/// The `Idempotency-Key` of the `kind` of request named by `scope`: a UUIDv5
+/// of `kind:scope` in `namespace`, the same on every call and in every release,
+/// so a retry, after a crash or an upgrade too, is the same request.
+pub fn derived_key(namespace: &Uuid, kind: &str, scope: &str) -> IdempotencyKey {
+    IdempotencyKey::from_uuid(Uuid::new_v5(namespace, format!("{kind}:{scope}").as_bytes()))
+}
+
 /// What the server needs from Pientegra; a trait so tests can swap it.
 #[async_trait::async_trait]
 pub trait PientegraApi: Send + Sync + 'static {

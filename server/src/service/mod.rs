@@ -31,7 +31,7 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_5d4a_4e8f_9a7b_0c1d_2e3f
 
 /// The Pientegra key of the `kind` of request named by `scope`.
 fn derived_key(kind: &str, scope: &str) -> IdempotencyKey {
-    IdempotencyKey::from_uuid(Uuid::new_v5(&KEY_NAMESPACE, format!("{kind}:{scope}").as_bytes()))
+    crate::pientegra::derived_key(&KEY_NAMESPACE, kind, scope)
 }
 
 impl AppState {
