@@ -13,14 +13,14 @@ use crate::settings::{
 };
 
 /// The Pientegra kit's companion server.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "pientegra-server", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Serve the widget API, the webhook receiver and the SSE streams.
     // Boxed: its many flags would make every other command as large.
@@ -39,7 +39,7 @@ pub enum Command {
 }
 
 /// `demo` flags.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct DemoArgs {
     /// Where the server (API + demo page) listens
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -65,7 +65,7 @@ pub struct DemoArgs {
 }
 
 /// `reconcile` flags.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct ReconcileArgs {
     /// Window start: an ISO 8601 time, or a duration ago such as 24h
     #[arg(long)]
@@ -89,7 +89,7 @@ pub struct ReconcileArgs {
     pub budget: crate::settings::BudgetArgs,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum TokenCommand {
     /// Print a widget token for one user.
     Mint {
@@ -227,7 +227,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         api_base,
         api_key: SecretString::from(sandbox.api_key().to_owned()),
         webhook_secrets: vec![SecretString::from(sandbox.webhook_secret().to_owned())],
-        database_url: format!("sqlite://{}", args.database.display()),
+        database_url: format!("sqlite://{}", args.database.display()).into(),
         // A fresh token secret per run: demo tokens end with the demo.
         widget_token_secrets: vec![SecretString::from(format!(
             "{}{}",

@@ -22,7 +22,8 @@ pub const DEMO_PUBLIC_OVERRIDE_FLAG: &str = "--i-understand-demo-mode-is-public"
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
 /// `serve` flags; each also reads the environment variable named beside it.
-#[derive(Args, Clone, Debug)]
+/// Not `Debug`: they hold the secrets as given.
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     /// Pientegra External API base, e.g. https://api.pientegra.com/api/v1
     #[arg(long, env = "PIENTEGRA_API_BASE", hide_env_values = true)]
@@ -139,7 +140,7 @@ pub struct Settings {
     pub api_key: SecretString,
     /// Newest first.
     pub webhook_secrets: Vec<SecretString>,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Newest first: the first mints, any verifies.
     pub widget_token_secrets: Vec<SecretString>,
     /// The longest `exp - iat` of an accepted widget token.
@@ -163,6 +164,31 @@ pub struct Settings {
     pub pgm: Option<PgmSettings>,
     /// Limits on connections, for hyper's and the event streams' alike.
     pub connections: ConnectionLimits,
+}
+
+/// `DATABASE_URL`, which may hold a password: its `Debug` shows the scheme only.
+#[derive(Clone)]
+pub struct DatabaseUrl(String);
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split_once(':').map_or("?", |(scheme, _)| scheme);
+        write!(f, "DatabaseUrl({scheme}:…)")
+    }
 }
 
 /// How many connections the server holds, and for how long.
@@ -427,7 +453,7 @@ impl Settings {
             api_base,
             api_key,
             webhook_secrets,
-            database_url: args.database_url,
+            database_url: args.database_url.into(),
             widget_token_secrets,
             widget_token_max_lifetime,
             allowed_origins,
@@ -575,6 +601,19 @@ mod tests {
         ] {
             assert!(PgmSettings::new(TOKEN, Some(accepted), Some(SECRET)).is_ok(), "{accepted}");
         }
+    }
+
+    #[test]
+    fn the_settings_never_print_a_secret() {
+        let mut args = args();
+        args.database_url = "postgres://kit:db-password-0123@db.internal/kit".into();
+        args.admin_token = Some("admin-token-0123456789abcdef0123456789".into());
+        let settings = Settings::from_args(args).expect("valid");
+        let printed = format!("{settings:?}");
+        for secret in [TEST_KEY, "whsec_test", "0123456789abcdef0123456789abcdef", "db-password", "admin-token"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("DatabaseUrl(postgres:…)"), "{printed}");
     }
 
     #[test]

@@ -178,7 +178,8 @@ pub fn settings_for(sandbox: &Sandbox, dir: &std::path::Path, options: &Options)
         database_url: match &options.database {
             Database::Sqlite => format!("sqlite://{}", dir.join("kit.db").display()),
             Database::Postgres(schema) => schema.url.clone(),
-        },
+        }
+        .into(),
         widget_token_secrets: options.token_secrets.iter().cloned().map(SecretString::from).collect(),
         widget_token_max_lifetime: std::time::Duration::from_secs(24 * 3600),
         allowed_origins: options.allowed_origins.clone(),

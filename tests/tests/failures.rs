@@ -163,25 +163,36 @@ async fn no_free_receiving_account_is_a_busy_answer_the_same_key_retries(options
 }
 
 /// Pientegra refusing the partner's API key is nothing a user can fix: the
-/// browser gets `provider_unavailable` without Pientegra's words, and the same
-/// key goes through once the server has the right API key.
-async fn a_refused_api_key_reads_as_unavailable_and_stores_nothing(options: Options) {
+/// browser gets `provider_unavailable` without Pientegra's words, a withdrawal
+/// stays reserved, and the same keys go through once the server has the right
+/// API key.
+async fn a_refused_api_key_reads_as_unavailable_and_settles_nothing(options: Options) {
     let mut stack = Stack::with(options).await;
     let client = |key: secrecy::SecretString| -> Arc<dyn PientegraApi> {
         Arc::new(HttpClient::new(stack.settings.api_base.as_str(), key, RetryPolicy::scaled_for_tests()).unwrap())
     };
     let (revoked, right) = (client("sk_test_revoked".to_owned().into()), client(stack.settings.api_key.clone()));
+    let token = stack.token("keyless").await;
+    stack.funded(&token, "50000").await;
     stack.options = Options { pientegra: Some(revoked), ..stack.options.clone() };
     stack.restart_server().await;
-    let token = stack.token("keyless").await;
-    let key = Uuid::new_v4().to_string();
-    let (status, body) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "10000"})).await;
-    assert_eq!((status, &body["error"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("provider_unavailable")), "{body}");
-    assert!(!body["message"].as_str().unwrap().to_lowercase().contains("api key"), "{body}");
+    let deposit = (Uuid::new_v4().to_string(), json!({"amount": "10000"}));
+    let withdrawal = (Uuid::new_v4().to_string(), json!({"amount": "20000", "iban": IBAN, "holderName": "Keyless"}));
+    for (path, (key, body)) in [("/api/deposits", &deposit), ("/api/withdrawals", &withdrawal)] {
+        let (status, answer) = stack.post_json(&token, path, key, body.clone()).await;
+        let code = &answer["error"];
+        assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, &json!("provider_unavailable")), "{answer}");
+        assert!(!answer["message"].as_str().unwrap().to_lowercase().contains("api key"), "{answer}");
+    }
+    assert_eq!(stack.balance(&token).await, (30_000, 20_000));
     stack.options = Options { pientegra: Some(right), ..stack.options.clone() };
     stack.restart_server().await;
-    let (status, created) = stack.post_json(&token, "/api/deposits", &key, json!({"amount": "10000"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for (path, (key, body)) in [("/api/deposits", &deposit), ("/api/withdrawals", &withdrawal)] {
+        let (status, created) = stack.post_json(&token, path, key, body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    assert_eq!(stack.balance(&token).await, (30_000, 20_000));
+    assert_eq!(stack.sandbox_state().await["withdrawals"].as_array().unwrap().len(), 1);
 }
 
 async fn a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears(options: Options) {
@@ -333,7 +344,7 @@ pientegra_tests::on_each_database!(
     a_definite_refusal_releases_the_reservation,
     an_unknown_outcome_keeps_the_reservation_until_a_retry_settles_it,
     no_free_receiving_account_is_a_busy_answer_the_same_key_retries,
-    a_refused_api_key_reads_as_unavailable_and_stores_nothing,
+    a_refused_api_key_reads_as_unavailable_and_settles_nothing,
     a_webhook_for_an_unknown_intent_is_kept_and_applied_when_the_intent_appears,
     money_moving_endpoints_are_rate_limited_per_user,
     oversized_bodies_get_413,

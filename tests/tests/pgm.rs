@@ -440,6 +440,23 @@ async fn subscriptions_answer_501_ko(options: Options) {
     }
 }
 
+/// No receiving account free: a 503 `KO` with `Retry-After`, and the same
+/// request once one is free is the payment.
+async fn a_payment_with_no_free_receiving_account_is_503_ko_and_the_same_request_retries(options: Options) {
+    let pgm = Pgm::start(Options { sandbox_accounts: Some(1), ..options }).await;
+    let (first, _) = pgm.pay("order-9001", "deniz", 20_000).await;
+    let request =
+        || pgm.stack.http.post(pgm.url("/pay")).bearer_auth(PGM_TOKEN).json(&pay_body("order-9002", "can", 20_000));
+    let busy = request().send().await.unwrap();
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.headers()["retry-after"], "5");
+    let body: Value = busy.json().await.unwrap();
+    assert_ko(StatusCode::SERVICE_UNAVAILABLE, &body, StatusCode::SERVICE_UNAVAILABLE, "busy");
+    pgm.stack.control(&format!("intents/{first}/expire"), json!({})).await;
+    let (_, url) = pgm.pay("order-9002", "can", 20_000).await;
+    assert!(url.starts_with("http"), "{url}");
+}
+
 async fn a_repeated_shop_transaction_id_returns_the_same_payment_and_creates_one_intent(options: Options) {
     let pgm = Pgm::start(options).await;
     let (first, url) = pgm.pay("order-6001", "zeynep", 20_000).await;
@@ -758,6 +775,7 @@ pientegra_tests::on_each_database!(
     a_refund_of_an_unpaid_payment_is_ko,
     money_paid_for_an_order_is_never_the_customers_to_withdraw_and_is_refunded_in_full,
     subscriptions_answer_501_ko,
+    a_payment_with_no_free_receiving_account_is_503_ko_and_the_same_request_retries,
     a_repeated_shop_transaction_id_returns_the_same_payment_and_creates_one_intent,
     a_missing_or_wrong_token_is_401_ko,
     bad_input_is_400_ko_naming_the_problem,

@@ -173,13 +173,13 @@ impl From<BytesRejection> for AppError {
 
 /// A request's body, read whole within the route's limit; refusals in the
 /// kit's envelope (axum's own are plain text).
-pub struct Body(pub Bytes);
+pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for Body {
+impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Body, AppError> {
-        Ok(Body(Bytes::from_request(request, state).await?))
+    async fn from_request(request: Request, state: &S) -> Result<RawBody, AppError> {
+        Ok(RawBody(Bytes::from_request(request, state).await?))
     }
 }
 

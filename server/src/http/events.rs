@@ -49,7 +49,10 @@ pub(super) struct Api;
 
 error_answers!(
     StreamErrors = ErrorAnswers::widget()
-        .on(400, &[codes::VALIDATION_FAILED])
+        .described(
+            400,
+            [(codes::VALIDATION_FAILED, "Failed to deserialize query string: lastEventId: invalid digit".to_owned())]
+        )
         .on(401, &[codes::STREAM_TICKET_REQUIRED, codes::TICKET_EXPIRED])
 );
 

@@ -68,7 +68,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(&state.settings))
         // Readable from any page, with CORS of their own.
-        .merge(embed::router())
+        .merge(embed::router().method_not_allowed_fallback(error::method_not_allowed))
         .merge(openapi::router())
         .merge(widget_files::router(&state))
         .layer(axum::middleware::map_response(|mut response: Response| async move {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::auth::User;
 use super::embed;
-use super::error::{AppError, Body, ErrorAnswers, error_answers};
+use super::error::{AppError, ErrorAnswers, RawBody, error_answers};
 use super::idempotency::{self, Stored};
 use crate::service::{DepositRequest, WithdrawalRequest};
 use crate::storage::Reply;
@@ -34,8 +34,8 @@ fn money_errors() -> ErrorAnswers {
         .on(400, &[codes::VALIDATION_FAILED, codes::AMOUNT_BELOW_MIN, codes::AMOUNT_ABOVE_MAX])
         .on(400, &[codes::MISSING_IDEMPOTENCY_KEY])
         .on(409, &[codes::IDEMPOTENCY_KEY_IN_FLIGHT])
-        .on(422, &[codes::IDEMPOTENCY_KEY_REUSED, codes::PROVIDER_REJECTED])
         .on(413, &[codes::PAYLOAD_TOO_LARGE])
+        .on(422, &[codes::IDEMPOTENCY_KEY_REUSED, codes::PROVIDER_REJECTED])
         .on(429, &[codes::RATE_LIMITED])
         .on(503, &[codes::PROVIDER_UNAVAILABLE, codes::PROVIDER_BUSY])
 }
@@ -98,7 +98,7 @@ async fn create_deposit(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    Body(body): Body,
+    RawBody(body): RawBody,
 ) -> Result<Response, AppError> {
     let key = idempotency::key(&headers)?;
     let (request, raw): (api::CreateDeposit, _) = parse_body(&body)?;
@@ -145,7 +145,7 @@ async fn create_withdrawal(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    Body(body): Body,
+    RawBody(body): RawBody,
 ) -> Result<Response, AppError> {
     let key = idempotency::key(&headers)?;
     let (request, raw): (api::CreateWithdrawal, _) = parse_body(&body)?;

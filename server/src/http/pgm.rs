@@ -4,7 +4,7 @@
 //! `{"result": "KO", "resultDescription": "..."}` on failure.
 //!
 //! Status codes: 400 malformed input, 401 bad token, 404 unknown paymentId,
-//! 501 subscriptions, 503 Pientegra unreachable (retry the same request);
+//! 501 subscriptions, 503 Pientegra unreachable or busy (retry the same request);
 //! a refusal of a well-formed request (no IBAN for a refund, insufficient
 //! funds, Pientegra said no) is a 200 with `KO`, as a declined payment is.
 
@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on, post};
 use axum::{Json, Router};
+use pientegra_shared::api::codes;
 use pientegra_shared::ids::{ExternalUserId, HolderName, UserLabel};
 use pientegra_shared::wire::DEFAULT_CURRENCY;
 use pientegra_shared::{Amount, Iban};
@@ -120,7 +121,7 @@ impl KoAnswers {
         KoAnswers(vec![
             (401, "missing or wrong Authorization: Bearer <PGM_FACADE_TOKEN>"),
             (500, "internal error"),
-            (503, "the payment provider did not answer; retry with the same Idempotency-Key"),
+            (503, PROVIDER_UNAVAILABLE),
         ])
     }
 
@@ -274,7 +275,12 @@ fn bearer_matches(request: &Request, expected: &[u8; 32]) -> bool {
 struct Ko {
     status: StatusCode,
     description: String,
+    /// Seconds, for a 503 PGM should retry.
+    retry_after: Option<u64>,
 }
+
+/// What a 503 says when Pientegra could not be reached.
+const PROVIDER_UNAVAILABLE: &str = "the payment provider did not answer; retry the same request";
 
 /// What a body over the limit is answered with.
 const BODY_TOO_LARGE: &str = "the request body is larger than this route takes";
@@ -290,7 +296,7 @@ impl From<BytesRejection> for Ko {
 
 impl Ko {
     fn new(status: StatusCode, description: impl Into<String>) -> Ko {
-        Ko { status, description: description.into() }
+        Ko { status, description: description.into(), retry_after: None }
     }
 
     fn bad_request(description: impl Into<String>) -> Ko {
@@ -309,7 +315,11 @@ impl Ko {
 
 impl IntoResponse for Ko {
     fn into_response(self) -> Response {
-        (self.status, Json(Answer::new(PgmResult::Ko, self.description, None))).into_response()
+        let mut response = (self.status, Json(Answer::new(PgmResult::Ko, self.description, None))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -361,10 +371,19 @@ impl From<anyhow::Error> for Ko {
 }
 
 impl From<AppError> for Ko {
-    /// The kit's errors keep their message; a 4xx (a refusal) becomes a KO
-    /// result, a 5xx keeps its status so PGM retries.
+    /// A 4xx (a refusal) becomes a KO result with the kit's message; a 5xx
+    /// keeps its status and `Retry-After` so PGM retries, said in PGM's terms
+    /// (it sends no `Idempotency-Key`: the same request is the retry).
     fn from(err: AppError) -> Ko {
-        if err.status.is_server_error() { Ko::new(err.status, err.message) } else { Ko::refused(err.message) }
+        if !err.status.is_server_error() {
+            return Ko::refused(err.message);
+        }
+        let description = match err.code {
+            codes::PROVIDER_BUSY => "the payment provider is busy; retry the same request",
+            codes::PROVIDER_UNAVAILABLE => PROVIDER_UNAVAILABLE,
+            _ => "internal error",
+        };
+        Ko { retry_after: err.retry_after, ..Ko::new(err.status, description) }
     }
 }
 

@@ -11,7 +11,7 @@ use pientegra_shared::api::{Session, SessionRequest, codes};
 use pientegra_shared::ids::{ExternalUserId, UserLabel};
 
 use super::AppState;
-use super::error::{AppError, Body, ErrorAnswers, error_answers};
+use super::error::{AppError, ErrorAnswers, RawBody, error_answers};
 
 const DEMO_TOKEN_TTL: Duration = Duration::hours(8);
 
@@ -40,7 +40,10 @@ error_answers!(
     request_body = SessionRequest,
     responses((status = 201, description = "A widget token", body = Session), SessionErrors),
 )]
-async fn create(State(state): State<AppState>, Body(body): Body) -> Result<(StatusCode, Json<Session>), AppError> {
+async fn create(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<Session>), AppError> {
     let request: SessionRequest =
         serde_json::from_slice(&body).map_err(|e| AppError::validation(format!("invalid body: {e}")))?;
     let user = ExternalUserId::parse(&request.external_user_id)

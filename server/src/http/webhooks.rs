@@ -18,7 +18,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, 
 use utoipa::openapi::{Ref, RefOr};
 
 use super::AppState;
-use super::error::{AppError, Body, ErrorAnswers, error_answers};
+use super::error::{AppError, ErrorAnswers, RawBody, error_answers};
 use crate::metrics::Metrics;
 use crate::storage::InboxOutcome;
 
@@ -117,7 +117,7 @@ fn date_time() -> SchemaFormat {
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Body(body): Body,
+    RawBody(body): RawBody,
 ) -> Result<Json<Receipt>, AppError> {
     let rejected = |code: &'static str, message: String| {
         Metrics::inc(&state.metrics.webhooks_rejected);

@@ -152,13 +152,13 @@ impl HttpClient {
     /// never followed: an API that redirects is misconfigured, and following
     /// one could carry the bearer key to another host.
     pub fn new(api_base: &str, api_key: SecretString, retry: RetryPolicy) -> anyhow::Result<HttpClient> {
-        let url =
-            url::Url::parse(api_base).with_context(|| format!("PIENTEGRA_API_BASE is not a URL: {api_base:?}"))?;
+        // The errors never echo the value: a misplaced credential may be in it.
+        let url = url::Url::parse(api_base).context("PIENTEGRA_API_BASE is not a URL")?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            bail!("PIENTEGRA_API_BASE must be an http(s) URL with a host, got {api_base:?}");
+            bail!("PIENTEGRA_API_BASE must be an http(s) URL with a host");
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            bail!("PIENTEGRA_API_BASE must not have a query or fragment, got {api_base:?}");
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            bail!("PIENTEGRA_API_BASE must have no query, fragment or user:password (the key is PIENTEGRA_API_KEY)");
         }
         if api_key.expose_secret().trim().is_empty() {
             bail!("PIENTEGRA_API_KEY is empty");
@@ -583,7 +583,10 @@ mod tests {
         let key = || SecretString::from("sk_test_demo_secret");
         assert!(HttpClient::new("ftp://x/api", key(), RetryPolicy::default()).is_err());
         assert!(HttpClient::new("not a url", key(), RetryPolicy::default()).is_err());
-        assert!(HttpClient::new("http://h/api?x=1", key(), RetryPolicy::default()).is_err());
+        for misplaced in ["http://h/api?key=sk_live_leak", "http://user:sk_live_leak@h/api"] {
+            let err = HttpClient::new(misplaced, key(), RetryPolicy::default()).unwrap_err();
+            assert!(!format!("{err:#}").contains("leak"), "{err:#}");
+        }
         assert!(HttpClient::new("http://h/api", SecretString::from(" "), RetryPolicy::default()).is_err());
         let err = HttpClient::new("http://h/api", SecretString::from("sk_test_bad\nsecret"), RetryPolicy::default())
             .unwrap_err();

@@ -109,7 +109,8 @@ impl PientegraError {
     ///
     /// Field-level refusals pass through so the user can fix the input. A 401
     /// means the partner's API key is wrong, which no user can fix, so it reads
-    /// as `provider_unavailable`; the client logs it at error level.
+    /// as `provider_unavailable`; the client logs it at error level. So does a
+    /// 4xx without Pientegra's envelope (a proxy's page).
     pub fn kit_code(&self) -> &'static str {
         match self {
             PientegraError::Refused { status, code, .. } => match code.as_str() {
@@ -121,6 +122,9 @@ impl PientegraError {
                 codes::NO_ACCOUNT_AVAILABLE => kit::PROVIDER_BUSY,
                 codes::UNAUTHORIZED => kit::PROVIDER_UNAVAILABLE,
                 _ if *status == 401 => kit::PROVIDER_UNAVAILABLE,
+                // Not Pientegra's envelope: a proxy or firewall in front of it
+                // answered, and Pientegra never judged the request.
+                code if code.starts_with("http_") => kit::PROVIDER_UNAVAILABLE,
                 _ => kit::PROVIDER_REJECTED,
             },
             PientegraError::NotFound => kit::NOT_FOUND,
@@ -129,14 +133,24 @@ impl PientegraError {
         }
     }
 
-    /// Whether the request definitely did not take effect (a refusal), so a reservation can be released.
+    /// Whether Pientegra refused this request on its merits, so that it will
+    /// refuse it again and a reservation can be released.
     ///
+    /// A refused API key is not such a refusal: nothing of the request was
+    /// looked at, and it goes through once the partner's key is right. Nor is
+    /// `no_account_available`: nothing was free at that moment.
     /// `Protocol` is not a refusal: Pientegra said 2xx, so the record most
     /// likely exists even though its body could not be read. Nor is
     /// `NotSent`: the attempt held back may be a resubmission of one that
     /// reached Pientegra before.
     pub fn is_definite_refusal(&self) -> bool {
-        matches!(self, PientegraError::Refused { .. } | PientegraError::NotFound)
+        match self {
+            PientegraError::Refused { .. } => {
+                !matches!(self.kit_code(), kit::PROVIDER_UNAVAILABLE | kit::PROVIDER_BUSY)
+            }
+            PientegraError::NotFound => true,
+            _ => false,
+        }
     }
 
     /// A definite refusal in the kit's words: what the caller is answered,
@@ -180,6 +194,8 @@ mod tests {
     #[test]
     fn only_refusals_release_a_reservation() {
         assert!(refused(400, "invalid_iban").is_definite_refusal());
+        assert!(!refused(401, "unauthorized").is_definite_refusal());
+        assert!(!refused(503, "no_account_available").is_definite_refusal());
         assert!(!PientegraError::Unavailable { reason: "x".into() }.is_definite_refusal());
         assert!(!PientegraError::Protocol { reason: "x".into() }.is_definite_refusal());
         let not_sent = PientegraError::NotSent { reason: "x".into(), retry_after: std::time::Duration::from_secs(3) };

@@ -101,7 +101,7 @@ impl World {
             api_base: "http://127.0.0.1:9/".parse().expect("a URL"),
             api_key: SecretString::from("test-api-key".to_owned()),
             webhook_secrets: vec![SecretString::from("test-webhook-secret".to_owned())],
-            database_url: format!("sqlite://{}", dir.path().join("kit.db").display()),
+            database_url: format!("sqlite://{}", dir.path().join("kit.db").display()).into(),
             widget_token_secrets: vec![SecretString::from("test-widget-token-secret-0123456789".to_owned())],
             widget_token_max_lifetime: std::time::Duration::from_secs(3600),
             allowed_origins: vec![],
