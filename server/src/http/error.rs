@@ -75,8 +75,9 @@ impl AppError {
                     // No receiving account was free and nothing was created:
                     // the same request may go through in a moment.
                     codes::PROVIDER_BUSY => AppError::provider_busy(NO_ACCOUNT_RETRY_SECONDS),
-                    // The partner's API key: nothing a user can fix, and
-                    // Pientegra's words about it stay out of the answer.
+                    // The partner's API key, or a proxy's page in front of
+                    // Pientegra: nothing a user can fix, and nothing of it
+                    // reaches the answer.
                     codes::PROVIDER_UNAVAILABLE => AppError::provider_unavailable(),
                     codes::AMOUNT_BELOW_MIN
                     | codes::AMOUNT_ABOVE_MAX
@@ -161,15 +162,16 @@ impl From<WithdrawalError> for AppError {
 impl From<BytesRejection> for AppError {
     fn from(rejection: BytesRejection) -> AppError {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::PAYLOAD_TOO_LARGE,
-                "the request body is larger than this route takes",
-            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::new(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE)
+            }
             _ => AppError::validation("the request body could not be read"),
         }
     }
 }
+
+/// What a body over the route's limit is answered with.
+pub(super) const BODY_TOO_LARGE: &str = "the request body is larger than this route takes";
 
 /// A request's body, read whole within the route's limit; refusals in the
 /// kit's envelope (axum's own are plain text).
@@ -281,7 +283,7 @@ fn example_message(code: &str) -> &'static str {
         codes::UNSUPPORTED_CURRENCY => "EUR is not supported; use TRY",
         codes::INSUFFICIENT_FUNDS => "insufficient funds: ₺12.50 available",
         codes::MISSING_IDEMPOTENCY_KEY => "send an Idempotency-Key header (a UUID)",
-        codes::PAYLOAD_TOO_LARGE => "the request body is larger than this route takes",
+        codes::PAYLOAD_TOO_LARGE => BODY_TOO_LARGE,
         codes::IDEMPOTENCY_KEY_REUSED => "this Idempotency-Key was used with another request body",
         codes::IDEMPOTENCY_KEY_IN_FLIGHT => "a request with this Idempotency-Key is still running; retry shortly",
         codes::UNAUTHORIZED => "send the widget token as Authorization: Bearer <token>",

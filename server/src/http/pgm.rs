@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{AppError, error_answers};
+use super::error::{AppError, BODY_TOO_LARGE, error_answers};
 use crate::pgm::{PgmStatus, StatusObject};
 use crate::service::{
     LookupError, Orders, PayError, PayOutcome, PaymentOrder, Payout, PayoutFault, RefundError, RefundOrder,
@@ -282,15 +282,11 @@ struct Ko {
 /// What a 503 says when Pientegra could not be reached.
 const PROVIDER_UNAVAILABLE: &str = "the payment provider did not answer; retry the same request";
 
-/// What a body over the limit is answered with.
-const BODY_TOO_LARGE: &str = "the request body is larger than this route takes";
-
 impl From<BytesRejection> for Ko {
+    /// The kit's answer to an unreadable body (413 or 400), in PGM's shape.
     fn from(rejection: BytesRejection) -> Ko {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Ko::new(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
-            _ => Ko::bad_request("the request body could not be read"),
-        }
+        let err = AppError::from(rejection);
+        Ko::new(err.status, err.message)
     }
 }
 
