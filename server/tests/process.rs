@@ -151,6 +151,27 @@ fn serve_with(dir: &std::path::Path, port: u16) -> Command {
     command
 }
 
+/// Readiness needs no credentials: while Pientegra is out of reach every probe
+/// answers 503, and a flood of them writes nothing to the log.
+#[tokio::test]
+async fn unready_probes_write_no_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = serve_with(dir.path(), port).spawn().unwrap();
+    let logs = capture_logs(&mut child);
+    let (http, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
+    wait_until_up(&http, &base).await;
+    for _ in 0..200 {
+        let probe = http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(probe.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let logs = stop_and_read_logs(&mut child, logs).await;
+    let probe_lines: Vec<_> = logs.lines().filter(|line| line.contains("/readyz")).collect();
+    assert!(probe_lines.is_empty(), "{} lines, the first: {:?}", probe_lines.len(), probe_lines.first());
+    // Written to a pipe, as under systemd: plain text, no terminal colour codes.
+    assert!(!logs.is_empty() && !logs.contains('\u{1b}'), "{logs}");
+}
+
 #[tokio::test]
 async fn demo_mode_refuses_a_live_key_or_a_public_address_unless_told_and_then_warns() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,9 +77,14 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(
             // Spans carry the path only: an event stream's query holds its ticket.
-            TraceLayer::new_for_http().make_span_with(
-                |req: &Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
-            ),
+            // Each 5xx is logged once where its cause is known, so the layer's
+            // own line per failure (one per readiness probe while Pientegra is
+            // down) is left out.
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    |req: &Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
+                )
+                .on_failure(()),
         )
         .with_state(state)
 }
