@@ -51,15 +51,18 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(ops::router())
         .merge(webhooks::router())
-        .method_not_allowed_fallback(error::method_not_allowed)
-        // The facade answers in PGM's shape, its 405 too.
         .merge(pgm::router(&state.settings))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    let untimed = events::router().merge(site::router(&state.settings));
-    let router = Router::new().merge(timed).merge(untimed.method_not_allowed_fallback(error::method_not_allowed));
+    // Before the CORS layer, which must stay around every route's fallback
+    // (preflights); the facade keeps its own 405, in PGM's shape.
+    let router = Router::new()
+        .merge(timed)
+        .merge(events::router())
+        .merge(site::router(&state.settings))
+        .method_not_allowed_fallback(error::method_not_allowed);
     let router = match &state.settings.static_dir {
         Some(dir) => router.fallback_service(site::static_files(dir)),
         None => router.fallback(|| async { error::AppError::not_found("route") }),
