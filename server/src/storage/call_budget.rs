@@ -70,4 +70,17 @@ impl BudgetRow {
         let (taken, tat, now) = on_live_connection(&self.pool, attempt).await.context("taking a call budget slot")?;
         Ok(Attempt { taken, tat, now })
     }
+
+    /// Gives back a slot [`Self::take`] took and no call spent: `tat` moves
+    /// back one interval. Once `tat` has fallen behind the clock, the rule
+    /// reads it as now, and the slot went back on its own.
+    pub async fn give_back(&self, interval: i64) -> anyhow::Result<()> {
+        let statement = || {
+            sqlx::query("UPDATE pientegra_call_budget SET tat_us = tat_us - $1 WHERE id = 1")
+                .bind(interval)
+                .execute(&self.pool)
+        };
+        on_live_connection(&self.pool, statement).await.context("giving a call budget slot back")?;
+        Ok(())
+    }
 }
