@@ -124,6 +124,12 @@ fn parse_header(header: &str) -> Result<Parsed<'_>, SignatureError> {
     Ok(Parsed { t_ms, v1 })
 }
 
+/// Checks that `header` is well formed: all that can be checked before the
+/// body it signs has arrived. [`verify`] checks it again.
+pub fn check_header(header: &str) -> Result<(), SignatureError> {
+    parse_header(header).map(|_| ())
+}
+
 /// Verifies `header` for the raw `body` against `secrets` (newest first) at `now_ms`.
 ///
 /// Several `v1` parts are allowed and any one matching suffices (a sender may
@@ -244,6 +250,19 @@ mod tests {
         assert_eq!(verify(&format!("t={NOW}"), BODY, &[SECRET], NOW), Err(SignatureError::MissingSignature));
         assert_eq!(verify(&format!("t={NOW},t={NOW},v1=00"), BODY, &[SECRET], NOW), Err(SignatureError::Malformed));
         assert_eq!(verify(&sign(SECRET, NOW, BODY), BODY, &[] as &[&str], NOW), Err(SignatureError::NoSecrets));
+    }
+
+    /// What the header alone shows, `check_header` finds as `verify` does;
+    /// what needs the body or the secrets, it leaves to `verify`.
+    #[test]
+    fn the_header_check_names_the_faults_of_form_and_only_those() {
+        for header in ["", "v1=00", &format!("t={NOW}"), &format!("t={NOW},t={NOW},v1=00"), "t=abc,v1=00"] {
+            let whole = verify(header, BODY, &[SECRET], NOW).unwrap_err();
+            assert_eq!(check_header(header), Err(whole), "{header:?}");
+        }
+        for header in [format!("t={NOW},v1=00"), sign("whsec_other", NOW - 10 * TOLERANCE_MS, BODY)] {
+            assert_eq!(check_header(&header), Ok(()), "{header:?}");
+        }
     }
 
     #[test]

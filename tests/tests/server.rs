@@ -605,3 +605,22 @@ async fn event_streams_are_plain_http_1_1_with_the_routers_headers() {
     let mut socket = raw_request(&stack, &["GET /api/eventsX HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]).await;
     assert!(read_until(&mut socket, "\u{0}never").await.starts_with("HTTP/1.1 404 Not Found\r\n"));
 }
+
+/// A webhook without a well-formed signature header is answered as soon as
+/// its head arrives: the server reads no body for it, nor waits for one.
+#[tokio::test]
+async fn a_webhook_without_a_well_formed_signature_header_is_refused_before_its_body() {
+    let stack = Stack::start().await;
+    for (header, code) in
+        [("", "signature_missing"), ("Pientegra-Signature: v1=abc\r\n", "signature_missing_timestamp")]
+    {
+        let head = format!(
+            "POST /webhooks/pientegra HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{header}\
+             Content-Length: 60000\r\n\r\n"
+        );
+        // The head only: the 60,000 bytes it announces never come.
+        let mut socket = raw_request(&stack, &[&head]).await;
+        let answer = read_until(&mut socket, code).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+}

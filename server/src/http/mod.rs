@@ -50,7 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(session::router(state.settings.demo))
         .merge(admin::router())
         .merge(ops::router())
-        .merge(webhooks::router())
+        .merge(webhooks::router(&state))
         .merge(pgm::router(&state.settings))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

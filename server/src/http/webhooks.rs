@@ -1,11 +1,15 @@
 //! `POST /webhooks/pientegra`: the webhook receiver.
 //!
-//! The raw body is verified against every configured secret before anything
-//! parses it; the event is deduplicated by `eventId` and applied in one
-//! transaction; the 2xx goes out only after that commit is durable.
+//! A request without a well-formed signature header is refused before its
+//! body is read. The raw body is verified against every configured secret
+//! before anything parses it; the event is deduplicated by `eventId` and
+//! applied in one transaction; the 2xx goes out only after that commit is
+//! durable.
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -28,8 +32,38 @@ const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 /// The code of a request without the signature header.
 const SIGNATURE_MISSING: &str = "signature_missing";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/pientegra", post(receive)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/pientegra", post(receive))
+        .route_layer(middleware::from_fn_with_state(state.clone(), header_first))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+}
+
+/// Refuses a request whose signature header is missing or malformed before
+/// its body is read: a sender without one gets its answer at once, and the
+/// server reads no body for it.
+async fn header_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let checked = signature_header(&state, request.headers())
+        .and_then(|header| signature::check_header(header).map_err(|e| refused(&state, e.code(), e.to_string())));
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The signature header's value, or the refusal of a request without one.
+fn signature_header<'a>(state: &AppState, headers: &'a HeaderMap) -> Result<&'a str, AppError> {
+    headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refused(state, SIGNATURE_MISSING, format!("the {HEADER} header is missing")))
+}
+
+/// A 401 for a webhook whose signature failed `code`, counted and logged.
+fn refused(state: &AppState, code: &'static str, message: String) -> AppError {
+    Metrics::inc(&state.metrics.webhooks_rejected);
+    tracing::warn!(code, "webhook refused");
+    AppError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
 /// The routes' part of the OpenAPI document.
@@ -119,18 +153,10 @@ async fn receive(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Receipt>, AppError> {
-    let rejected = |code: &'static str, message: String| {
-        Metrics::inc(&state.metrics.webhooks_rejected);
-        tracing::warn!(code, "webhook refused");
-        AppError::new(StatusCode::UNAUTHORIZED, code, message)
-    };
-    let header = headers
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| rejected(SIGNATURE_MISSING, format!("the {HEADER} header is missing")))?;
+    let header = signature_header(&state, &headers)?;
     let secrets: Vec<&str> = state.settings.webhook_secrets.iter().map(|s| s.expose_secret()).collect();
     signature::verify(header, &body, &secrets, Utc::now().timestamp_millis())
-        .map_err(|e| rejected(e.code(), e.to_string()))?;
+        .map_err(|e| refused(&state, e.code(), e.to_string()))?;
     let event = WebhookEvent::parse(&body).map_err(|e| {
         Metrics::inc(&state.metrics.webhooks_rejected);
         tracing::error!(error = %e, "a correctly signed webhook body could not be read");
