@@ -24,11 +24,12 @@
 //! That statement is a round trip to the database, and a create would wait
 //! for it between claiming its `Idempotency-Key` and calling Pientegra
 //! (BENCHMARKS.md, figure 12). So each instance keeps one create slot in
-//! hand: taken by the same rule just after a create spent the previous one,
-//! spent by the next create at once, and given back to the row when a
-//! second passes unused. A slot is spent at most a second after it was
-//! taken, so any minute holds at most the calls the rule admits in 61
-//! seconds: with the defaults (an interval of 1.33 s) still 50.
+//! hand: taken from the row just after each create (as a lookup would, so
+//! never the burst's last slot), spent by the next create at once, and
+//! given back to the row when a second passes unused. A slot is spent less
+//! than a second after it was taken, so any minute holds at most the calls
+//! the rule admits in 61 seconds: `burst + per_minute` while `per_minute`
+//! is under 60 (50 with the defaults), up to a second's worth more above.
 //!
 //! The budget also remembers how the most recent call ended, which is what
 //! `/readyz` reports: readiness never calls Pientegra itself.
@@ -158,28 +159,47 @@ pub struct CallBudget {
 /// The create slot an instance holds ahead of the create that will spend it.
 #[derive(Debug, Default)]
 struct InHand {
-    /// The slot, numbered so the give-back of an old one leaves a newer one alone.
-    slot: Option<u64>,
+    slot: Option<Held>,
+    /// Slots taken into the hand so far: their numbers.
     taken: u64,
     /// A take for the hand is on its way.
     filling: bool,
 }
 
+/// A slot in hand.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Numbered, so the give-back of an old slot leaves a newer one alone.
+    number: u64,
+    /// Where the slot ends on the row's clock, for its give-back.
+    until: i64,
+    /// When it may no longer be spent: [`IN_HAND_FOR`] after its take was sent.
+    deadline: Instant,
+}
+
 impl InHand {
-    /// The take for the hand ended; the new slot's number if it took one.
-    fn filled(&mut self, taken: bool) -> Option<u64> {
+    /// The take for the hand ended: `until` when it took a slot.
+    fn filled(&mut self, until: Option<i64>, deadline: Instant) -> Option<Held> {
         self.filling = false;
-        if !taken {
-            return None;
-        }
         self.taken += 1;
-        self.slot = Some(self.taken);
+        self.slot = until.map(|until| Held { number: self.taken, until, deadline });
         self.slot
     }
 
-    /// Takes `slot` back out of the hand, if no create spent it.
-    fn take_back(&mut self, slot: u64) -> bool {
-        let unused = self.slot == Some(slot);
+    /// Spends the slot in hand, unless there is none or it is past its deadline.
+    fn spend(&mut self, now: Instant) -> bool {
+        match self.slot {
+            Some(held) if now < held.deadline => {
+                self.slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes `held` back out of the hand, if no create spent it.
+    fn take_back(&mut self, held: Held) -> bool {
+        let unused = self.slot.is_some_and(|slot| slot.number == held.number);
         if unused {
             self.slot = None;
         }
@@ -270,16 +290,16 @@ impl CallBudget {
         }
     }
 
-    /// Spends the create slot in hand, if there is one.
+    /// Spends the create slot in hand, if there is one still young enough.
     fn spend_in_hand(&self) -> bool {
-        self.in_hand.lock().expect("in-hand lock").slot.take().is_some()
+        self.in_hand.lock().expect("in-hand lock").spend(Instant::now())
     }
 
     /// Starts taking a create slot for the hand ([`Self::hold_a_slot`]),
     /// unless the hand holds one or a take is on its way. Never waits: when
     /// the row has no slot free, the hand stays empty.
     fn fill_hand(self: &Arc<Self>) {
-        if !matches!(self.store, Store::Shared(_)) {
+        if !matches!(self.store, Store::Shared(_)) || self.shutdown.is_cancelled() {
             return;
         }
         {
@@ -293,20 +313,29 @@ impl CallBudget {
     }
 
     /// Takes a create slot from the shared row into the hand, and gives it
-    /// back if it is still there after [`IN_HAND_FOR`] (or at shutdown).
+    /// back if it is still there at its deadline (or at shutdown). The hand
+    /// takes as a lookup would, so it never takes the last slot of the burst,
+    /// which stays for a create that asks the row itself.
     async fn hold_a_slot(self: Arc<Self>) {
         let Store::Shared(row) = &self.store else { return };
         let interval = self.gcra.interval;
-        let taken = row.take(interval, self.gcra.tolerance(Priority::Create)).await.is_ok_and(|a| a.taken);
-        let Some(slot) = self.in_hand.lock().expect("in-hand lock").filled(taken) else { return };
+        let deadline = Instant::now() + IN_HAND_FOR;
+        let until = match row.take(interval, self.gcra.tolerance(Priority::Lookup)).await {
+            Ok(attempt) => attempt.taken,
+            Err(err) => {
+                tracing::debug!(error = format!("{err:#}"), "taking a call budget slot for the hand");
+                None
+            }
+        };
+        let Some(held) = self.in_hand.lock().expect("in-hand lock").filled(until, deadline) else { return };
         tokio::select! {
-            () = tokio::time::sleep(IN_HAND_FOR) => {}
+            () = tokio::time::sleep_until(deadline) => {}
             () = self.shutdown.cancelled() => {}
         }
-        if !self.in_hand.lock().expect("in-hand lock").take_back(slot) {
+        if !self.in_hand.lock().expect("in-hand lock").take_back(held) {
             return;
         }
-        if let Err(err) = row.give_back(interval).await {
+        if let Err(err) = row.give_back(interval, held.until).await {
             tracing::debug!(error = format!("{err:#}"), "giving an unused call budget slot back");
         }
     }
@@ -327,7 +356,7 @@ impl CallBudget {
             }
             Store::Shared(row) => {
                 let attempt = row.take(self.gcra.interval, self.gcra.tolerance(priority)).await?;
-                if attempt.taken {
+                if attempt.taken.is_some() {
                     return Ok(None);
                 }
                 Ok(Some(match self.gcra.decide(attempt.tat, attempt.now, priority) {
@@ -435,17 +464,9 @@ mod tests {
         assert!(background > wait, "{background:?} after {wait:?}");
     }
 
-    /// How far the shared row's `tat` is ahead of the database's clock.
-    async fn row_ahead(url: &str) -> Duration {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        let ahead: i64 = sqlx::query_scalar(
-            "SELECT tat_us - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT FROM pientegra_call_budget",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        from_micros(ahead)
+    /// The shared row's `tat`.
+    async fn row_tat(conn: &mut sqlx::PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT tat_us FROM pientegra_call_budget").fetch_one(conn).await.unwrap()
     }
 
     /// Waits (up to 5 s) until no take for the hand is on its way; whether the hand holds a slot.
@@ -463,20 +484,29 @@ mod tests {
         panic!("a take for the hand never ended");
     }
 
+    /// A budget on the schema of `url`.
     async fn shared(url: &str, settings: BudgetSettings) -> Arc<CallBudget> {
         Arc::new(CallBudget::connect(settings, url, CancellationToken::new()).await.unwrap())
     }
 
-    /// A create takes a second slot for the hand; unused for a second, it goes back to the row.
+    /// Migrates the schema of `url` and connects to it.
+    async fn connect(url: &str) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        drop(crate::storage::connect(url).await.unwrap());
+        sqlx::PgConnection::connect(url).await.unwrap()
+    }
+
+    /// A create takes a second slot for the hand; unused at its deadline,
+    /// the slot goes back to the row, all of it while still ahead of the clock.
     #[tokio::test]
     async fn a_create_takes_a_slot_in_hand_which_goes_back_unused() {
         let Some(schema) = pientegra_testkit::postgres::Schema::create().await else { return };
-        drop(crate::storage::connect(&schema.url).await.unwrap());
-        let budget = shared(&schema.url, BudgetSettings { per_minute: 60, burst: 5 }).await;
+        let mut conn = connect(&schema.url).await;
+        // An interval of 2 s: the slot in hand is wholly ahead of the clock at its deadline.
+        let budget = shared(&schema.url, BudgetSettings { per_minute: 30, burst: 5 }).await;
         budget.acquire(Priority::Create).await.unwrap();
         assert!(hand_settled(&budget).await, "the hand holds a slot");
-        let ahead = row_ahead(&schema.url).await;
-        assert!(ahead > Duration::from_millis(1_500), "two slots of a second each are taken: {ahead:?}");
+        let held = row_tat(&mut conn).await;
         for _ in 0..300 {
             if budget.in_hand.lock().unwrap().slot.is_none() {
                 break;
@@ -484,26 +514,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(budget.in_hand.lock().unwrap().slot.is_none(), "the slot left the hand");
-        // The give-back follows the slot out of the hand. Without it the row
-        // would stay about a second ahead for a while yet: look for 300 ms.
-        let mut ahead = row_ahead(&schema.url).await;
-        for _ in 0..30 {
-            if ahead < Duration::from_millis(500) {
+        let mut tat = row_tat(&mut conn).await;
+        for _ in 0..100 {
+            if tat != held {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            ahead = row_ahead(&schema.url).await;
+            tat = row_tat(&mut conn).await;
         }
-        assert!(ahead < Duration::from_millis(500), "only the spent slot is left: {ahead:?}");
+        assert_eq!(held - tat, budget.gcra.interval, "the unused slot went back, and only it");
     }
 
-    /// The slot in hand is spent without the row, which another instance
-    /// emptied meanwhile; the hand never lets more than the burst through.
+    /// A slot that ended behind the clock gives nothing back: the slots taken
+    /// after it stay where they are.
+    #[tokio::test]
+    async fn a_slot_already_behind_the_clock_gives_nothing_back() {
+        let Some(schema) = pientegra_testkit::postgres::Schema::create().await else { return };
+        let mut conn = connect(&schema.url).await;
+        let budget = shared(&schema.url, BudgetSettings { per_minute: 60, burst: 5 }).await;
+        let Store::Shared(row) = &budget.store else { unreachable!("a PostgreSQL budget") };
+        let now: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let (interval, others) = (budget.gcra.interval, now + 3 * budget.gcra.interval);
+        sqlx::query("UPDATE pientegra_call_budget SET tat_us = $1").bind(others).execute(&mut conn).await.unwrap();
+        row.give_back(interval, now - interval / 2).await.unwrap();
+        assert_eq!(row_tat(&mut conn).await, others);
+        // Wholly ahead of the clock, a slot goes back whole.
+        row.give_back(interval, now + 10 * interval).await.unwrap();
+        assert_eq!(row_tat(&mut conn).await, others - interval);
+    }
+
+    /// A create spends the slot in hand without the row, which another
+    /// instance emptied meanwhile; the hands never let more than the burst through.
     #[tokio::test]
     async fn a_slot_in_hand_is_spent_without_the_row_and_never_beyond_the_burst() {
         let Some(schema) = pientegra_testkit::postgres::Schema::create().await else { return };
-        drop(crate::storage::connect(&schema.url).await.unwrap());
-        let settings = BudgetSettings { per_minute: 60, burst: 5 };
+        let mut conn = connect(&schema.url).await;
+        // An interval of 10 s: a create that had to wait for the row would not be sent.
+        let settings = BudgetSettings { per_minute: 6, burst: 5 };
         let (ours, other) = (shared(&schema.url, settings).await, shared(&schema.url, settings).await);
         ours.acquire(Priority::Create).await.unwrap();
         assert!(hand_settled(&ours).await);
@@ -511,12 +561,15 @@ mod tests {
             assert_eq!(other.try_take(Priority::Create).await.unwrap(), None);
         }
         assert!(other.try_take(Priority::Create).await.unwrap().is_some(), "the row is empty");
-        assert!(ours.spend_in_hand(), "the slot in hand is still there to spend");
-        assert!(!ours.spend_in_hand(), "once");
+        let emptied = row_tat(&mut conn).await;
+        ours.acquire(Priority::Create).await.expect("the slot in hand is spent");
+        assert!(!hand_settled(&ours).await, "and the empty row gave the hand no other");
+        assert_eq!(row_tat(&mut conn).await, emptied, "the row did not move");
 
         // Five creates from a fresh row on two instances: the hands take from the same five slots.
         let schema = pientegra_testkit::postgres::Schema::create().await.unwrap();
-        drop(crate::storage::connect(&schema.url).await.unwrap());
+        drop(connect(&schema.url).await);
+        let settings = BudgetSettings { per_minute: 60, burst: 5 };
         let (a, b) = (shared(&schema.url, settings).await, shared(&schema.url, settings).await);
         for budget in [&a, &b, &a, &b, &a] {
             budget.acquire(Priority::Create).await.unwrap();

@@ -23,7 +23,8 @@ pub struct BudgetRow {
 /// What one attempt to take a slot saw, in microseconds of the database's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempt {
-    pub taken: bool,
+    /// The row's theoretical arrival time the slot ends at, when one was taken.
+    pub taken: Option<i64>,
     /// The row's theoretical arrival time before the attempt.
     pub tat: i64,
     pub now: i64,
@@ -58,9 +59,9 @@ impl BudgetRow {
                  taken AS (
                      UPDATE pientegra_call_budget SET tat_us = GREATEST(tat_us, clock.now) + $1
                      FROM clock WHERE id = 1 AND GREATEST(tat_us, clock.now) - $2 <= clock.now
-                     RETURNING 1
+                     RETURNING tat_us
                  )
-                 SELECT EXISTS (SELECT 1 FROM taken), b.tat_us, clock.now
+                 SELECT (SELECT tat_us FROM taken), b.tat_us, clock.now
                  FROM pientegra_call_budget b, clock WHERE b.id = 1",
             )
             .bind(interval)
@@ -71,16 +72,23 @@ impl BudgetRow {
         Ok(Attempt { taken, tat, now })
     }
 
-    /// Gives back a slot [`Self::take`] took and no call spent: `tat` moves
-    /// back one interval. Once `tat` has fallen behind the clock, the rule
-    /// reads it as now, and the slot went back on its own.
-    pub async fn give_back(&self, interval: i64) -> anyhow::Result<()> {
-        let statement = || {
-            sqlx::query("UPDATE pientegra_call_budget SET tat_us = tat_us - $1 WHERE id = 1")
-                .bind(interval)
-                .execute(&self.pool)
-        };
-        on_live_connection(&self.pool, statement).await.context("giving a call budget slot back")?;
+    /// Gives back what is left of a slot [`Self::take`] took (ending at
+    /// `until`) and no call spent. The slot held the interval before `until`;
+    /// the part of it still ahead of the clock goes back, so `tat` moves back
+    /// by at most one interval and never behind the clock: the slots others
+    /// took after it stay counted. Not run again on a lost connection, where
+    /// it may have committed: a slot not given back costs one call in a minute.
+    pub async fn give_back(&self, interval: i64, until: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "WITH clock AS MATERIALIZED (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT AS now)
+             UPDATE pientegra_call_budget SET tat_us = tat_us - LEAST($1, GREATEST(0, $2 - clock.now))
+             FROM clock WHERE id = 1",
+        )
+        .bind(interval)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .context("giving a call budget slot back")?;
         Ok(())
     }
 }
