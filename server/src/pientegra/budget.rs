@@ -248,19 +248,23 @@ impl CallBudget {
     /// [`FOREGROUND_MAX_WAIT`] is not sent: [`PientegraError::NotSent`] says
     /// when to try again. Background calls wait until shutdown.
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<(), PientegraError> {
+        let slot = self.wait_for_slot(priority).await;
+        if slot.is_ok() && priority == Priority::Create {
+            // The next create's slot, taken now so that it does not wait for the row.
+            self.fill_hand();
+        }
+        slot
+    }
+
+    /// A create's slot from the hand, or any slot from the store: see [`Self::acquire`].
+    async fn wait_for_slot(&self, priority: Priority) -> Result<(), PientegraError> {
         let started = Instant::now();
         loop {
             if priority == Priority::Create && self.spend_in_hand() {
-                self.fill_hand();
                 return Ok(());
             }
             let wait = match self.try_take(priority).await {
-                Ok(None) => {
-                    if priority == Priority::Create {
-                        self.fill_hand();
-                    }
-                    return Ok(());
-                }
+                Ok(None) => return Ok(()),
                 Ok(Some(wait)) => wait,
                 Err(err) => {
                     // Without the shared count no instance may guess: the database
